@@ -1,0 +1,377 @@
+// Package aggregator turns the ACTIVITY stream into live figures per site:
+// events by kind and per second, per-visitor activity and presence. It is
+// the only place where state is computed. Its state survives restarts as a
+// snapshot in KV together with the stream sequence the snapshot covers: on
+// start it loads the snapshot and replays the stream after that sequence,
+// which gives exact counts through a crash, where acks alone could not.
+package aggregator
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pulse-analytics/pulse/event"
+	"github.com/pulse-analytics/pulse/natsutil"
+)
+
+// Notifier publishes panel updates.
+type Notifier interface {
+	// Publish sends data on subject without waiting for receivers (core
+	// NATS). Safe for concurrent use; an error means the update is lost,
+	// which is harmless: the next tick sends a newer one.
+	Publish(subject string, data []byte) error
+}
+
+// Config configures an Aggregator. Zero fields take the stated defaults.
+type Config struct {
+	// JetStream is where the stream and the snapshot live. Required.
+	JetStream jetstream.JetStream
+	// Notifier receives panel updates. Required.
+	Notifier Notifier
+	// Durable is the name of the durable consumer. Default "aggregator".
+	Durable string
+	// Tick is how often snapshots are written and panels published.
+	// Default 1 s: the resolution of the events-per-second chart.
+	Tick time.Duration
+	// MaxVisitors bounds the visitors kept per site. Default 10,000: the
+	// snapshot of a site then stays well under NATS's 1 MB message limit.
+	MaxVisitors int
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// Registerer receives the aggregator's metrics. Default: a private
+	// registry.
+	Registerer prometheus.Registerer
+}
+
+// Aggregator consumes ACTIVITY and publishes panels. Create it with New and
+// run it with Run.
+type Aggregator struct {
+	cfg     Config
+	log     *slog.Logger
+	metrics *metrics
+	state   jetstream.KeyValue
+	views   jetstream.KeyValue
+	running atomic.Bool
+
+	// mu guards everything below; the consumer's handler and the ticker
+	// both take it.
+	mu      sync.Mutex
+	seq     uint64 // last stream sequence applied, over all sites
+	sites   map[string]*Site
+	lastMsg jetstream.Msg // newest applied message, acked at the next snapshot
+}
+
+// New returns an Aggregator.
+func New(cfg Config) (*Aggregator, error) {
+	if cfg.JetStream == nil || cfg.Notifier == nil {
+		return nil, errors.New("aggregator: jetstream and notifier are required")
+	}
+	if cfg.Durable == "" {
+		cfg.Durable = "aggregator"
+	}
+	if cfg.Tick == 0 {
+		cfg.Tick = time.Second
+	}
+	if cfg.MaxVisitors == 0 {
+		cfg.MaxVisitors = 10_000
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Registerer == nil {
+		cfg.Registerer = prometheus.NewRegistry()
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	return &Aggregator{
+		cfg:     cfg,
+		log:     cfg.Logger.With("component", "aggregator"),
+		metrics: m,
+		sites:   make(map[string]*Site),
+	}, nil
+}
+
+// Ready reports nil while Run is consuming.
+func (a *Aggregator) Ready() error {
+	if !a.running.Load() {
+		return errors.New("aggregator: not consuming")
+	}
+	return nil
+}
+
+// Run loads the snapshot, consumes the stream from the sequence after it,
+// and publishes panels every tick until ctx ends; then it writes a last
+// snapshot and returns.
+func (a *Aggregator) Run(ctx context.Context) error {
+	js := a.cfg.JetStream
+	var err error
+	if a.state, err = js.KeyValue(ctx, natsutil.BucketState); err != nil {
+		return fmt.Errorf("aggregator: state bucket: %w", err)
+	}
+	if a.views, err = js.KeyValue(ctx, natsutil.BucketViews); err != nil {
+		return fmt.Errorf("aggregator: views bucket: %w", err)
+	}
+	if err := a.load(ctx); err != nil {
+		return err
+	}
+	cons, err := a.consumer(ctx)
+	if err != nil {
+		return err
+	}
+	cc, err := cons.Consume(a.handle, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		if !errors.Is(err, jetstream.ErrNoHeartbeat) {
+			a.log.Warn("consume", "err", err)
+		}
+	}))
+	if err != nil {
+		return fmt.Errorf("aggregator: consume: %w", err)
+	}
+	a.running.Store(true)
+	a.log.Info("aggregator consuming", "from_seq", a.seq+1, "sites", len(a.sites))
+
+	t := time.NewTicker(a.cfg.Tick)
+	defer t.Stop()
+	for {
+		select {
+		case now := <-t.C:
+			a.tick(ctx, now)
+		case <-ctx.Done():
+			a.running.Store(false)
+			cc.Drain()
+			<-cc.Closed()
+			// The last snapshot must be written even though ctx is done.
+			stopCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			a.tick(stopCtx, time.Now())
+			return nil
+		}
+	}
+}
+
+// consumer returns the durable consumer, positioned just after the
+// snapshot. A consumer whose ack floor lies past the snapshot (the snapshot
+// was lost) is recreated, since it would skip events the state lacks.
+func (a *Aggregator) consumer(ctx context.Context) (jetstream.Consumer, error) {
+	js := a.cfg.JetStream
+	cons, err := js.Consumer(ctx, event.StreamActivity, a.cfg.Durable)
+	if err == nil {
+		info, err := cons.Info(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("aggregator: consumer info: %w", err)
+		}
+		if info.AckFloor.Stream <= a.seq {
+			return cons, nil
+		}
+		a.log.Warn("consumer is ahead of the snapshot; recreating it", "ack_floor", info.AckFloor.Stream, "snapshot_seq", a.seq)
+		if err := js.DeleteConsumer(ctx, event.StreamActivity, a.cfg.Durable); err != nil {
+			return nil, fmt.Errorf("aggregator: delete consumer: %w", err)
+		}
+	} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil, fmt.Errorf("aggregator: consumer: %w", err)
+	}
+	cfg := jetstream.ConsumerConfig{
+		Durable:       a.cfg.Durable,
+		Description:   "Pulse aggregator",
+		AckPolicy:     jetstream.AckAllPolicy,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		// Acks come once per tick, covering everything before; this many
+		// messages may wait for one, enough for a tick at full load.
+		MaxAckPending: 200_000,
+		// A tick that cannot write its snapshot for this long lets the
+		// server redeliver; redeliveries are skipped by sequence.
+		AckWait: time.Minute,
+	}
+	if a.seq > 0 {
+		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		cfg.OptStartSeq = a.seq + 1
+	}
+	cons, err = js.CreateOrUpdateConsumer(ctx, event.StreamActivity, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("aggregator: create consumer: %w", err)
+	}
+	return cons, nil
+}
+
+// handle applies one message. Messages at or below a sequence already in
+// the state (redeliveries, replays after a restart) are skipped.
+func (a *Aggregator) handle(msg jetstream.Msg) {
+	meta, err := msg.Metadata()
+	if err != nil {
+		a.log.Error("message without metadata", "err", err)
+		return
+	}
+	seq := meta.Sequence.Stream
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.lastMsg = msg
+	if seq <= a.seq {
+		return
+	}
+	a.seq = seq
+	kind, site, ok := strings.Cut(msg.Subject(), ".")
+	if !ok || !event.ValidSite(site) {
+		a.metrics.invalid.Inc()
+		return
+	}
+	s := a.sites[site]
+	if s == nil {
+		s = newSite()
+		a.sites[site] = s
+	}
+	if seq <= s.Seq {
+		return
+	}
+	s.Seq = seq
+	switch kind {
+	case "activity":
+		var b event.Batch
+		if err := event.Decode("batch", msg.Data(), &b); err != nil {
+			a.metrics.invalid.Inc()
+			a.log.Warn("skipping message", "seq", seq, "err", err)
+			return
+		}
+		s.applyBatch(&b)
+		a.metrics.events.WithLabelValues(site).Add(float64(len(b.Events)))
+	case "presence":
+		var p event.Presence
+		if err := event.Decode("presence", msg.Data(), &p); err != nil {
+			a.metrics.invalid.Inc()
+			a.log.Warn("skipping message", "seq", seq, "err", err)
+			return
+		}
+		s.applyPresence(&p)
+	default:
+		a.metrics.invalid.Inc()
+	}
+}
+
+// tick writes the snapshot of every changed site, then the sequence all
+// sites cover, then acks the stream up to it, and publishes the panels.
+func (a *Aggregator) tick(ctx context.Context, now time.Time) {
+	type out struct {
+		site     string
+		snapshot []byte
+		overview []byte
+	}
+	var outs []out
+	a.mu.Lock()
+	seq, last := a.seq, a.lastMsg
+	a.lastMsg = nil
+	for name, s := range a.sites {
+		changed := s.dirty
+		if !changed && !s.activeWithin(now) {
+			continue
+		}
+		s.prune(now, a.cfg.MaxVisitors)
+		s.Version++
+		o := out{site: name}
+		if changed {
+			s.dirty = false
+			o.snapshot, _ = json.Marshal(s)
+		}
+		o.overview, _ = json.Marshal(s.overview(name, now))
+		outs = append(outs, o)
+	}
+	a.mu.Unlock()
+
+	for _, o := range outs {
+		if o.snapshot != nil {
+			if _, err := a.state.Put(ctx, siteKey(o.site), o.snapshot); err != nil {
+				a.snapshotFailed(o.site, last, err)
+				return
+			}
+		}
+	}
+	if last != nil {
+		if _, err := a.state.Put(ctx, seqKey, []byte(strconv.FormatUint(seq, 10))); err != nil {
+			a.snapshotFailed("", last, err)
+			return
+		}
+		if err := last.Ack(); err != nil {
+			a.log.Warn("ack failed; the stream will redeliver, and redeliveries are skipped", "err", err)
+		}
+		a.metrics.seq.Set(float64(seq))
+	}
+	for _, o := range outs {
+		if _, err := a.views.Put(ctx, viewKey(o.site), o.overview); err != nil {
+			a.log.Warn("view not stored", "site", o.site, "err", err)
+		}
+		if err := a.cfg.Notifier.Publish(event.DashSubject(o.site, event.PanelOverview), o.overview); err != nil {
+			a.log.Warn("panel not published", "site", o.site, "err", err)
+		}
+	}
+}
+
+// snapshotFailed marks every site dirty again and keeps the unacked
+// message, so the next tick retries the whole snapshot.
+func (a *Aggregator) snapshotFailed(site string, last jetstream.Msg, err error) {
+	a.metrics.snapshotErrors.Inc()
+	a.log.Error("snapshot not written", "site", site, "err", err)
+	a.mu.Lock()
+	for _, s := range a.sites {
+		s.dirty = true
+	}
+	if a.lastMsg == nil {
+		a.lastMsg = last
+	}
+	a.mu.Unlock()
+}
+
+const seqKey = "seq"
+
+func siteKey(site string) string { return "site." + site }
+
+// viewKey is the key of a site's overview in the views bucket.
+func viewKey(site string) string { return site + "." + event.PanelOverview }
+
+// load reads the snapshot: the sequence all sites cover, then every site.
+// A site's own sequence may be newer than the common one when a tick died
+// half-way; handle skips what each site already has.
+func (a *Aggregator) load(ctx context.Context) error {
+	e, err := a.state.Get(ctx, seqKey)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return nil
+	case err != nil:
+		return fmt.Errorf("aggregator: load snapshot: %w", err)
+	}
+	seq, err := strconv.ParseUint(string(e.Value()), 10, 64)
+	if err != nil {
+		return fmt.Errorf("aggregator: snapshot sequence %q: %w", e.Value(), err)
+	}
+	keys, err := a.state.ListKeys(ctx)
+	if err != nil {
+		return fmt.Errorf("aggregator: list snapshot: %w", err)
+	}
+	for k := range keys.Keys() {
+		name, ok := strings.CutPrefix(k, "site.")
+		if !ok {
+			continue
+		}
+		e, err := a.state.Get(ctx, k)
+		if err != nil {
+			return fmt.Errorf("aggregator: load %s: %w", k, err)
+		}
+		s := newSite()
+		if err := json.Unmarshal(e.Value(), s); err != nil {
+			return fmt.Errorf("aggregator: decode %s: %w", k, err)
+		}
+		s.fill()
+		a.sites[name] = s
+	}
+	a.seq = seq
+	return nil
+}

@@ -1,0 +1,41 @@
+package aggregator
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	events         *prometheus.CounterVec
+	invalid        prometheus.Counter
+	snapshotErrors prometheus.Counter
+	seq            prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pulse_aggregator_events_total",
+			Help: "Tracker events counted by the aggregator, by site.",
+		}, []string{"site"}),
+		invalid: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pulse_aggregator_invalid_messages_total",
+			Help: "Stream messages skipped because they could not be decoded.",
+		}),
+		snapshotErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pulse_aggregator_snapshot_errors_total",
+			Help: "Snapshots that could not be written (retried at the next tick).",
+		}),
+		seq: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "pulse_aggregator_snapshot_sequence",
+			Help: "Stream sequence covered by the last snapshot.",
+		}),
+	}
+	for _, c := range []prometheus.Collector{m.events, m.invalid, m.snapshotErrors, m.seq} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("aggregator metrics: %w", err)
+		}
+	}
+	return m, nil
+}

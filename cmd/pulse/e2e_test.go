@@ -1,0 +1,303 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/pulse-analytics/pulse/event"
+	"github.com/pulse-analytics/pulse/natsutil/natstest"
+)
+
+// TestEndToEnd runs the all-in-one system, connects many real WebSocket
+// clients of both kinds, and checks that the aggregator's counts (through
+// the API) and the SSE stream's updates match exactly what was sent.
+func TestEndToEnd(t *testing.T) {
+	m := startPulse(t, t.TempDir(), nil)
+
+	// Follow the SSE stream from the start, as a browser would.
+	web := login(t, m.DashboardURL)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", m.DashboardURL+"/sse?site=demo", nil)
+	resp, err := web.Do(req)
+	if err != nil {
+		t.Fatalf("sse: %v", err)
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); resp.StatusCode != http.StatusOK || ct != "text/event-stream" {
+		t.Fatalf("sse: %s, %s", resp.Status, ct)
+	}
+	overviews := make(chan event.Overview, 1024)
+	go func() {
+		defer close(overviews)
+		for ev := range readSSE(resp.Body) {
+			if ev.Event != "overview" {
+				continue
+			}
+			var u struct {
+				Overview  event.Overview    `json:"overview"`
+				Chart     map[string]any    `json:"chart"`
+				Fragments map[string]string `json:"fragments"`
+			}
+			if err := json.Unmarshal([]byte(ev.Data), &u); err != nil {
+				t.Errorf("sse data: %v", err)
+				return
+			}
+			if ev.ID != fmt.Sprint(u.Overview.Version) || u.Chart == nil || u.Fragments["stats"] == "" {
+				t.Errorf("sse event incomplete: id %q, version %d, chart %v, fragments %d", ev.ID, u.Overview.Version, u.Chart != nil, len(u.Fragments))
+			}
+			overviews <- u.Overview
+		}
+	}()
+
+	const (
+		classicClients = 40
+		classicFrames  = 50
+		trackers       = 10
+		batches        = 5
+		batchSize      = 20
+	)
+	wsBase := "ws" + strings.TrimPrefix(m.IngestURL, "http")
+	var conns []*websocket.Conn
+	var mu sync.Mutex
+	keep := func(c *websocket.Conn) {
+		mu.Lock()
+		conns = append(conns, c)
+		mu.Unlock()
+	}
+	var g errgroup.Group
+	for i := range classicClients {
+		g.Go(func() error {
+			// Half connect the way older clients do: on "/" with the
+			// "json" subprotocol.
+			u, d := wsBase+"/v1/track", *websocket.DefaultDialer
+			if i%2 == 1 {
+				u, d.Subprotocols = wsBase+"/", []string{"json"}
+			}
+			c, _, err := d.Dial(u, nil)
+			if err != nil {
+				return err
+			}
+			keep(c)
+			for j := range classicFrames {
+				frame := fmt.Sprintf(`{"id":"user%d","x":%d,"y":%d}`, i, j, j*2)
+				if err := c.WriteMessage(websocket.TextMessage, []byte(frame)); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	for range trackers {
+		g.Go(func() error {
+			c, err := dialProtocol(wsBase)
+			if err != nil {
+				return err
+			}
+			keep(c)
+			for seq := uint64(1); seq <= batches; seq++ {
+				if err := sendAcked(c, seq, "click", batchSize); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	const (
+		moves  = classicClients * classicFrames
+		clicks = trackers * batches * batchSize
+		total  = moves + clicks
+		people = classicClients + trackers
+	)
+
+	ov := waitStats(t, m.DashboardURL, "demo", func(ov event.Overview) error {
+		if ov.Events != total || ov.Visitors != people {
+			return fmt.Errorf("events %d, visitors %d; want %d, %d", ov.Events, ov.Visitors, total, people)
+		}
+		return nil
+	})
+	if ov.ByKind["move"] != moves || ov.ByKind["click"] != clicks {
+		t.Errorf("by kind %v, want move %d, click %d", ov.ByKind, moves, clicks)
+	}
+	if ov.Arrivals != people {
+		t.Errorf("arrivals %d, want %d", ov.Arrivals, people)
+	}
+	var perSecond uint64
+	for _, p := range ov.PerSecond {
+		perSecond += p.N
+	}
+	if perSecond > total {
+		t.Errorf("per-second series sums to %d, more than the %d events sent", perSecond, total)
+	}
+	if len(ov.TopVisitors) == 0 || ov.TopVisitors[0].Events < classicFrames {
+		t.Errorf("top visitors %+v: want the most active with at least %d events", ov.TopVisitors, classicFrames)
+	}
+	waitSSE(t, overviews, func(o event.Overview) bool { return o.Events == total && o.Visitors == people })
+
+	// Everyone leaves: presence must fall to zero, counts stay.
+	for _, c := range conns {
+		_ = c.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, "bye"))
+		c.Close()
+	}
+	waitStats(t, m.DashboardURL, "demo", func(ov event.Overview) error {
+		if ov.Visitors != 0 || ov.Departures != people || ov.Events != total {
+			return fmt.Errorf("visitors %d, departures %d, events %d", ov.Visitors, ov.Departures, ov.Events)
+		}
+		return nil
+	})
+	waitSSE(t, overviews, func(o event.Overview) bool { return o.Visitors == 0 && o.Events == total })
+}
+
+func waitSSE(t *testing.T, overviews <-chan event.Overview, ok func(event.Overview) bool) {
+	t.Helper()
+	timeout := time.After(20 * time.Second)
+	var last event.Overview
+	for {
+		select {
+		case o, open := <-overviews:
+			if !open {
+				t.Fatalf("sse stream ended; last overview %+v", last)
+			}
+			if ok(o) {
+				return
+			}
+			last = o
+		case <-timeout:
+			t.Fatalf("no matching SSE update; last: events %d, visitors %d", last.Events, last.Visitors)
+		}
+	}
+}
+
+func dialProtocol(wsBase string) (*websocket.Conn, error) {
+	c, _, err := websocket.DefaultDialer.Dial(wsBase+"/v1/track?v=1&site=demo", nil)
+	if err != nil {
+		return nil, err
+	}
+	var hello struct{ Type string }
+	if err := c.ReadJSON(&hello); err != nil || hello.Type != "hello" {
+		return nil, fmt.Errorf("hello: %q, %v", hello.Type, err)
+	}
+	return c, nil
+}
+
+func sendAcked(c *websocket.Conn, seq uint64, kind string, n int) error {
+	events := make([]map[string]any, n)
+	for i := range events {
+		events[i] = map[string]any{"k": kind, "a": 5, "x": i, "y": i, "vw": 1280, "vh": 720, "p": "/"}
+	}
+	if err := c.WriteJSON(map[string]any{"type": "batch", "seq": seq, "events": events}); err != nil {
+		return err
+	}
+	var ack struct {
+		Type string
+		Seq  uint64
+	}
+	if err := c.ReadJSON(&ack); err != nil {
+		return err
+	}
+	if ack.Type != "ack" || ack.Seq != seq {
+		return fmt.Errorf("got %+v, want ack of %d", ack, seq)
+	}
+	return nil
+}
+
+// TestRestartKeepsExactCounts stops the system right after trackers' batches
+// are acked and starts it again on the same data: the counts must be exact,
+// from the snapshot plus the stream replayed after it. A re-sent batch after
+// the restart must not count twice.
+func TestRestartKeepsExactCounts(t *testing.T) {
+	dir := t.TempDir()
+	m := startPulse(t, dir, nil)
+	tc := dialTracker(t, m.IngestURL, "demo", "")
+	for seq := uint64(1); seq <= 10; seq++ {
+		tc.sendBatch(t, seq, "scroll", 7)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	// The server told the tracker to reconnect with 1012.
+	if _, _, err := tc.ws.ReadMessage(); !websocket.IsCloseError(err, websocket.CloseServiceRestart) {
+		t.Errorf("tracker got %v, want close 1012", err)
+	}
+
+	m2 := startPulse(t, dir, nil)
+	// The tracker resumes its session and re-sends its last batch, whose
+	// ack it might have missed, then sends a new one.
+	tc2 := dialTracker(t, m2.IngestURL, "demo", tc.session)
+	tc2.sendBatch(t, 10, "scroll", 7)
+	tc2.sendBatch(t, 11, "scroll", 7)
+	waitStats(t, m2.DashboardURL, "demo", func(ov event.Overview) error {
+		if ov.Events != 11*7 || ov.ByKind["scroll"] != 11*7 {
+			return fmt.Errorf("events %d (%v), want %d", ov.Events, ov.ByKind, 11*7)
+		}
+		return nil
+	})
+}
+
+// TestSeparateProcessParts runs ingest, aggregator and dashboard as separate
+// parts against a NATS URL, the way `pulse ingest|aggregator|dashboard` do.
+func TestSeparateProcessParts(t *testing.T) {
+	ns := natstest.Run(t)
+	var parts = map[string]*Main{}
+	for _, mode := range []string{ModeAggregator, ModeIngest, ModeDashboard} {
+		parts[mode] = startPulse(t, t.TempDir(), func(c *Config) {
+			c.Mode = mode
+			c.NATSURL = ns.URL()
+		})
+	}
+	for _, u := range []string{parts[ModeIngest].IngestURL, parts[ModeDashboard].DashboardURL, parts[ModeAggregator].MetricsURL} {
+		checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+			resp, err := http.Get(u + "/readyz")
+			if err != nil {
+				return err
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("%s/readyz: %s", u, resp.Status)
+			}
+			return nil
+		})
+	}
+	tc := dialTracker(t, parts[ModeIngest].IngestURL, "demo", "")
+	tc.sendBatch(t, 1, "move", 33)
+	waitStats(t, parts[ModeDashboard].DashboardURL, "demo", func(ov event.Overview) error {
+		if ov.Events != 33 || ov.Visitors != 1 {
+			return fmt.Errorf("events %d, visitors %d", ov.Events, ov.Visitors)
+		}
+		return nil
+	})
+}
+
+func TestParseFlags(t *testing.T) {
+	env := map[string]string{
+		"PULSE_INGEST_ADDR":    ":9001",
+		"PULSE_DATA_DIR":       "/var/lib/pulse",
+		"PULSE_ADMIN_PASSWORD": "from-env",
+	}
+	m := NewMain()
+	if err := m.ParseFlags([]string{"ingest", "-nats", "nats://127.0.0.1:4222", "-data-dir", "/tmp/x"}, func(k string) string { return env[k] }); err != nil {
+		t.Fatal(err)
+	}
+	c := m.Config
+	if c.Mode != ModeIngest || c.IngestAddr != ":9001" || c.DataDir != "/tmp/x" || c.AdminPassword != "from-env" ||
+		c.NATSURL != "nats://127.0.0.1:4222" || c.DashboardAddr != ":2112" {
+		t.Errorf("config %+v", c)
+	}
+	for _, args := range [][]string{{"aggregator"}, {"bogus"}, {"-no-such-flag"}, {"all", "extra"}} {
+		if err := NewMain().ParseFlags(args, func(string) string { return "" }); err == nil {
+			t.Errorf("ParseFlags(%q) accepted", args)
+		}
+	}
+}

@@ -1,0 +1,385 @@
+// Command pulse runs Pulse: everything in one process on an embedded NATS
+// server (the default), or one part (ingest, aggregator, dashboard) against
+// a NATS URL. This package parses flags and environment, wires the parts and
+// handles signals; the parts hold the logic.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/pulse-analytics/pulse/aggregator"
+	"github.com/pulse-analytics/pulse/dashboard"
+	"github.com/pulse-analytics/pulse/ingest"
+	"github.com/pulse-analytics/pulse/natsutil"
+	"github.com/pulse-analytics/pulse/obs"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	m := NewMain()
+	if err := m.ParseFlags(os.Args[1:], os.Getenv); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "pulse:", err)
+		os.Exit(2)
+	}
+	if err := m.Run(ctx); err != nil {
+		m.Logger.Error("pulse failed to start", "err", err)
+		_ = m.Close()
+		os.Exit(1)
+	}
+	<-ctx.Done()
+	stop()
+	m.Logger.Info("shutting down")
+	if err := m.Close(); err != nil {
+		m.Logger.Error("shutdown", "err", err)
+		os.Exit(1)
+	}
+}
+
+// Modes of the pulse command.
+const (
+	ModeAll        = "all"
+	ModeIngest     = "ingest"
+	ModeAggregator = "aggregator"
+	ModeDashboard  = "dashboard"
+)
+
+// Config is every setting of the command; each has a flag and a PULSE_*
+// environment variable.
+type Config struct {
+	Mode          string
+	IngestAddr    string
+	DashboardAddr string
+	MetricsAddr   string
+	DataDir       string
+	NATSURL       string
+	NATSListen    string
+	Replicas      int
+	AdminPassword string
+	APIToken      string
+	LogLevel      string
+}
+
+// Main is one run of the command. Tests build it directly, with a Config,
+// to start the system in-process on random ports.
+type Main struct {
+	Config Config
+	Logger *slog.Logger
+	// LogOutput is where logs go. Default os.Stderr.
+	LogOutput io.Writer
+
+	// URLs of the listeners, set by Run.
+	IngestURL, DashboardURL, MetricsURL string
+
+	ns      *server.Server
+	nc      *nats.Conn
+	ingest  *ingest.Server
+	dash    *dashboard.Server
+	aggStop context.CancelFunc
+	aggDone chan error
+	servers []*http.Server
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// NewMain returns a Main with the default configuration.
+func NewMain() *Main {
+	return &Main{Config: Config{
+		Mode:          ModeAll,
+		IngestAddr:    ":8081",
+		DashboardAddr: ":2112",
+		MetricsAddr:   ":2113",
+		DataDir:       "./pulse-data",
+		Replicas:      1,
+		LogLevel:      "info",
+	}, LogOutput: os.Stderr}
+}
+
+const usage = `Usage: pulse [all|ingest|aggregator|dashboard] [flags]
+
+  all         everything in one process on an embedded NATS server (default)
+  ingest      an ingest node: tracker WebSockets, static files, demo page
+  aggregator  the aggregator: turns the ACTIVITY stream into live figures
+  dashboard   the admin dashboard
+
+Every flag can also be set by the environment variable shown with it.
+
+`
+
+// ParseFlags reads the mode and flags from args, with defaults from the
+// environment as read by getenv.
+func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
+	c := &m.Config
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		c.Mode, args = args[0], args[1:]
+	}
+	switch c.Mode {
+	case ModeAll, ModeIngest, ModeAggregator, ModeDashboard:
+	default:
+		return fmt.Errorf("unknown command %q (want all, ingest, aggregator or dashboard)", c.Mode)
+	}
+	fs := flag.NewFlagSet("pulse "+c.Mode, flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), usage)
+		fs.PrintDefaults()
+	}
+	str := func(p *string, name, env, help string) {
+		if v := getenv(env); v != "" {
+			*p = v
+		}
+		fs.StringVar(p, name, *p, help+" ($"+env+")")
+	}
+	str(&c.IngestAddr, "ingest-addr", "PULSE_INGEST_ADDR", "ingest listen address")
+	str(&c.DashboardAddr, "dashboard-addr", "PULSE_DASHBOARD_ADDR", "dashboard listen address")
+	str(&c.MetricsAddr, "metrics-addr", "PULSE_METRICS_ADDR", "health and metrics listen address of a separate aggregator")
+	str(&c.DataDir, "data-dir", "PULSE_DATA_DIR", "data directory; the embedded NATS server stores JetStream under it")
+	str(&c.NATSURL, "nats", "PULSE_NATS_URL", "NATS URL(s), comma-separated; empty embeds a NATS server (all-in-one only)")
+	str(&c.NATSListen, "nats-listen", "PULSE_NATS_LISTEN", "address the embedded NATS server accepts clients on; empty for in-process only")
+	str(&c.AdminPassword, "admin-password", "PULSE_ADMIN_PASSWORD", "dashboard admin password; empty generates one at first start and prints it once")
+	str(&c.APIToken, "api-token", "PULSE_API_TOKEN", "bearer token accepted by the dashboard API")
+	str(&c.LogLevel, "log-level", "PULSE_LOG_LEVEL", "debug, info, warn or error")
+	if v := getenv("PULSE_REPLICAS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return fmt.Errorf("PULSE_REPLICAS: %w", err)
+		}
+		c.Replicas = n
+	}
+	fs.IntVar(&c.Replicas, "replicas", c.Replicas, "replicas of streams and buckets (3 on a NATS cluster) ($PULSE_REPLICAS)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	if c.Mode != ModeAll && c.NATSURL == "" {
+		return fmt.Errorf("pulse %s needs a NATS URL (-nats or PULSE_NATS_URL)", c.Mode)
+	}
+	return nil
+}
+
+// Run starts the parts of the configured mode and returns once they serve.
+// Close stops them.
+func (m *Main) Run(ctx context.Context) error {
+	c := m.Config
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		return fmt.Errorf("log level: %w", err)
+	}
+	if m.Logger == nil {
+		m.Logger = slog.New(slog.NewTextHandler(m.LogOutput, &slog.HandlerOptions{Level: level}))
+	}
+	log := m.Logger
+
+	if c.NATSURL == "" {
+		storeDir := filepath.Join(c.DataDir, "nats")
+		ns, err := natsutil.RunEmbedded(natsutil.EmbeddedOptions{StoreDir: storeDir, Listen: c.NATSListen, Logger: log})
+		if err != nil {
+			return err
+		}
+		m.ns = ns
+		log.Info("embedded NATS with JetStream started", "store", storeDir, "clients", listenNote(c.NATSListen, ns))
+	}
+	nc, err := natsutil.Connect(c.NATSURL, m.ns, "pulse-"+c.Mode, log)
+	if err != nil {
+		return err
+	}
+	m.nc = nc
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	if err := natsutil.Ensure(ctx, js, c.Replicas); err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	natsReady := func() error { return natsutil.Ready(nc) }
+
+	all := c.Mode == ModeAll
+	if all || c.Mode == ModeAggregator {
+		agg, err := aggregator.New(aggregator.Config{JetStream: js, Notifier: nc, Logger: log, Registerer: reg})
+		if err != nil {
+			return err
+		}
+		aggCtx, stop := context.WithCancel(context.Background())
+		m.aggStop, m.aggDone = stop, make(chan error, 1)
+		go func() {
+			err := agg.Run(aggCtx)
+			if err != nil {
+				log.Error("aggregator stopped", "err", err)
+			}
+			m.aggDone <- err
+		}()
+		if c.Mode == ModeAggregator {
+			mux := http.NewServeMux()
+			obs.Mount(mux, reg, both(natsReady, agg.Ready))
+			if m.MetricsURL, err = m.serve(c.MetricsAddr, mux); err != nil {
+				return err
+			}
+			log.Info("aggregator running", "metrics", m.MetricsURL+"/metrics")
+		}
+	}
+	if all || c.Mode == ModeIngest {
+		in, err := ingest.New(ingest.Config{Publisher: js, Ready: natsReady, Logger: log, Registerer: reg})
+		if err != nil {
+			return err
+		}
+		m.ingest = in
+		mux := http.NewServeMux()
+		obs.Mount(mux, reg, in.Ready)
+		mux.Handle("/", in.Handler())
+		if m.IngestURL, err = m.serve(c.IngestAddr, mux); err != nil {
+			return err
+		}
+		log.Info("ingest node listening", "tracker", wsURL(m.IngestURL)+"/v1/track", "demo", m.IngestURL+"/demo")
+	}
+	if all || c.Mode == ModeDashboard {
+		d, err := dashboard.New(dashboard.Config{
+			JetStream: js, Subscriber: nc, AdminPassword: c.AdminPassword, APIToken: c.APIToken,
+			Ready: natsReady, Logger: log, Registerer: reg,
+		})
+		if err != nil {
+			return err
+		}
+		if err := d.Start(ctx); err != nil {
+			return err
+		}
+		m.dash = d
+		mux := http.NewServeMux()
+		obs.Mount(mux, reg, d.Ready)
+		mux.Handle("/", d.Handler())
+		if m.DashboardURL, err = m.serve(c.DashboardAddr, mux); err != nil {
+			return err
+		}
+		log.Info("dashboard listening: point a browser here", "url", m.DashboardURL+"/")
+	}
+	return nil
+}
+
+func both(a, b func() error) func() error {
+	return func() error { return errors.Join(a(), b()) }
+}
+
+// serve listens on addr and serves h in the background; it returns the
+// listener's URL.
+func (m *Main) serve(addr string, h http.Handler) (string, error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", fmt.Errorf("listen %s: %w", addr, err)
+	}
+	srv := &http.Server{
+		Handler: h,
+		// Headers must arrive promptly; bodies are small and SSE streams
+		// are long, so there is no overall read or write timeout.
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(m.Logger.Handler(), slog.LevelWarn),
+	}
+	m.servers = append(m.servers, srv)
+	go func() {
+		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			m.Logger.Error("http server", "addr", addr, "err", err)
+		}
+	}()
+	return "http://" + displayAddr(l.Addr()), nil
+}
+
+// displayAddr names a listener the way a browser on this machine reaches it.
+func displayAddr(a net.Addr) string {
+	tcp, ok := a.(*net.TCPAddr)
+	if !ok || tcp.IP.IsUnspecified() {
+		_, port, _ := net.SplitHostPort(a.String())
+		return "localhost:" + port
+	}
+	return a.String()
+}
+
+func wsURL(httpURL string) string { return "ws" + strings.TrimPrefix(httpURL, "http") }
+
+func listenNote(listen string, ns *server.Server) string {
+	if listen == "" {
+		return "in-process only"
+	}
+	return ns.ClientURL()
+}
+
+// shutdownTimeout bounds a graceful stop; orchestrators send SIGKILL after
+// 30 s by default, so Pulse finishes well before.
+const shutdownTimeout = 20 * time.Second
+
+// Close stops the parts in the order that loses nothing: ingest first (its
+// trackers are told to reconnect elsewhere and what it accepted is stored),
+// then the aggregator (it writes a last snapshot), then the dashboard (its
+// SSE clients are told to retry), then NATS.
+// Close may be called more than once; later calls return the first result.
+func (m *Main) Close() error {
+	m.closeOnce.Do(func() { m.closeErr = m.close() })
+	return m.closeErr
+}
+
+func (m *Main) close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	var errs []error
+	if m.dash != nil {
+		errs = append(errs, m.dash.Shutdown())
+	}
+	// Each server stops accepting and waits for plain requests and SSE
+	// streams; hijacked WebSockets are ingest.Shutdown's.
+	var servers sync.WaitGroup
+	serverErrs := make([]error, len(m.servers))
+	for i, srv := range m.servers {
+		servers.Go(func() { serverErrs[i] = srv.Shutdown(ctx) })
+	}
+	if m.ingest != nil {
+		errs = append(errs, m.ingest.Shutdown(ctx))
+	}
+	if m.aggStop != nil {
+		m.aggStop()
+		select {
+		case err := <-m.aggDone:
+			errs = append(errs, err)
+		case <-ctx.Done():
+			errs = append(errs, errors.New("aggregator did not stop in time"))
+		}
+	}
+	servers.Wait()
+	errs = append(errs, serverErrs...)
+	if m.nc != nil {
+		if err := m.nc.FlushTimeout(5 * time.Second); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+			errs = append(errs, fmt.Errorf("nats flush: %w", err))
+		}
+		m.nc.Close()
+	}
+	if m.ns != nil {
+		m.ns.Shutdown()
+		m.ns.WaitForShutdown()
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,358 @@
+// Package dashboard is the admins' window onto Pulse: login, pages rendered
+// with templ, charts as go-echarts option objects, live updates by
+// Server-Sent Events, and a JSON API with the same numbers. It is a
+// stateless view: it reads the aggregator's latest panels from NATS KV and
+// follows their updates on core NATS, so any number of replicas can run.
+package dashboard
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync/atomic"
+
+	"github.com/a-h/templ"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pulse-analytics/pulse/event"
+	"github.com/pulse-analytics/pulse/natsutil"
+	"github.com/pulse-analytics/pulse/static"
+)
+
+// Subscriber delivers panel updates.
+type Subscriber interface {
+	// Subscribe calls cb, one message at a time, for every message on
+	// subject (wildcards allowed) until the subscription is closed.
+	Subscribe(subject string, cb nats.MsgHandler) (*nats.Subscription, error)
+}
+
+// Config configures a Server. Zero fields take the stated defaults.
+type Config struct {
+	// JetStream holds the accounts, sessions and latest panels. Required.
+	JetStream jetstream.JetStream
+	// Subscriber delivers panel updates. Required.
+	Subscriber Subscriber
+	// AdminPassword, when set, is the admin's password. When empty, the
+	// first start creates a random one and logs it once.
+	AdminPassword string
+	// APIToken, when set, is accepted as "Authorization: Bearer" on the API.
+	APIToken string
+	// Ready reports whether NATS is usable; /readyz uses it. Default:
+	// always ready.
+	Ready func() error
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// Registerer receives the dashboard's metrics. Default: a private
+	// registry.
+	Registerer prometheus.Registerer
+}
+
+// Server serves the dashboard. Create it with New, call Start, serve
+// Handler, and stop it with Shutdown.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	metrics *metrics
+	auth    *auth
+	views   jetstream.KeyValue
+	hub     *hub
+	sub     *nats.Subscription
+	started atomic.Bool
+}
+
+// New returns a Server.
+func New(cfg Config) (*Server, error) {
+	if cfg.JetStream == nil || cfg.Subscriber == nil {
+		return nil, errors.New("dashboard: jetstream and subscriber are required")
+	}
+	if cfg.Ready == nil {
+		cfg.Ready = func() error { return nil }
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Registerer == nil {
+		cfg.Registerer = prometheus.NewRegistry()
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	return &Server{
+		cfg:     cfg,
+		log:     cfg.Logger.With("component", "dashboard"),
+		metrics: m,
+		hub:     newHub(m),
+	}, nil
+}
+
+// Start opens the buckets, makes sure the admin account exists, and follows
+// panel updates.
+func (s *Server) Start(ctx context.Context) error {
+	js := s.cfg.JetStream
+	users, err := js.KeyValue(ctx, natsutil.BucketUsers)
+	if err != nil {
+		return fmt.Errorf("dashboard: users bucket: %w", err)
+	}
+	sessions, err := js.KeyValue(ctx, natsutil.BucketSessions)
+	if err != nil {
+		return fmt.Errorf("dashboard: sessions bucket: %w", err)
+	}
+	if s.views, err = js.KeyValue(ctx, natsutil.BucketViews); err != nil {
+		return fmt.Errorf("dashboard: views bucket: %w", err)
+	}
+	s.auth = &auth{users: users, sessions: sessions, apiToken: s.cfg.APIToken}
+	generated, err := s.auth.ensureAdmin(ctx, s.cfg.AdminPassword)
+	if err != nil {
+		return fmt.Errorf("dashboard: %w", err)
+	}
+	if generated != "" {
+		s.log.Warn("created the dashboard admin account; this password is shown only once (set PULSE_ADMIN_PASSWORD to choose your own)",
+			"user", adminUser, "password", generated)
+	}
+	s.sub, err = s.cfg.Subscriber.Subscribe(event.DashSubject("*", event.PanelOverview), s.onOverview)
+	if err != nil {
+		return fmt.Errorf("dashboard: subscribe: %w", err)
+	}
+	s.started.Store(true)
+	return nil
+}
+
+func (s *Server) onOverview(msg *nats.Msg) {
+	var ov event.Overview
+	if err := event.Decode("overview", msg.Data, &ov); err != nil || !event.ValidSite(ov.Site) {
+		s.log.Warn("bad panel update", "subject", msg.Subject, "err", err)
+		return
+	}
+	u, err := encodeUpdate(context.Background(), ov)
+	if err != nil {
+		s.log.Error("panel update", "site", ov.Site, "err", err)
+		return
+	}
+	s.hub.publish(ov.Site, u)
+}
+
+// Ready reports whether the dashboard can serve.
+func (s *Server) Ready() error {
+	if !s.started.Load() {
+		return errors.New("dashboard: not started")
+	}
+	return s.cfg.Ready()
+}
+
+// Shutdown ends the SSE streams, telling browsers to retry soon (another
+// replica, or this one restarted), and stops following updates. Call it
+// before http.Server.Shutdown, which waits for the streams to end.
+func (s *Server) Shutdown() error {
+	s.started.Store(false)
+	s.hub.close()
+	if s.sub != nil {
+		return s.sub.Unsubscribe()
+	}
+	return nil
+}
+
+// Handler serves the dashboard. State-changing requests from other origins
+// are refused (CSRF protection by Fetch metadata and Origin).
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /static/", http.StripPrefix("/static/", static.Handler()))
+	mux.HandleFunc("GET /login", s.serveLoginForm)
+	mux.HandleFunc("POST /login", s.serveLogin)
+	mux.HandleFunc("POST /logout", s.serveLogout)
+	mux.Handle("GET /{$}", s.page(s.serveSites))
+	mux.Handle("GET /sites/{site}", s.page(s.serveOverview))
+	mux.Handle("GET /sse", s.stream(s.serveSSE))
+	mux.Handle("GET /api/v1/stats", s.api(s.serveStats))
+	return http.NewCrossOriginProtection().Handler(mux)
+}
+
+type userKey struct{}
+
+func userFrom(ctx context.Context) string {
+	u, _ := ctx.Value(userKey{}).(string)
+	return u
+}
+
+// page requires a session and sends others to the login page.
+func (s *Server) page(next http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		user := s.auth.userOf(r, false)
+		if user == "" {
+			http.Redirect(w, r, "/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
+			return
+		}
+		next(w, r.WithContext(context.WithValue(r.Context(), userKey{}, user)))
+	})
+}
+
+// stream requires a session and answers 401 without one.
+func (s *Server) stream(next http.HandlerFunc) http.Handler {
+	return s.authorized(next, false)
+}
+
+// api requires a session or the API token and answers 401 without one.
+func (s *Server) api(next http.HandlerFunc) http.Handler {
+	return s.authorized(next, true)
+}
+
+func (s *Server) authorized(next http.HandlerFunc, bearer bool) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		user := s.auth.userOf(r, bearer)
+		if user == "" {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="pulse"`)
+			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "log in or send an API token"})
+			return
+		}
+		next(w, r.WithContext(context.WithValue(r.Context(), userKey{}, user)))
+	})
+}
+
+func (s *Server) serveLoginForm(w http.ResponseWriter, r *http.Request) {
+	s.render(w, r, http.StatusOK, loginPage(localPath(r.URL.Query().Get("next")), ""))
+}
+
+func (s *Server) serveLogin(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	if err := r.ParseForm(); err != nil {
+		s.render(w, r, http.StatusBadRequest, loginPage("/", "The form could not be read; try again."))
+		return
+	}
+	next := localPath(r.PostForm.Get("next"))
+	token, err := s.auth.login(r.Context(), r.PostForm.Get("username"), r.PostForm.Get("password"))
+	switch {
+	case errors.Is(err, errBadLogin):
+		s.metrics.logins.WithLabelValues("failed").Inc()
+		s.render(w, r, http.StatusUnauthorized, loginPage(next, "Wrong username or password."))
+		return
+	case err != nil:
+		s.log.Error("login", "err", err)
+		s.render(w, r, http.StatusServiceUnavailable, loginPage(next, "Logging in is not possible right now; try again shortly."))
+		return
+	}
+	s.metrics.logins.WithLabelValues("ok").Inc()
+	http.SetCookie(w, sessionCookie(r, token, natsutil.SessionTTL))
+	http.Redirect(w, r, next, http.StatusSeeOther)
+}
+
+func (s *Server) serveLogout(w http.ResponseWriter, r *http.Request) {
+	if c, err := r.Cookie(cookieName); err == nil && c.Value != "" {
+		if err := s.auth.logout(r.Context(), c.Value); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+			s.log.Warn("logout", "err", err)
+		}
+	}
+	http.SetCookie(w, sessionCookie(r, "", -1))
+	http.Redirect(w, r, "/login", http.StatusSeeOther)
+}
+
+// localPath returns p when it is a path on this server, else "/", so a
+// login link cannot send the admin elsewhere.
+func localPath(p string) string {
+	if !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") || strings.HasPrefix(p, "/\\") {
+		return "/"
+	}
+	return p
+}
+
+func (s *Server) serveSites(w http.ResponseWriter, r *http.Request) {
+	sites, err := s.sites(r.Context())
+	if err != nil {
+		s.log.Error("list sites", "err", err)
+		http.Error(w, "could not list sites", http.StatusServiceUnavailable)
+		return
+	}
+	s.render(w, r, http.StatusOK, sitesPage(userFrom(r.Context()), sites))
+}
+
+func (s *Server) serveOverview(w http.ResponseWriter, r *http.Request) {
+	site := r.PathValue("site")
+	if !event.ValidSite(site) {
+		http.NotFound(w, r)
+		return
+	}
+	ov, err := s.overview(r.Context(), site)
+	if err != nil {
+		s.log.Error("overview", "site", site, "err", err)
+		http.Error(w, "could not load the site's figures", http.StatusServiceUnavailable)
+		return
+	}
+	s.render(w, r, http.StatusOK, overviewPage(userFrom(r.Context()), ov, eventsPerSecondOptions(ov)))
+}
+
+// serveStats answers GET /api/v1/stats?site=SITE with the site's overview.
+func (s *Server) serveStats(w http.ResponseWriter, r *http.Request) {
+	site := r.URL.Query().Get("site")
+	if !event.ValidSite(site) {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "site must be a site key: a-z, 0-9, '-' and '_'"})
+		return
+	}
+	ov, err := s.overview(r.Context(), site)
+	if err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, ov)
+}
+
+// overview returns a site's latest overview, or an empty one for a site
+// with no events yet.
+func (s *Server) overview(ctx context.Context, site string) (event.Overview, error) {
+	ov := event.Overview{Site: site, ByKind: map[string]uint64{}}
+	e, err := s.views.Get(ctx, site+"."+event.PanelOverview)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return ov, nil
+	case err != nil:
+		return ov, fmt.Errorf("load overview of %s: %w", site, err)
+	}
+	err = event.Decode("overview", e.Value(), &ov)
+	return ov, err
+}
+
+// sites returns the overview of every site the aggregator has published.
+func (s *Server) sites(ctx context.Context) ([]event.Overview, error) {
+	keys, err := s.views.ListKeys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list views: %w", err)
+	}
+	var out []event.Overview
+	seen := make(map[string]bool)
+	for k := range keys.Keys() {
+		site, ok := strings.CutSuffix(k, "."+event.PanelOverview)
+		if !ok || seen[site] {
+			continue // a key written during listing may be listed twice
+		}
+		seen[site] = true
+		ov, err := s.overview(ctx, site)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ov)
+	}
+	slices.SortFunc(out, func(a, b event.Overview) int { return strings.Compare(a.Site, b.Site) })
+	return out, nil
+}
+
+func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, c templ.Component) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	if err := c.Render(r.Context(), w); err != nil {
+		s.log.Warn("render", "path", r.URL.Path, "err", err)
+	}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

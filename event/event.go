@@ -1,0 +1,234 @@
+// Package event holds the wire types and NATS names that ingest, aggregator
+// and dashboard speak. It is the only package those three share, so it holds
+// data shapes and names only, no behaviour beyond validation.
+package event
+
+import (
+	"encoding/json"
+	"fmt"
+	"regexp"
+)
+
+// Stream and subject names. Sites are single NATS tokens (see ValidSite), so
+// a subject built from one never gains extra tokens.
+const (
+	// StreamActivity holds tracker batches and presence events.
+	StreamActivity = "ACTIVITY"
+
+	// DefaultSite is the site of the embedded default and of classic
+	// single-event clients that name no site.
+	DefaultSite = "demo"
+
+	// PanelOverview is the dashboard panel with totals, visitors and events
+	// per second.
+	PanelOverview = "overview"
+)
+
+// ActivitySubject is the subject tracker batches of site are published on.
+func ActivitySubject(site string) string { return "activity." + site }
+
+// PresenceSubject is the subject join and leave events of site are published on.
+func PresenceSubject(site string) string { return "presence." + site }
+
+// DashSubject is the core NATS subject the aggregator publishes panel
+// updates of site on.
+func DashSubject(site, panel string) string { return "dash." + site + "." + panel }
+
+// ActivitySubjects are the subjects of the ACTIVITY stream.
+var ActivitySubjects = []string{"activity.*", "presence.*"}
+
+var siteKey = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+
+// ValidSite reports whether key can name a site: lower-case letters, digits,
+// '-' and '_', at most 63 characters, so it is one NATS subject token and one
+// KV key token.
+func ValidSite(key string) bool { return siteKey.MatchString(key) }
+
+// Kind is what a tracker event records.
+type Kind uint8
+
+// Event kinds. The zero Kind is invalid so that a missing kind is an error.
+const (
+	KindMove Kind = iota + 1
+	KindClick
+	KindScroll
+	KindVisibility
+	KindResize
+	KindLeave
+	KindNavigate
+)
+
+var kindNames = [...]string{
+	KindMove:       "move",
+	KindClick:      "click",
+	KindScroll:     "scroll",
+	KindVisibility: "visibility",
+	KindResize:     "resize",
+	KindLeave:      "leave",
+	KindNavigate:   "navigate",
+}
+
+// Kinds lists every valid kind in order.
+func Kinds() []Kind {
+	ks := make([]Kind, 0, len(kindNames)-1)
+	for k := KindMove; int(k) < len(kindNames); k++ {
+		ks = append(ks, k)
+	}
+	return ks
+}
+
+// String returns the kind's name in words ("move", "click", …).
+func (k Kind) String() string {
+	if k == 0 || int(k) >= len(kindNames) {
+		return fmt.Sprintf("kind(%d)", uint8(k))
+	}
+	return kindNames[k]
+}
+
+// ParseKind returns the kind named s.
+func ParseKind(s string) (Kind, error) {
+	for k := KindMove; int(k) < len(kindNames); k++ {
+		if kindNames[k] == s {
+			return k, nil
+		}
+	}
+	return 0, fmt.Errorf("unknown event kind %q", s)
+}
+
+// MarshalText encodes the kind as its name.
+func (k Kind) MarshalText() ([]byte, error) {
+	if k == 0 || int(k) >= len(kindNames) {
+		return nil, fmt.Errorf("invalid event kind %d", uint8(k))
+	}
+	return []byte(kindNames[k]), nil
+}
+
+// UnmarshalText decodes a kind from its name.
+func (k *Kind) UnmarshalText(b []byte) error {
+	v, err := ParseKind(string(b))
+	if err != nil {
+		return err
+	}
+	*k = v
+	return nil
+}
+
+// Event is one thing a visitor did.
+type Event struct {
+	Kind Kind `json:"k"`
+	// T is the time of the event in milliseconds since the Unix epoch, as
+	// the ingest node saw it.
+	T int64 `json:"t"`
+	// X and Y are page coordinates in CSS pixels; for scroll, Y is the
+	// scroll depth in pixels.
+	X int32 `json:"x"`
+	Y int32 `json:"y"`
+	// VW and VH are the viewport size, so heatmaps can normalise across
+	// screens. Zero when the client did not say.
+	VW int32 `json:"vw,omitempty"`
+	VH int32 `json:"vh,omitempty"`
+	// Path is the page path the event happened on.
+	Path string `json:"p,omitempty"`
+	// Visitor overrides the batch's visitor; classic clients name the
+	// visitor in every frame, so their batches mix visitors.
+	Visitor string `json:"v,omitempty"`
+	// Target is a short CSS selector of a click's target.
+	Target string `json:"sel,omitempty"`
+}
+
+// Batch is the payload of an activity.<site> message: events accepted from
+// one session (or, for classic clients, from one ingest node).
+type Batch struct {
+	Site    string `json:"site"`
+	Session string `json:"session,omitempty"`
+	Visitor string `json:"visitor,omitempty"`
+	// Seq is the tracker's batch sequence number (0 for classic batches).
+	Seq uint64 `json:"seq,omitempty"`
+	// Node is the ingest node that accepted the batch.
+	Node string `json:"node"`
+	// Received is when the ingest node accepted the batch, in Unix ms.
+	Received int64   `json:"received"`
+	Events   []Event `json:"events"`
+}
+
+// VisitorOf returns the visitor an event of b belongs to.
+func (b *Batch) VisitorOf(e *Event) string {
+	if e.Visitor != "" {
+		return e.Visitor
+	}
+	if b.Visitor != "" {
+		return b.Visitor
+	}
+	return b.Session
+}
+
+// PresenceKind says whether a connection joined or left.
+type PresenceKind string
+
+// Presence kinds.
+const (
+	Join  PresenceKind = "join"
+	Leave PresenceKind = "leave"
+)
+
+// Presence is the payload of a presence.<site> message. Presence is kept
+// per connection, so a reconnect whose join overtakes the old connection's
+// leave never makes a visitor vanish.
+type Presence struct {
+	Kind    PresenceKind `json:"kind"`
+	Site    string       `json:"site"`
+	Conn    string       `json:"conn"`
+	Session string       `json:"session"`
+	Visitor string       `json:"visitor"`
+	Node    string       `json:"node"`
+	// Reason says why a connection left: "closed", "timeout", "error",
+	// "shutdown".
+	Reason string `json:"reason,omitempty"`
+	Time   int64  `json:"time"`
+}
+
+// Point is one value of a time series.
+type Point struct {
+	// T is the start of the interval in Unix ms.
+	T int64  `json:"t"`
+	N uint64 `json:"n"`
+}
+
+// VisitorCount is the activity of one visitor.
+type VisitorCount struct {
+	Visitor string `json:"visitor"`
+	Events  uint64 `json:"events"`
+	// LastSeen is the time of the visitor's last event in Unix ms.
+	LastSeen int64 `json:"lastSeen"`
+}
+
+// Overview is the overview panel of a site: what dash.<site>.overview
+// carries and what the dashboard renders and serves as stats.
+type Overview struct {
+	Site string `json:"site"`
+	// Version grows with every change, so dashboards can name SSE events
+	// and drop stale updates.
+	Version uint64 `json:"version"`
+	// Events counts every event the aggregator has counted for the site.
+	Events uint64            `json:"events"`
+	ByKind map[string]uint64 `json:"byKind"`
+	// Visitors is the number of distinct visitors present now.
+	Visitors   int    `json:"visitors"`
+	Arrivals   uint64 `json:"arrivals"`
+	Departures uint64 `json:"departures"`
+	// PerSecond is events per second over the last minute, oldest first,
+	// one point per second, zeros included.
+	PerSecond []Point `json:"perSecond"`
+	// TopVisitors are the most active visitors, most active first.
+	TopVisitors []VisitorCount `json:"topVisitors"`
+	// Updated is when the aggregator built this overview, in Unix ms.
+	Updated int64 `json:"updated"`
+}
+
+// Decode unmarshals data into v with a wrapped error naming what.
+func Decode(what string, data []byte, v any) error {
+	if err := json.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("decode %s: %w", what, err)
+	}
+	return nil
+}

@@ -1,0 +1,215 @@
+package ingest
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/pulse-analytics/pulse/event"
+)
+
+// Frame limits. A frame is outside input, so every field is bounded.
+const (
+	// maxVisitorLen bounds a classic client's visitor id.
+	maxVisitorLen = 128
+	// maxPathLen bounds a page path; longer paths are cut, not refused.
+	maxPathLen = 256
+	// maxTargetLen bounds a click target's CSS selector; cut, not refused.
+	maxTargetLen = 128
+	// maxCoord bounds coordinates and viewport sizes: no screen or page is
+	// a million pixels wide, so larger numbers are garbage.
+	maxCoord = 1_000_000
+	// maxAgeMs bounds how old an event in a batch may claim to be: a
+	// tracker keeps unacked batches for at most a few minutes.
+	maxAgeMs = 10 * 60 * 1000
+)
+
+// errFrame marks a frame the server refuses; the connection is closed with
+// 1007 (invalid payload) and the error's text as the reason.
+var errFrame = errors.New("invalid frame")
+
+func frameErr(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", errFrame, fmt.Sprintf(format, args...))
+}
+
+// classicFrame is the seed's single-event frame {"id":"user123","x":10,"y":20}.
+type classicFrame struct {
+	ID *string  `json:"id"`
+	X  *float64 `json:"x"`
+	Y  *float64 `json:"y"`
+}
+
+// decodeClassic decodes a classic frame into a move event of visitor id.
+func decodeClassic(data []byte) (visitor string, x, y int32, err error) {
+	var f classicFrame
+	if err := json.Unmarshal(data, &f); err != nil {
+		return "", 0, 0, frameErr("not a JSON object: %v", err)
+	}
+	if f.ID == nil || f.X == nil || f.Y == nil {
+		return "", 0, 0, frameErr(`want {"id":string,"x":number,"y":number}`)
+	}
+	if err := checkVisitor(*f.ID); err != nil {
+		return "", 0, 0, err
+	}
+	if x, err = coord("x", *f.X); err != nil {
+		return "", 0, 0, err
+	}
+	if y, err = coord("y", *f.Y); err != nil {
+		return "", 0, 0, err
+	}
+	return *f.ID, x, y, nil
+}
+
+func checkVisitor(id string) error {
+	if id == "" || len(id) > maxVisitorLen || !utf8.ValidString(id) {
+		return frameErr("id must be 1 to %d bytes of UTF-8", maxVisitorLen)
+	}
+	return nil
+}
+
+func coord(name string, v float64) (int32, error) {
+	if math.IsNaN(v) || v < -maxCoord || v > maxCoord {
+		return 0, frameErr("%s out of range", name)
+	}
+	return int32(v), nil
+}
+
+// batchFrame is a tracker's batch: {"type":"batch","seq":1,"events":[…]}.
+type batchFrame struct {
+	Type   string         `json:"type"`
+	Seq    uint64         `json:"seq"`
+	Events []trackerEvent `json:"events"`
+}
+
+// trackerEvent is one event as pulse.js sends it.
+type trackerEvent struct {
+	Kind string `json:"k"`
+	// Age is how many milliseconds before sending the batch the event
+	// happened; the server turns it into a time on its own clock, so
+	// visitors' wrong clocks do not matter.
+	Age    float64 `json:"a"`
+	X      float64 `json:"x"`
+	Y      float64 `json:"y"`
+	VW     float64 `json:"vw"`
+	VH     float64 `json:"vh"`
+	Path   string  `json:"p"`
+	Target string  `json:"sel"`
+}
+
+// frameType peeks at a frame's "type" without decoding the rest; classic
+// frames have none.
+type frameType struct {
+	Type string `json:"type"`
+}
+
+// decodeBatch decodes a tracker batch, stamping event times relative to
+// receivedMs. maxEvents bounds the events in one batch.
+func decodeBatch(data []byte, receivedMs int64, maxEvents int) (seq uint64, events []event.Event, err error) {
+	var f batchFrame
+	if err := json.Unmarshal(data, &f); err != nil {
+		return 0, nil, frameErr("not a batch: %v", err)
+	}
+	if f.Type != "batch" {
+		return 0, nil, frameErr("unknown frame type %q", f.Type)
+	}
+	if f.Seq == 0 {
+		return 0, nil, frameErr("batch seq must be positive")
+	}
+	if len(f.Events) == 0 || len(f.Events) > maxEvents {
+		return 0, nil, frameErr("batch must hold 1 to %d events, not %d", maxEvents, len(f.Events))
+	}
+	events = make([]event.Event, len(f.Events))
+	for i := range f.Events {
+		if err := convertEvent(&f.Events[i], receivedMs, &events[i]); err != nil {
+			return 0, nil, fmt.Errorf("event %d: %w", i, err)
+		}
+	}
+	return f.Seq, events, nil
+}
+
+func convertEvent(te *trackerEvent, receivedMs int64, e *event.Event) error {
+	k, err := event.ParseKind(te.Kind)
+	if err != nil {
+		return frameErr("%v", err)
+	}
+	if math.IsNaN(te.Age) || te.Age < 0 || te.Age > maxAgeMs {
+		return frameErr("age out of range")
+	}
+	x, err := coord("x", te.X)
+	if err != nil {
+		return err
+	}
+	y, err := coord("y", te.Y)
+	if err != nil {
+		return err
+	}
+	vw, err := coord("vw", te.VW)
+	if err != nil {
+		return err
+	}
+	vh, err := coord("vh", te.VH)
+	if err != nil {
+		return err
+	}
+	*e = event.Event{
+		Kind:   k,
+		T:      receivedMs - int64(te.Age),
+		X:      x,
+		Y:      y,
+		VW:     vw,
+		VH:     vh,
+		Path:   truncate(te.Path, maxPathLen),
+		Target: truncate(te.Target, maxTargetLen),
+	}
+	return nil
+}
+
+// truncate cuts s to at most n bytes without splitting a UTF-8 sequence,
+// and replaces invalid UTF-8.
+func truncate(s string, n int) string {
+	if !utf8.ValidString(s) {
+		s = strings.ToValidUTF8(s, "\uFFFD")
+	}
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+// Server → tracker messages.
+
+// helloMsg is the first frame the server sends a tracker: its session and
+// the rates it must keep.
+type helloMsg struct {
+	Type    string `json:"type"` // "hello"
+	Session string `json:"session"`
+	rates
+}
+
+// rateMsg tells a tracker to change its rates.
+type rateMsg struct {
+	Type string `json:"type"` // "rate"
+	rates
+}
+
+// rates are the server-directed intervals of a tracker.
+type rates struct {
+	// SampleMs is the minimum interval between two recorded mouse moves.
+	SampleMs int `json:"sampleMs"`
+	// FlushMs is the interval at which the tracker sends its batch.
+	FlushMs int `json:"flushMs"`
+	// MaxBatch is the most events a batch may hold.
+	MaxBatch int `json:"maxBatch"`
+}
+
+// ackMsg acknowledges a batch: it is stored and will not be lost.
+type ackMsg struct {
+	Type string `json:"type"` // "ack"
+	Seq  uint64 `json:"seq"`
+}

@@ -1,0 +1,380 @@
+// Package ingest is an ingest node: it takes trackers' WebSocket traffic,
+// validates it, and publishes it to the ACTIVITY stream in NATS JetStream.
+// It also serves the embedded static files and the demo page. It keeps no
+// state that outlives a connection, so any node can take any page.
+package ingest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pulse-analytics/pulse/event"
+	"github.com/pulse-analytics/pulse/static"
+)
+
+// Publisher stores messages in JetStream.
+type Publisher interface {
+	// PublishMsg returns once the stream has stored msg (or found it a
+	// duplicate by its Nats-Msg-Id). It is safe for concurrent use. On
+	// error the message may or may not be stored; publishing it again with
+	// the same Nats-Msg-Id is safe.
+	PublishMsg(ctx context.Context, msg *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error)
+}
+
+// Config configures a Server. Zero fields take the stated defaults.
+type Config struct {
+	// Publisher stores accepted events. Required.
+	Publisher Publisher
+	// NodeID names this node in batches and message ids. Default: random.
+	NodeID string
+	// Sites are the site keys this node accepts. Default: [DefaultSite].
+	Sites []string
+	// DefaultSite is the site of clients that name none. Default:
+	// event.DefaultSite.
+	DefaultSite string
+	// Ready reports whether the node's NATS connection is usable; /readyz
+	// uses it. Default: always ready.
+	Ready func() error
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// Registerer receives the node's metrics. Default: a private registry.
+	Registerer prometheus.Registerer
+
+	// ReadLimit is the largest frame accepted, in bytes. Default 64 KiB:
+	// a full batch of 200 events with long paths is about 40 KiB.
+	ReadLimit int64
+	// MaxBatchEvents is the most events one tracker batch may hold.
+	// Default 200.
+	MaxBatchEvents int
+	// SampleInterval is the mouse-move sampling interval told to trackers.
+	// Default 50 ms: smooth enough for a heatmap, 20 moves a second at most.
+	SampleInterval time.Duration
+	// FlushInterval is the batch interval told to trackers. Default 1 s:
+	// the dashboard ticks once a second, so sooner buys nothing.
+	FlushInterval time.Duration
+	// ClassicFlushInterval is how long classic events wait to be published
+	// together. Default 50 ms: far below the dashboard's tick, long enough
+	// to put many frames in one message.
+	ClassicFlushInterval time.Duration
+	// ClassicMaxBuffered bounds classic events waiting for publication;
+	// beyond it they are dropped and counted. Default 100,000 (≈ 10 MB).
+	ClassicMaxBuffered int
+	// PingInterval is how often the server pings a tracker. Default 20 s,
+	// under the 30 s idle timeouts of common proxies.
+	PingInterval time.Duration
+	// PongWait is how long a tracker may stay silent (no frame, no pong)
+	// before it is dropped. Default 45 s: two pings and some slack.
+	PongWait time.Duration
+	// PublishTimeout bounds one publish to JetStream. Default 5 s.
+	PublishTimeout time.Duration
+}
+
+func (c *Config) setDefaults() {
+	if c.NodeID == "" {
+		c.NodeID = newID()[:8]
+	}
+	if c.DefaultSite == "" {
+		c.DefaultSite = event.DefaultSite
+	}
+	if len(c.Sites) == 0 {
+		c.Sites = []string{c.DefaultSite}
+	}
+	if c.Ready == nil {
+		c.Ready = func() error { return nil }
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Registerer == nil {
+		c.Registerer = prometheus.NewRegistry()
+	}
+	if c.ReadLimit == 0 {
+		c.ReadLimit = 64 << 10
+	}
+	if c.MaxBatchEvents == 0 {
+		c.MaxBatchEvents = 200
+	}
+	if c.SampleInterval == 0 {
+		c.SampleInterval = 50 * time.Millisecond
+	}
+	if c.FlushInterval == 0 {
+		c.FlushInterval = time.Second
+	}
+	if c.ClassicFlushInterval == 0 {
+		c.ClassicFlushInterval = 50 * time.Millisecond
+	}
+	if c.ClassicMaxBuffered == 0 {
+		c.ClassicMaxBuffered = 100_000
+	}
+	if c.PingInterval == 0 {
+		c.PingInterval = 20 * time.Second
+	}
+	if c.PongWait == 0 {
+		c.PongWait = 45 * time.Second
+	}
+	if c.PublishTimeout == 0 {
+		c.PublishTimeout = 5 * time.Second
+	}
+}
+
+// Server is an ingest node. Create it with New, serve Handler, and stop it
+// with Shutdown.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	metrics  *metrics
+	upgrader websocket.Upgrader
+	classic  *classicBatcher
+
+	mu       sync.Mutex
+	conns    map[*conn]struct{}
+	closing  bool
+	handlers sync.WaitGroup
+	shutdown atomic.Bool
+}
+
+// New returns a Server and starts its classic-event publisher, which
+// Shutdown stops.
+func New(cfg Config) (*Server, error) {
+	if cfg.Publisher == nil {
+		return nil, errors.New("ingest: a publisher is required")
+	}
+	cfg.setDefaults()
+	for _, s := range append([]string{cfg.DefaultSite}, cfg.Sites...) {
+		if !event.ValidSite(s) {
+			return nil, fmt.Errorf("ingest: invalid site key %q", s)
+		}
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:     cfg,
+		log:     cfg.Logger.With("component", "ingest", "node", cfg.NodeID),
+		metrics: m,
+		conns:   make(map[*conn]struct{}),
+	}
+	s.upgrader = websocket.Upgrader{
+		// Buffers are small: frames are small, and idle connections are
+		// what a tracker node mostly holds.
+		ReadBufferSize:  2048,
+		WriteBufferSize: 1024,
+		Subprotocols:    []string{"json"},
+		CheckOrigin:     s.checkOrigin,
+		Error:           s.upgradeError,
+	}
+	s.classic = newClassicBatcher(s)
+	return s, nil
+}
+
+// Handler serves the tracker endpoint, static files and the demo page.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/track", s.serveTrack)
+	mux.Handle("GET /static/", http.StripPrefix("/static/", static.Handler()))
+	mux.HandleFunc("GET /demo", s.serveDemo)
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		// Older clients connect on "/" with subprotocol "json".
+		if websocket.IsWebSocketUpgrade(r) {
+			s.serveTrack(w, r)
+			return
+		}
+		http.Redirect(w, r, "/demo", http.StatusFound)
+	})
+	return mux
+}
+
+func (s *Server) serveDemo(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-cache")
+	http.ServeFileFS(w, r, static.FS, "demo.html")
+}
+
+// Ready reports whether the node can take traffic.
+func (s *Server) Ready() error {
+	if s.shutdown.Load() {
+		return errors.New("ingest: shutting down")
+	}
+	return s.cfg.Ready()
+}
+
+// checkOrigin lets through requests without an Origin header (not a
+// browser) and browsers on the node's own host. Sites on other origins come
+// with the site registry.
+func (s *Server) checkOrigin(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err == nil && strings.EqualFold(u.Host, r.Host) {
+		return true
+	}
+	s.metrics.rejected.WithLabelValues("origin").Inc()
+	return false
+}
+
+func (s *Server) upgradeError(w http.ResponseWriter, _ *http.Request, status int, reason error) {
+	http.Error(w, "websocket upgrade refused: "+reason.Error(), status)
+}
+
+func (s *Server) serveTrack(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	site := q.Get("site")
+	if site == "" {
+		site = s.cfg.DefaultSite
+	}
+	if !slices.Contains(s.cfg.Sites, site) {
+		s.metrics.rejected.WithLabelValues("unknown_site").Inc()
+		http.Error(w, fmt.Sprintf("unknown site %q", site), http.StatusNotFound)
+		return
+	}
+	protocol := q.Get("v") == "1"
+	session := q.Get("sid")
+	if session != "" && !validID(session) {
+		s.metrics.rejected.WithLabelValues("bad_session").Inc()
+		http.Error(w, "invalid sid: want the session id of a hello", http.StatusBadRequest)
+		return
+	}
+	visitor := q.Get("vid")
+	if visitor != "" && !validID(visitor) {
+		s.metrics.rejected.WithLabelValues("bad_visitor").Inc()
+		http.Error(w, "invalid vid: want 22 characters of URL-safe base64", http.StatusBadRequest)
+		return
+	}
+	if !s.track() {
+		http.Error(w, "ingest node shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	defer s.handlers.Done()
+	ws, err := s.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return // the upgrader has answered
+	}
+	if session == "" {
+		session = newID()
+	}
+	if visitor == "" {
+		visitor = session
+	}
+	c := newConn(s, ws, site, session, visitor, protocol)
+	if !s.register(c) {
+		c.closeWith(websocket.CloseServiceRestart, "ingest node shutting down")
+		return
+	}
+	defer s.unregister(c)
+	c.serve()
+}
+
+// track counts a handler in, unless the server is shutting down.
+func (s *Server) track() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.handlers.Add(1)
+	return true
+}
+
+func (s *Server) register(c *conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	s.metrics.connections.Inc()
+	return true
+}
+
+func (s *Server) unregister(c *conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.conns, c)
+	s.metrics.connections.Dec()
+}
+
+// Shutdown tells every tracker to go elsewhere (close 1012), waits until
+// their last frames are handled and published, then publishes what classic
+// clients sent. http.Server.Shutdown does not close hijacked WebSockets, so
+// call both.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.shutdown.Store(true)
+	s.mu.Lock()
+	s.closing = true
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.closeWith(websocket.CloseServiceRestart, "ingest node restarting, reconnect")
+	}
+	done := make(chan struct{})
+	go func() {
+		s.handlers.Wait()
+		close(done)
+	}()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = fmt.Errorf("ingest shutdown: connections still open: %w", ctx.Err())
+	}
+	return errors.Join(err, s.classic.stop(ctx))
+}
+
+// publish stores one message with a message id, so a retry after an
+// unclear failure is deduplicated by the stream.
+func (s *Server) publish(subject, msgID string, data []byte) error {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.PublishTimeout)
+	defer cancel()
+	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
+	msg.Header.Set(jetstream.MsgIDHeader, msgID)
+	if _, err := s.cfg.Publisher.PublishMsg(ctx, msg); err != nil {
+		return fmt.Errorf("publish %s: %w", subject, err)
+	}
+	return nil
+}
+
+func (s *Server) rates() rates {
+	return rates{
+		SampleMs: int(s.cfg.SampleInterval / time.Millisecond),
+		FlushMs:  int(s.cfg.FlushInterval / time.Millisecond),
+		MaxBatch: s.cfg.MaxBatchEvents,
+	}
+}
+
+// newID returns 22 characters of URL-safe base64 from 128 random bits.
+func newID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// validID reports whether id looks like one newID made.
+func validID(id string) bool {
+	if len(id) != 22 {
+		return false
+	}
+	_, err := base64.RawURLEncoding.DecodeString(id)
+	return err == nil
+}

@@ -1,0 +1,197 @@
+// Package natsutil starts an embedded NATS server, connects to NATS, and
+// declares the streams and key-value buckets Pulse uses. Every part calls
+// Ensure at start, so whichever part starts first creates them and the
+// others find them.
+package natsutil
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pulse-analytics/pulse/event"
+)
+
+// Key-value buckets.
+const (
+	// BucketState holds the aggregator's snapshot (state + stream sequence).
+	BucketState = "pulse_state"
+	// BucketViews holds the latest panel of every site, for dashboards to
+	// render on first load.
+	BucketViews = "pulse_views"
+	// BucketUsers holds dashboard accounts.
+	BucketUsers = "pulse_users"
+	// BucketSessions holds dashboard login sessions.
+	BucketSessions = "pulse_sessions"
+)
+
+// Stream limits of ACTIVITY. The stream is the replay log behind the
+// aggregator's snapshots, so it must outlive the longest window the
+// aggregator rebuilds (24 h); a week and 1 GiB leave room for an aggregator
+// that is down for a while without letting a flood fill the disk.
+const (
+	activityMaxAge   = 7 * 24 * time.Hour
+	activityMaxBytes = 1 << 30
+	// Trackers re-send unacked batches after a reconnect with a backoff
+	// capped well below this, so a re-send always falls inside the window.
+	activityDuplicates = 5 * time.Minute
+	// SessionTTL is how long a dashboard login lasts.
+	SessionTTL = 12 * time.Hour
+)
+
+// EmbeddedOptions configure an embedded NATS server.
+type EmbeddedOptions struct {
+	// StoreDir is where JetStream keeps its files. Required.
+	StoreDir string
+	// Listen is a host:port to accept NATS clients on; empty means
+	// in-process connections only.
+	Listen string
+	// Logger receives the server's notices and errors. Default: discard.
+	Logger *slog.Logger
+}
+
+// RunEmbedded starts a NATS server with JetStream in this process and waits
+// until it accepts connections.
+func RunEmbedded(o EmbeddedOptions) (*server.Server, error) {
+	if o.StoreDir == "" {
+		return nil, errors.New("embedded nats: store dir is required")
+	}
+	opts := &server.Options{
+		ServerName: "pulse-embedded",
+		JetStream:  true,
+		StoreDir:   o.StoreDir,
+		NoSigs:     true,
+		NoLog:      o.Logger == nil,
+		// DontListen also keeps cluster routes from starting, which is
+		// right here: the embedded server is a single node.
+		DontListen: o.Listen == "",
+	}
+	if o.Listen != "" {
+		host, port, err := net.SplitHostPort(o.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("embedded nats: listen address %q: %w", o.Listen, err)
+		}
+		p, err := strconv.Atoi(port)
+		if err != nil {
+			return nil, fmt.Errorf("embedded nats: listen port %q: %w", port, err)
+		}
+		if p == 0 {
+			p = server.RANDOM_PORT
+		}
+		opts.Host, opts.Port = host, p
+	}
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("embedded nats: %w", err)
+	}
+	if o.Logger != nil {
+		ns.SetLoggerV2(slogAdapter{o.Logger.With("component", "nats")}, false, false, false)
+	}
+	go ns.Start()
+	// JetStream recovers its store before the server is ready, which on a
+	// large store can take a while.
+	if !ns.ReadyForConnections(30 * time.Second) {
+		ns.Shutdown()
+		return nil, errors.New("embedded nats: not ready after 30s")
+	}
+	return ns, nil
+}
+
+// Connect connects to url, or in-process to ns when ns is not nil. It
+// reconnects forever: a part outlives a NATS restart.
+func Connect(url string, ns *server.Server, name string, logger *slog.Logger) (*nats.Conn, error) {
+	opts := []nats.Option{
+		nats.Name(name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				logger.Warn("nats disconnected", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) {
+			logger.Info("nats reconnected", "url", c.ConnectedUrlRedacted())
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subject := ""
+			if sub != nil {
+				subject = sub.Subject
+			}
+			logger.Error("nats async error", "subject", subject, "err", err)
+		}),
+	}
+	if ns != nil {
+		opts = append(opts, nats.InProcessServer(ns))
+		url = ""
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to nats %q: %w", url, err)
+	}
+	return nc, nil
+}
+
+// Ensure creates or updates the ACTIVITY stream and the key-value buckets.
+// replicas is the replication factor (1 for a single server, 3 on a cluster).
+func Ensure(ctx context.Context, js jetstream.JetStream, replicas int) error {
+	if replicas < 1 {
+		replicas = 1
+	}
+	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:       event.StreamActivity,
+		Subjects:   event.ActivitySubjects,
+		Storage:    jetstream.FileStorage,
+		Retention:  jetstream.LimitsPolicy,
+		MaxAge:     activityMaxAge,
+		MaxBytes:   activityMaxBytes,
+		Discard:    jetstream.DiscardOld,
+		Duplicates: activityDuplicates,
+		Replicas:   replicas,
+	})
+	if err != nil {
+		return fmt.Errorf("ensure stream %s: %w", event.StreamActivity, err)
+	}
+	buckets := []jetstream.KeyValueConfig{
+		{Bucket: BucketState, Description: "aggregator snapshots", History: 1},
+		{Bucket: BucketViews, Description: "latest dashboard panels", History: 1},
+		{Bucket: BucketUsers, Description: "dashboard accounts", History: 1},
+		{Bucket: BucketSessions, Description: "dashboard sessions", History: 1, TTL: SessionTTL},
+	}
+	for _, b := range buckets {
+		b.Storage = jetstream.FileStorage
+		b.Replicas = replicas
+		if _, err := js.CreateOrUpdateKeyValue(ctx, b); err != nil {
+			return fmt.Errorf("ensure bucket %s: %w", b.Bucket, err)
+		}
+	}
+	return nil
+}
+
+// Ready reports nil when nc is connected.
+func Ready(nc *nats.Conn) error {
+	if nc == nil {
+		return errors.New("nats: not connected yet")
+	}
+	if s := nc.Status(); s != nats.CONNECTED {
+		return fmt.Errorf("nats: %s", s)
+	}
+	return nil
+}
+
+// slogAdapter passes the embedded server's log lines to slog.
+type slogAdapter struct{ l *slog.Logger }
+
+func (a slogAdapter) Noticef(format string, v ...any) { a.l.Debug(fmt.Sprintf(format, v...)) }
+func (a slogAdapter) Warnf(format string, v ...any)   { a.l.Warn(fmt.Sprintf(format, v...)) }
+func (a slogAdapter) Fatalf(format string, v ...any)  { a.l.Error(fmt.Sprintf(format, v...)) }
+func (a slogAdapter) Errorf(format string, v ...any)  { a.l.Error(fmt.Sprintf(format, v...)) }
+func (a slogAdapter) Debugf(format string, v ...any)  { a.l.Debug(fmt.Sprintf(format, v...)) }
+func (a slogAdapter) Tracef(format string, v ...any)  {}
