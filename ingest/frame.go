@@ -192,12 +192,6 @@ type helloMsg struct {
 	rates
 }
 
-// rateMsg tells a tracker to change its rates.
-type rateMsg struct {
-	Type string `json:"type"` // "rate"
-	rates
-}
-
 // rates are the server-directed intervals of a tracker.
 type rates struct {
 	// SampleMs is the minimum interval between two recorded mouse moves.

@@ -1,0 +1,168 @@
+package main
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/input"
+	"github.com/chromedp/chromedp"
+)
+
+// browser starts headless Chromium for a test. Without Chromium the test is
+// skipped with a note on how to run it, except in CI (CI set), where a
+// missing browser is a failure: .ci/run installs it.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	var path string
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			path = p
+			break
+		}
+	}
+	if path == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatal("Chromium not found; .ci/run must install Debian's chromium package")
+		}
+		t.Skip("Chromium not found: install it (apt-get install chromium) to run the browser tests")
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(path),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1280, 900),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(actx)
+	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
+	t.Cleanup(func() {
+		cancelTimeout()
+		cancel()
+		cancelAlloc()
+	})
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	return ctx
+}
+
+// screenshot saves the page to PULSE_ARTIFACTS (default: the test's temp
+// dir) so a person can look at what the test saw.
+func screenshot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	dir := os.Getenv("PULSE_ARTIFACTS")
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Errorf("screenshot %s: %v", name, err)
+		return
+	}
+	if err := os.MkdirAll(dir, 0o755); err == nil {
+		err = os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644)
+		if err != nil {
+			t.Errorf("save screenshot: %v", err)
+		}
+	}
+}
+
+func moveMouse(ctx context.Context, from, n int) error {
+	for i := range n {
+		x, y := float64(200+(from+i)*7%600), float64(200+(from+i)*13%300)
+		// Moves closer together than the sampling interval are dropped
+		// by the tracker, so pace them.
+		if err := chromedp.Do(ctx, chromedp.MouseEvent(input.DispatchMouseEventTypeMouseMoved, x, y), chromedp.Sleep(60*time.Millisecond)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func textInt(ctx context.Context, sel string) (int, error) {
+	s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(strings.Map(func(r rune) rune {
+		if r >= '0' && r <= '9' {
+			return r
+		}
+		return -1
+	}, s))
+}
+
+// TestBrowserDemoMovesDashboard is what a new user does: open the demo page,
+// move the mouse, log into the dashboard, and see the counters rise live.
+func TestBrowserDemoMovesDashboard(t *testing.T) {
+	ctx := browser(t)
+	m := startPulse(t, t.TempDir(), nil)
+
+	demo := ctx
+	if err := chromedp.Do(demo,
+		chromedp.Navigate(m.IngestURL+"/demo"),
+		chromedp.Poll[chromedp.Void](`document.querySelector('[data-testid=tracker-status]').textContent.includes('open')`, chromedp.WithPollingTimeout(15*time.Second)),
+	); err != nil {
+		t.Fatalf("demo page did not connect: %v", err)
+	}
+	if err := moveMouse(demo, 0, 30); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chromedp.Run(demo, chromedp.Poll[bool](`+document.querySelector('[data-testid=acked]').textContent > 0`, chromedp.WithPollingTimeout(15*time.Second))); err != nil {
+		t.Fatalf("no event acked on the demo page: %v", err)
+	}
+	screenshot(t, demo, "demo")
+
+	// The dashboard in a second tab of the same browser.
+	dash, cancel := chromedp.NewContext(demo)
+	defer cancel()
+	if err := chromedp.Do(dash,
+		chromedp.Navigate(m.DashboardURL+"/sites/demo"),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid=login-form]`)),
+	); err != nil {
+		t.Fatalf("login page: %v", err)
+	}
+	screenshot(t, dash, "login")
+	if err := chromedp.Do(dash,
+		chromedp.SendKeys(chromedp.CSS(`input[name=password]`), testPassword),
+		chromedp.Submit(chromedp.CSS(`[data-testid=login-form]`)),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid=events-total]`)),
+		chromedp.Poll[chromedp.Void](`document.querySelector('[data-testid=live-status]').textContent.startsWith('live')`, chromedp.WithPollingTimeout(15*time.Second)),
+	); err != nil {
+		t.Fatalf("log in and open the site: %v", err)
+	}
+	if loc, _ := chromedp.Run(dash, chromedp.Location()); !strings.HasSuffix(loc, "/sites/demo") {
+		t.Errorf("after login at %s, want /sites/demo", loc)
+	}
+	before, err := textInt(dash, `[data-testid=events-total]`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := moveMouse(demo, 30, 30); err != nil {
+		t.Fatal(err)
+	}
+	// The counter must rise without a reload: the SSE stream updates it.
+	expr := `+document.querySelector('[data-testid=events-total]').textContent.replace(/\D/g, '') > ` + strconv.Itoa(before)
+	if _, err := chromedp.Run(dash, chromedp.Poll[bool](expr, chromedp.WithPollingTimeout(15*time.Second))); err != nil {
+		t.Fatalf("events counter did not rise above %d: %v", before, err)
+	}
+	visitors, err := textInt(dash, `[data-testid=visitors]`)
+	if err != nil || visitors < 1 {
+		t.Errorf("visitors now = %d, %v; want at least 1", visitors, err)
+	}
+	// The chart is drawn by echarts from the server's option object.
+	if ok, err := chromedp.Run(dash, chromedp.Evaluate[bool](`!!echarts.getInstanceByDom(document.getElementById('events-per-second'))`)); err != nil || !ok {
+		t.Errorf("events-per-second chart not drawn: %v", err)
+	}
+	screenshot(t, dash, "overview")
+}
