@@ -131,6 +131,7 @@ func (a *Aggregator) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	a.log.Info("aggregator consuming", "from_seq", a.seq+1, "sites", len(a.sites))
 	cc, err := cons.Consume(a.handle, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 		if !errors.Is(err, jetstream.ErrNoHeartbeat) {
 			a.log.Warn("consume", "err", err)
@@ -140,7 +141,6 @@ func (a *Aggregator) Run(ctx context.Context) error {
 		return fmt.Errorf("aggregator: consume: %w", err)
 	}
 	a.running.Store(true)
-	a.log.Info("aggregator consuming", "from_seq", a.seq+1, "sites", len(a.sites))
 
 	t := time.NewTicker(a.cfg.Tick)
 	defer t.Stop()

@@ -185,12 +185,14 @@ func randomToken(n int) string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-func sessionCookie(r *http.Request, token string, maxAge time.Duration) *http.Cookie {
+// sessionCookie carries token for maxAge seconds; a negative maxAge
+// deletes the cookie.
+func sessionCookie(r *http.Request, token string, maxAge int) *http.Cookie {
 	return &http.Cookie{
 		Name:     cookieName,
 		Value:    token,
 		Path:     "/",
-		MaxAge:   int(maxAge / time.Second),
+		MaxAge:   maxAge,
 		HttpOnly: true,
 		SameSite: http.SameSiteLaxMode,
 		// Secure behind TLS, directly or through a proxy that says so.

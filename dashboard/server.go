@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/a-h/templ"
 	"github.com/nats-io/nats.go"
@@ -239,7 +240,7 @@ func (s *Server) serveLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.metrics.logins.WithLabelValues("ok").Inc()
-	http.SetCookie(w, sessionCookie(r, token, natsutil.SessionTTL))
+	http.SetCookie(w, sessionCookie(r, token, int(natsutil.SessionTTL/time.Second)))
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
 

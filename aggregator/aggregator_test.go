@@ -1,0 +1,160 @@
+package aggregator
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pulse-analytics/pulse/event"
+	"github.com/pulse-analytics/pulse/natsutil"
+	"github.com/pulse-analytics/pulse/natsutil/natstest"
+)
+
+// runAggregator runs an aggregator until the returned stop is called.
+func runAggregator(t *testing.T, ns *natstest.Server) (stop func()) {
+	t.Helper()
+	a, err := New(Config{JetStream: ns.JS, Notifier: ns.NC, Tick: 20 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("aggregator: %v", err)
+		}
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+var batchSeq int
+
+func publishBatches(t *testing.T, js jetstream.JetStream, site string, batches, events int) {
+	t.Helper()
+	for range batches {
+		batchSeq++
+		evs := make([]event.Event, events)
+		for i := range evs {
+			evs[i] = event.Event{Kind: event.KindClick, T: time.Now().UnixMilli(), X: int32(i)}
+		}
+		data, _ := json.Marshal(event.Batch{Site: site, Session: "s", Visitor: "v", Seq: uint64(batchSeq), Received: time.Now().UnixMilli(), Events: evs})
+		msg := &nats.Msg{Subject: event.ActivitySubject(site), Data: data, Header: nats.Header{}}
+		msg.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%s:s:%d", site, batchSeq))
+		if _, err := js.PublishMsg(context.Background(), msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func waitEvents(t *testing.T, js jetstream.JetStream, site string, want uint64) event.Overview {
+	t.Helper()
+	views, err := js.KeyValue(context.Background(), natsutil.BucketViews)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ov event.Overview
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if e, err := views.Get(context.Background(), site+".overview"); err == nil {
+			_ = json.Unmarshal(e.Value(), &ov)
+			if ov.Events == want {
+				return ov
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("site %s: %d events, want %d", site, ov.Events, want)
+	return ov
+}
+
+func TestExactCountsThroughRestart(t *testing.T) {
+	ns := natstest.Run(t)
+	stop := runAggregator(t, ns)
+	publishBatches(t, ns.JS, "demo", 10, 5)
+	publishBatches(t, ns.JS, "shop", 3, 2)
+	waitEvents(t, ns.JS, "demo", 50)
+	waitEvents(t, ns.JS, "shop", 6)
+	stop()
+
+	// Events published while the aggregator is down are counted after it
+	// starts again, and nothing before them is counted twice.
+	publishBatches(t, ns.JS, "demo", 4, 5)
+	stop = runAggregator(t, ns)
+	ov := waitEvents(t, ns.JS, "demo", 70)
+	if ov.ByKind["click"] != 70 {
+		t.Errorf("by kind %v", ov.ByKind)
+	}
+	waitEvents(t, ns.JS, "shop", 6)
+	stop()
+}
+
+// TestSnapshotLostRecreatesConsumer: when the snapshot is gone but the
+// durable consumer has acked past it, the aggregator must replay from the
+// start rather than skip what its state lacks.
+func TestSnapshotLostRecreatesConsumer(t *testing.T) {
+	ns := natstest.Run(t)
+	stop := runAggregator(t, ns)
+	publishBatches(t, ns.JS, "demo", 6, 3)
+	waitEvents(t, ns.JS, "demo", 18)
+	stop()
+
+	ctx := context.Background()
+	for _, bucket := range []string{natsutil.BucketState, natsutil.BucketViews} {
+		kv, _ := ns.JS.KeyValue(ctx, bucket)
+		if err := kv.Purge(ctx, seqKey); err != nil && bucket == natsutil.BucketState {
+			t.Fatal(err)
+		}
+		_ = kv.Purge(ctx, siteKey("demo"))
+		_ = kv.Purge(ctx, viewKey("demo"))
+	}
+	publishBatches(t, ns.JS, "demo", 1, 3)
+	runAggregator(t, ns)
+	waitEvents(t, ns.JS, "demo", 21)
+}
+
+func TestPanelUpdatesOnNATS(t *testing.T) {
+	ns := natstest.Run(t)
+	updates := make(chan event.Overview, 100)
+	sub, err := ns.NC.Subscribe(event.DashSubject("*", event.PanelOverview), func(m *nats.Msg) {
+		var ov event.Overview
+		if json.Unmarshal(m.Data, &ov) == nil {
+			updates <- ov
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	runAggregator(t, ns)
+	publishBatches(t, ns.JS, "demo", 2, 2)
+	timeout := time.After(10 * time.Second)
+	var last uint64
+	for {
+		select {
+		case ov := <-updates:
+			if ov.Version <= last && last != 0 {
+				t.Fatalf("version went from %d to %d", last, ov.Version)
+			}
+			last = ov.Version
+			if ov.Site == "demo" && ov.Events == 4 && len(ov.PerSecond) == chartWindow {
+				return
+			}
+		case <-timeout:
+			t.Fatal("no panel update with 4 events")
+		}
+	}
+}

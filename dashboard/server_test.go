@@ -1,0 +1,362 @@
+package dashboard
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pulse-analytics/pulse/event"
+	"github.com/pulse-analytics/pulse/natsutil"
+	"github.com/pulse-analytics/pulse/natsutil/natstest"
+)
+
+var updateGolden = flag.Bool("update", false, "rewrite golden files")
+
+const password = "s3cret-for-tests"
+
+type testDash struct {
+	srv *Server
+	url string
+	ns  *natstest.Server
+}
+
+func startDash(t *testing.T, cfg Config) *testDash {
+	t.Helper()
+	ns := natstest.Run(t)
+	cfg.JetStream, cfg.Subscriber = ns.JS, ns.NC
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(s.Handler())
+	t.Cleanup(func() {
+		_ = s.Shutdown()
+		hs.Close()
+	})
+	return &testDash{srv: s, url: hs.URL, ns: ns}
+}
+
+func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+func (d *testDash) login(t *testing.T) *http.Client {
+	t.Helper()
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar, CheckRedirect: noRedirect}
+	resp, err := c.PostForm(d.url+"/login", url.Values{"username": {"admin"}, "password": {password}, "next": {"/sites/demo"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/sites/demo" {
+		t.Fatalf("login: %s to %q", resp.Status, resp.Header.Get("Location"))
+	}
+	return c
+}
+
+// publishOverview stores and announces a site's overview the way the
+// aggregator does.
+func (d *testDash) publishOverview(t *testing.T, ov event.Overview) {
+	t.Helper()
+	data, _ := json.Marshal(ov)
+	views, err := d.ns.JS.KeyValue(context.Background(), natsutil.BucketViews)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := views.Put(context.Background(), ov.Site+".overview", data); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.ns.NC.Publish(event.DashSubject(ov.Site, event.PanelOverview), data); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestAuth(t *testing.T) {
+	d := startDash(t, Config{AdminPassword: password, APIToken: "tok"})
+	anon := &http.Client{CheckRedirect: noRedirect}
+	get := func(c *http.Client, path string, h http.Header) *http.Response {
+		req, _ := http.NewRequest("GET", d.url+path, nil)
+		for k, v := range h {
+			req.Header[k] = v
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	web := d.login(t)
+	tests := []struct {
+		name     string
+		client   *http.Client
+		path     string
+		header   http.Header
+		status   int
+		location string
+	}{
+		{"page without session redirects to login", anon, "/sites/demo", nil, http.StatusSeeOther, "/login?next=%2Fsites%2Fdemo"},
+		{"sse without session is 401", anon, "/sse?site=demo", nil, http.StatusUnauthorized, ""},
+		{"api without credentials is 401", anon, "/api/v1/stats?site=demo", nil, http.StatusUnauthorized, ""},
+		{"api with wrong token is 401", anon, "/api/v1/stats?site=demo", http.Header{"Authorization": {"Bearer nope"}}, http.StatusUnauthorized, ""},
+		{"api with token", anon, "/api/v1/stats?site=demo", http.Header{"Authorization": {"Bearer tok"}}, http.StatusOK, ""},
+		{"sse does not take the api token", anon, "/sse?site=demo", http.Header{"Authorization": {"Bearer tok"}}, http.StatusUnauthorized, ""},
+		{"api with session", web, "/api/v1/stats?site=demo", nil, http.StatusOK, ""},
+		{"api with bad site", web, "/api/v1/stats?site=..", nil, http.StatusBadRequest, ""},
+		{"page with session", web, "/sites/demo", nil, http.StatusOK, ""},
+		{"sites page", web, "/", nil, http.StatusOK, ""},
+		{"login page is public", anon, "/login", nil, http.StatusOK, ""},
+		{"assets are public", anon, "/static/vendor/echarts.min.js", nil, http.StatusOK, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp := get(tt.client, tt.path, tt.header)
+			if resp.StatusCode != tt.status || resp.Header.Get("Location") != tt.location {
+				t.Errorf("got %s to %q, want %d to %q", resp.Status, resp.Header.Get("Location"), tt.status, tt.location)
+			}
+		})
+	}
+
+	t.Run("wrong password", func(t *testing.T) {
+		for _, form := range []url.Values{
+			{"username": {"admin"}, "password": {"wrong"}},
+			{"username": {"nobody"}, "password": {password}},
+			{"username": {"admin"}, "password": {strings.Repeat("x", 100)}},
+		} {
+			resp, err := anon.PostForm(d.url+"/login", form)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusUnauthorized || !bytes.Contains(body, []byte("Wrong username or password.")) || resp.Header.Get("Set-Cookie") != "" {
+				t.Errorf("%v: %s, cookie %q", form["username"], resp.Status, resp.Header.Get("Set-Cookie"))
+			}
+		}
+	})
+	t.Run("login from another origin is refused", func(t *testing.T) {
+		req, _ := http.NewRequest("POST", d.url+"/login", strings.NewReader(url.Values{"username": {"admin"}, "password": {password}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Sec-Fetch-Site", "cross-site")
+		resp, err := anon.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden {
+			t.Errorf("cross-site login: %s, want 403", resp.Status)
+		}
+	})
+	t.Run("open redirect refused", func(t *testing.T) {
+		for _, next := range []string{"https://evil.example/", "//evil.example/", "/\\evil.example"} {
+			if got := localPath(next); got != "/" {
+				t.Errorf("localPath(%q) = %q", next, got)
+			}
+		}
+	})
+	t.Run("logout ends the session", func(t *testing.T) {
+		c := d.login(t)
+		u, _ := url.Parse(d.url)
+		old := c.Jar.Cookies(u)
+		resp, err := c.Post(d.url+"/logout", "application/x-www-form-urlencoded", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if len(c.Jar.Cookies(u)) != 0 {
+			t.Errorf("browser keeps the cookie after logout")
+		}
+		// The old cookie is dead on the server too, not just in the jar.
+		if r := get(anon, "/sites/demo", http.Header{"Cookie": {old[0].String()}}); r.StatusCode != http.StatusSeeOther {
+			t.Errorf("old session after logout: %s", r.Status)
+		}
+	})
+}
+
+func TestGeneratedPasswordOnlyOnce(t *testing.T) {
+	ns := natstest.Run(t)
+	var logs bytes.Buffer
+	start := func() {
+		s, err := New(Config{JetStream: ns.JS, Subscriber: ns.NC, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		_ = s.Shutdown()
+	}
+	start()
+	start()
+	if n := strings.Count(logs.String(), "password="); n != 1 {
+		t.Errorf("password printed %d times, want once:\n%s", n, logs.String())
+	}
+}
+
+func TestSSE(t *testing.T) {
+	d := startDash(t, Config{AdminPassword: password})
+	web := d.login(t)
+	d.publishOverview(t, event.Overview{Site: "demo", Version: 7, Events: 70, Visitors: 2})
+
+	open := func(lastID string) (*http.Response, *bufio.Reader) {
+		req, _ := http.NewRequest("GET", d.url+"/sse?site=demo", nil)
+		if lastID != "" {
+			req.Header.Set("Last-Event-ID", lastID)
+		}
+		resp, err := web.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { resp.Body.Close() })
+		if resp.Header.Get("Content-Type") != "text/event-stream" || resp.Header.Get("X-Accel-Buffering") != "no" {
+			t.Fatalf("headers %v", resp.Header)
+		}
+		return resp, bufio.NewReader(resp.Body)
+	}
+	next := func(r *bufio.Reader) (id string, ov event.Overview) {
+		t.Helper()
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				t.Fatalf("stream ended: %v", err)
+			}
+			if v, ok := strings.CutPrefix(line, "id: "); ok {
+				id = strings.TrimSpace(v)
+			}
+			if v, ok := strings.CutPrefix(line, "data: "); ok {
+				var u overviewUpdate
+				if err := json.Unmarshal([]byte(v), &u); err != nil {
+					t.Fatal(err)
+				}
+				return id, u.Overview
+			}
+		}
+	}
+
+	_, r := open("")
+	if line, _ := r.ReadString('\n'); line != "retry: 2000\n" {
+		t.Fatalf("first line %q, want retry", line)
+	}
+	if id, ov := next(r); id != "7" || ov.Events != 70 {
+		t.Fatalf("initial event %s %+v", id, ov)
+	}
+	d.publishOverview(t, event.Overview{Site: "demo", Version: 8, Events: 80})
+	if id, ov := next(r); id != "8" || ov.Events != 80 {
+		t.Fatalf("update %s %+v", id, ov)
+	}
+	// A stale update (lower version) is never sent.
+	d.publishOverview(t, event.Overview{Site: "demo", Version: 5, Events: 50})
+	d.publishOverview(t, event.Overview{Site: "demo", Version: 9, Events: 90})
+	if id, _ := next(r); id != "9" {
+		t.Fatalf("got event %s after a stale one, want 9", id)
+	}
+	// A browser resuming with the newest id gets no repeat, only what is new.
+	_, r2 := open("9")
+	d.publishOverview(t, event.Overview{Site: "demo", Version: 10, Events: 100})
+	if id, _ := next(r2); id != "10" {
+		t.Fatalf("resumed stream started at %s, want 10", id)
+	}
+	// Shutdown tells browsers to come back soon and ends the stream.
+	_ = d.srv.Shutdown()
+	rest, _ := io.ReadAll(r)
+	if !strings.Contains(string(rest), "retry: 500") {
+		t.Errorf("no retry hint at shutdown: %q", rest)
+	}
+}
+
+// TestSlowClientSkipsAhead: a client that does not read holds one pending
+// update, the newest; the hub never blocks and never queues more.
+func TestSlowClientSkipsAhead(t *testing.T) {
+	m, _ := newMetrics(prometheus.NewRegistry())
+	h := newHub(m)
+	slow := h.subscribe("demo")
+	fast := h.subscribe("demo")
+	got := make(chan uint64, 1000)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for u := range fast.mailbox {
+			got <- u.version
+			if u.version == 1000 {
+				return
+			}
+		}
+	}()
+	for v := uint64(1); v <= 1000; v++ {
+		h.publish("demo", &update{version: v})
+	}
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("fast client did not get the last update")
+	}
+	if len(slow.mailbox) != 1 {
+		t.Fatalf("slow client holds %d updates, want 1", len(slow.mailbox))
+	}
+	if u := <-slow.mailbox; u.version != 1000 {
+		t.Errorf("slow client's pending update is %d, want the newest (1000)", u.version)
+	}
+}
+
+// TestOverviewPageGolden renders the overview page of a fixed overview and
+// compares it with testdata/overview_page.golden (go test -update rewrites it).
+func TestOverviewPageGolden(t *testing.T) {
+	ov := event.Overview{
+		Site: "demo", Version: 3, Events: 12345, Visitors: 2, Arrivals: 5, Departures: 3,
+		ByKind:      map[string]uint64{"move": 12000, "click": 300, "scroll": 45},
+		PerSecond:   []event.Point{{T: 1_700_000_000_000, N: 4}, {T: 1_700_000_001_000, N: 9}},
+		TopVisitors: []event.VisitorCount{{Visitor: "ann", Events: 9000, LastSeen: 1_700_000_001_000}, {Visitor: "<bob>", Events: 3345, LastSeen: 1_700_000_000_500}},
+		Updated:     1_700_000_002_000,
+	}
+	var buf bytes.Buffer
+	if err := overviewPage("admin", ov, eventsPerSecondOptions(ov)).Render(context.Background(), &buf); err != nil {
+		t.Fatal(err)
+	}
+	got := buf.String()
+	for _, want := range []string{`data-testid="events-total">12` + "\u2009" + `345<`, `data-testid="visitors">2<`, `&lt;bob&gt;`, `"id":"eps"`, `id="events-per-second-options"`} {
+		if !strings.Contains(got, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	golden := filepath.Join("testdata", "overview_page.golden")
+	if *updateGolden {
+		if err := os.WriteFile(golden, buf.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if got != string(want) {
+		t.Errorf("page differs from %s; run go test -update and review the diff", golden)
+	}
+}
+
+func TestCount(t *testing.T) {
+	for n, want := range map[uint64]string{0: "0", 999: "999", 1000: "1\u2009000", 1234567: "1\u2009234\u2009567"} {
+		if got := count(n); got != want {
+			t.Errorf("count(%d) = %q, want %q", n, got, want)
+		}
+	}
+}

@@ -1,0 +1,336 @@
+package ingest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pulse-analytics/pulse/event"
+	"github.com/pulse-analytics/pulse/natsutil/natstest"
+)
+
+type testNode struct {
+	srv *Server
+	url string // ws://…
+	js  jetstream.JetStream
+}
+
+func startNode(t *testing.T, edit func(*Config)) *testNode {
+	t.Helper()
+	ns := natstest.Run(t)
+	cfg := Config{Publisher: ns.JS, Logger: slog.New(slog.DiscardHandler), Sites: []string{"demo", "shop"}}
+	if edit != nil {
+		edit(&cfg)
+	}
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(s.Handler())
+	t.Cleanup(func() {
+		_ = s.Shutdown(context.Background())
+		hs.Close()
+	})
+	return &testNode{srv: s, url: "ws" + strings.TrimPrefix(hs.URL, "http"), js: ns.JS}
+}
+
+// messages returns every message in ACTIVITY, oldest first.
+func (n *testNode) messages(t *testing.T) []*jetstream.RawStreamMsg {
+	t.Helper()
+	ctx := context.Background()
+	st, err := n.js.Stream(ctx, event.StreamActivity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []*jetstream.RawStreamMsg
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		m, err := st.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+func (n *testNode) waitMessages(t *testing.T, want int) []*jetstream.RawStreamMsg {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		msgs := n.messages(t)
+		if len(msgs) >= want || time.Now().After(deadline) {
+			if len(msgs) != want {
+				t.Fatalf("stream has %d messages, want %d", len(msgs), want)
+			}
+			return msgs
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func dial(t *testing.T, url string, h http.Header) *websocket.Conn {
+	t.Helper()
+	c, resp, err := websocket.DefaultDialer.Dial(url, h)
+	if err != nil {
+		status := ""
+		if resp != nil {
+			status = resp.Status
+		}
+		t.Fatalf("dial %s: %v %s", url, err, status)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func readType(t *testing.T, c *websocket.Conn, v any) {
+	t.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if err := c.ReadJSON(v); err != nil {
+		t.Fatalf("read: %v", err)
+	}
+}
+
+func batch(seq uint64, n int) map[string]any {
+	events := make([]map[string]any, n)
+	for i := range events {
+		events[i] = map[string]any{"k": "move", "a": 1, "x": i, "y": i}
+	}
+	return map[string]any{"type": "batch", "seq": seq, "events": events}
+}
+
+func TestHelloAckAndDedupeAfterReconnect(t *testing.T) {
+	n := startNode(t, func(c *Config) { c.SampleInterval = 80 * time.Millisecond })
+	c := dial(t, n.url+"/v1/track?v=1&site=shop", nil)
+	var hello struct {
+		Type, Session              string
+		SampleMs, FlushMs, MaxBatch int
+	}
+	readType(t, c, &hello)
+	if hello.Type != "hello" || !validID(hello.Session) || hello.SampleMs != 80 || hello.FlushMs != 1000 || hello.MaxBatch != 200 {
+		t.Fatalf("hello = %+v", hello)
+	}
+	var ack struct {
+		Type string
+		Seq  uint64
+	}
+	for seq := uint64(1); seq <= 3; seq++ {
+		if err := c.WriteJSON(batch(seq, 4)); err != nil {
+			t.Fatal(err)
+		}
+		readType(t, c, &ack)
+		if ack.Type != "ack" || ack.Seq != seq {
+			t.Fatalf("ack = %+v, want %d", ack, seq)
+		}
+	}
+	// A re-send on the same connection is acked again, not stored again.
+	_ = c.WriteJSON(batch(2, 4))
+	readType(t, c, &ack)
+	if ack.Seq != 2 {
+		t.Fatalf("re-sent batch acked as %d", ack.Seq)
+	}
+	c.Close()
+
+	// The tracker reconnects with its session and re-sends batch 3 (its
+	// ack was lost) and a new batch 4.
+	c2 := dial(t, n.url+"/v1/track?v=1&site=shop&sid="+hello.Session, nil)
+	readType(t, c2, &hello)
+	for _, seq := range []uint64{3, 4} {
+		_ = c2.WriteJSON(batch(seq, 4))
+		readType(t, c2, &ack)
+		if ack.Seq != seq {
+			t.Fatalf("ack %d, want %d", ack.Seq, seq)
+		}
+	}
+	c2.Close()
+
+	// join, 3 batches, leave; join, batch 4, leave: batch 3 once only.
+	msgs := n.waitMessages(t, 8)
+	var seqs []uint64
+	for _, m := range msgs {
+		if !strings.HasPrefix(m.Subject, "activity.") {
+			continue
+		}
+		var b event.Batch
+		if err := json.Unmarshal(m.Data, &b); err != nil {
+			t.Fatal(err)
+		}
+		if b.Site != "shop" || b.Session != hello.Session || len(b.Events) != 4 || m.Subject != "activity.shop" {
+			t.Errorf("batch %+v on %s", b, m.Subject)
+		}
+		if got, want := m.Header.Get(jetstream.MsgIDHeader), fmt.Sprintf("shop:%s:%d", hello.Session, b.Seq); got != want {
+			t.Errorf("msg id %q, want %q", got, want)
+		}
+		seqs = append(seqs, b.Seq)
+	}
+	if fmt.Sprint(seqs) != "[1 2 3 4]" {
+		t.Errorf("stored batches %v, want [1 2 3 4]", seqs)
+	}
+}
+
+func TestPresenceJoinAndLeave(t *testing.T) {
+	n := startNode(t, func(c *Config) {
+		// A client that never answers pings is dropped after PongWait.
+		c.PingInterval = 50 * time.Millisecond
+		c.PongWait = 300 * time.Millisecond
+	})
+	// A classic client joins with its first frame and leaves by closing.
+	c := dial(t, n.url+"/v1/track", nil)
+	_ = c.WriteMessage(websocket.TextMessage, []byte(`{"id":"ann","x":1,"y":2}`))
+	_ = c.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""))
+	// A tracker that stops reading (so never pongs) times out.
+	silent := dial(t, n.url+"/v1/track?v=1", nil)
+	_ = silent
+
+	msgs := n.waitMessages(t, 5) // ann: join, batch, leave; silent: join, leave
+	reasons := map[string]string{}
+	for _, m := range msgs {
+		if !strings.HasPrefix(m.Subject, "presence.") {
+			continue
+		}
+		var p event.Presence
+		if err := json.Unmarshal(m.Data, &p); err != nil {
+			t.Fatal(err)
+		}
+		if p.Kind == event.Leave {
+			reasons[p.Visitor] = p.Reason
+		}
+	}
+	if reasons["ann"] != "closed" {
+		t.Errorf("ann left with %q, want closed", reasons["ann"])
+	}
+	var timeouts int
+	for v, r := range reasons {
+		if v != "ann" && r == "timeout" {
+			timeouts++
+		}
+	}
+	if timeouts != 1 {
+		t.Errorf("leave reasons %v: want one timeout", reasons)
+	}
+}
+
+// TestLimits checks that each kind of bad input gets its own clear answer
+// and that the node keeps serving others.
+func TestLimits(t *testing.T) {
+	n := startNode(t, func(c *Config) { c.ReadLimit = 1024 })
+	httpURL := "http" + strings.TrimPrefix(n.url, "ws")
+
+	refused := []struct {
+		name   string
+		path   string
+		header http.Header
+		status int
+	}{
+		{"unknown site", "/v1/track?site=nope", nil, http.StatusNotFound},
+		{"invalid site key", "/v1/track?site=../x", nil, http.StatusNotFound},
+		{"wrong origin", "/v1/track?site=demo", http.Header{"Origin": {"https://evil.example"}}, http.StatusForbidden},
+		{"bad session id", "/v1/track?v=1&sid=abc", nil, http.StatusBadRequest},
+		{"bad visitor id", "/v1/track?v=1&vid=%3Cscript%3E", nil, http.StatusBadRequest},
+	}
+	for _, tt := range refused {
+		t.Run(tt.name, func(t *testing.T) {
+			_, resp, err := websocket.DefaultDialer.Dial(n.url+tt.path, tt.header)
+			if err == nil || resp == nil || resp.StatusCode != tt.status {
+				t.Fatalf("got %v, %v; want HTTP %d", resp, err, tt.status)
+			}
+		})
+	}
+	t.Run("same origin allowed", func(t *testing.T) {
+		c := dial(t, n.url+"/v1/track", http.Header{"Origin": {httpURL}})
+		c.Close()
+	})
+
+	closed := []struct {
+		name   string
+		path   string
+		kind   int
+		frame  string
+		code   int
+		reason string
+	}{
+		{"oversized frame", "/v1/track", websocket.TextMessage, `{"id":"` + strings.Repeat("a", 2000) + `","x":1,"y":1}`, websocket.CloseMessageTooBig, ""},
+		{"malformed json", "/v1/track", websocket.TextMessage, `{"id":`, websocket.CloseInvalidFramePayloadData, "invalid frame: not a JSON object"},
+		{"classic frame without y", "/v1/track", websocket.TextMessage, `{"id":"u","x":1}`, websocket.CloseInvalidFramePayloadData, `invalid frame: want {"id":string`},
+		{"binary frame", "/v1/track", websocket.BinaryMessage, `{}`, websocket.CloseUnsupportedData, "text frames only"},
+		{"batch on a classic connection", "/v1/track", websocket.TextMessage, `{"type":"batch","seq":1,"events":[{"k":"move"}]}`, websocket.CloseInvalidFramePayloadData, `unexpected frame type "batch"`},
+		{"invalid event kind", "/v1/track?v=1", websocket.TextMessage, `{"type":"batch","seq":1,"events":[{"k":"keydown"}]}`, websocket.CloseInvalidFramePayloadData, `unknown event kind "keydown"`},
+	}
+	for _, tt := range closed {
+		t.Run(tt.name, func(t *testing.T) {
+			c := dial(t, n.url+tt.path, nil)
+			if err := c.WriteMessage(tt.kind, []byte(tt.frame)); err != nil {
+				t.Fatal(err)
+			}
+			_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			for {
+				_, _, err := c.ReadMessage()
+				if err == nil {
+					continue // the hello
+				}
+				ce, ok := err.(*websocket.CloseError)
+				if !ok || ce.Code != tt.code || !strings.Contains(ce.Text, tt.reason) {
+					t.Fatalf("got %v, want close %d with %q", err, tt.code, tt.reason)
+				}
+				return
+			}
+		})
+	}
+
+	// After all that, a good client is still served.
+	c := dial(t, n.url+"/v1/track?v=1", nil)
+	var hello struct{ Type string }
+	readType(t, c, &hello)
+	_ = c.WriteJSON(batch(1, 1))
+	var ack struct{ Seq uint64 }
+	readType(t, c, &ack)
+	if ack.Seq != 1 {
+		t.Fatalf("ack %+v", ack)
+	}
+}
+
+func TestClassicBatchesAndShutdownFlush(t *testing.T) {
+	// A long flush interval: only Shutdown publishes.
+	n := startNode(t, func(c *Config) { c.ClassicFlushInterval = time.Hour })
+	c := dial(t, n.url+"/", nil)
+	for i := range 30 {
+		_ = c.WriteMessage(websocket.TextMessage, fmt.Appendf(nil, `{"id":"v%d","x":%d,"y":0}`, i%3, i))
+	}
+	// The server has read all frames once it answers a ping after them.
+	pong := make(chan struct{})
+	c.SetPongHandler(func(string) error { close(pong); return nil })
+	_ = c.WriteControl(websocket.PingMessage, nil, time.Now().Add(time.Second))
+	go func() { _, _, _ = c.ReadMessage() }()
+	select {
+	case <-pong:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no pong")
+	}
+	if err := n.srv.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var events, batches int
+	for _, m := range n.messages(t) {
+		if strings.HasPrefix(m.Subject, "activity.") {
+			var b event.Batch
+			_ = json.Unmarshal(m.Data, &b)
+			events += len(b.Events)
+			batches++
+		}
+	}
+	if events != 30 || batches != 1 {
+		t.Errorf("stored %d events in %d batches, want 30 in 1", events, batches)
+	}
+}
