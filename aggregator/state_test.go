@@ -20,10 +20,10 @@ func TestPresence(t *testing.T) {
 		visitor string
 	}
 	tests := []struct {
-		name                            string
-		steps                           []step
-		visitors                        int
-		arrivals, departures            uint64
+		name                 string
+		steps                []step
+		visitors             int
+		arrivals, departures uint64
 	}{
 		{"join", []step{{event.Join, "c1", "ann"}}, 1, 1, 0},
 		{"join and leave", []step{{event.Join, "c1", "ann"}, {event.Leave, "c1", ""}}, 0, 1, 1},

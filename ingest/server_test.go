@@ -115,7 +115,7 @@ func TestHelloAckAndDedupeAfterReconnect(t *testing.T) {
 	n := startNode(t, func(c *Config) { c.SampleInterval = 80 * time.Millisecond })
 	c := dial(t, n.url+"/v1/track?v=1&site=shop", nil)
 	var hello struct {
-		Type, Session              string
+		Type, Session               string
 		SampleMs, FlushMs, MaxBatch int
 	}
 	readType(t, c, &hello)
