@@ -150,8 +150,15 @@ func (a *Aggregator) Run(ctx context.Context) error {
 			a.tick(ctx, now)
 		case <-ctx.Done():
 			a.running.Store(false)
+			// Drain applies what was delivered; it needs the server, so
+			// without one, stop after a short wait. What was not applied
+			// is not acked and is replayed at the next start.
 			cc.Drain()
-			<-cc.Closed()
+			select {
+			case <-cc.Closed():
+			case <-time.After(drainWait):
+				cc.Stop()
+			}
 			// The last snapshot must be written even though ctx is done.
 			stopCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
@@ -331,6 +338,10 @@ func (a *Aggregator) snapshotFailed(site string, last jetstream.Msg, err error) 
 }
 
 const seqKey = "seq"
+
+// drainWait bounds how long a stopping aggregator waits for delivered
+// messages; a healthy server drains in milliseconds.
+const drainWait = 2 * time.Second
 
 func siteKey(site string) string { return "site." + site }
 

@@ -146,6 +146,24 @@ func TestEndToEnd(t *testing.T) {
 	}
 	waitSSE(t, overviews, func(o event.Overview) bool { return o.Events == total && o.Visitors == people })
 
+	// Both listeners expose the same counters.
+	for _, base := range []string{m.IngestURL, m.DashboardURL} {
+		body := get(t, base+"/metrics")
+		for _, want := range []string{
+			fmt.Sprintf(`pulse_ingest_events_total{kind="move",site="demo"} %d`, moves),
+			fmt.Sprintf(`pulse_ingest_events_total{kind="click",site="demo"} %d`, clicks),
+			fmt.Sprintf(`pulse_aggregator_events_total{site="demo"} %d`, total),
+			"pulse_dashboard_sse_clients 1",
+		} {
+			if !strings.Contains(body, want) {
+				t.Errorf("%s/metrics lacks %q", base, want)
+			}
+		}
+		if r := get(t, base+"/readyz"); r != "ready\n" {
+			t.Errorf("%s/readyz: %q", base, r)
+		}
+	}
+
 	// Everyone leaves: presence must fall to zero, counts stay.
 	for _, c := range conns {
 		_ = c.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, "bye"))
@@ -278,6 +296,25 @@ func TestSeparateProcessParts(t *testing.T) {
 		}
 		return nil
 	})
+
+	// Without NATS no part is ready, though each still answers /healthz.
+	ns.NS.Shutdown()
+	for _, u := range []string{parts[ModeIngest].IngestURL, parts[ModeDashboard].DashboardURL, parts[ModeAggregator].MetricsURL} {
+		checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+			resp, err := http.Get(u + "/readyz")
+			if err != nil {
+				return err
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusServiceUnavailable {
+				return fmt.Errorf("%s/readyz: %s, want 503", u, resp.Status)
+			}
+			return nil
+		})
+		if body := get(t, u+"/healthz"); body != "ok\n" {
+			t.Errorf("%s/healthz: %q", u, body)
+		}
+	}
 }
 
 func TestParseFlags(t *testing.T) {

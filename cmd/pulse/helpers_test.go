@@ -75,6 +75,21 @@ func checkFor(t testing.TB, wait, every time.Duration, fn func() error) {
 	}
 }
 
+// get returns the body of a GET that must answer 200.
+func get(t testing.TB, u string) string {
+	t.Helper()
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatalf("GET %s: %v", u, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s: %s", u, resp.Status, b)
+	}
+	return string(b)
+}
+
 // stats fetches /api/v1/stats for site with the API token.
 func stats(dashURL, site string) (event.Overview, error) {
 	var ov event.Overview

@@ -371,10 +371,12 @@ func (m *Main) close() error {
 	}
 	servers.Wait()
 	errs = append(errs, serverErrs...)
-	if m.nc != nil {
+	if m.nc != nil && m.nc.IsConnected() {
 		if err := m.nc.FlushTimeout(5 * time.Second); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
 			errs = append(errs, fmt.Errorf("nats flush: %w", err))
 		}
+	}
+	if m.nc != nil {
 		m.nc.Close()
 	}
 	if m.ns != nil {
