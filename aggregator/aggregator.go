@@ -60,8 +60,9 @@ type Aggregator struct {
 	cfg     Config
 	log     *slog.Logger
 	metrics *metrics
-	state   jetstream.KeyValue
-	views   jetstream.KeyValue
+	state     jetstream.KeyValue
+	snapshots jetstream.ObjectStore
+	views     jetstream.KeyValue
 	running atomic.Bool
 
 	// mu guards everything below; the consumer's handler and the ticker
@@ -120,6 +121,9 @@ func (a *Aggregator) Run(ctx context.Context) error {
 	var err error
 	if a.state, err = js.KeyValue(ctx, natsutil.BucketState); err != nil {
 		return fmt.Errorf("aggregator: state bucket: %w", err)
+	}
+	if a.snapshots, err = js.ObjectStore(ctx, natsutil.BucketSnapshots); err != nil {
+		return fmt.Errorf("aggregator: snapshot store: %w", err)
 	}
 	if a.views, err = js.KeyValue(ctx, natsutil.BucketViews); err != nil {
 		return fmt.Errorf("aggregator: views bucket: %w", err)
@@ -296,7 +300,7 @@ func (a *Aggregator) tick(ctx context.Context, now time.Time) {
 
 	for _, o := range outs {
 		if o.snapshot != nil {
-			if _, err := a.state.Put(ctx, siteKey(o.site), o.snapshot); err != nil {
+			if _, err := a.snapshots.PutBytes(ctx, siteKey(o.site), o.snapshot); err != nil {
 				a.snapshotFailed(o.site, last, err)
 				return
 			}
@@ -363,22 +367,22 @@ func (a *Aggregator) load(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("aggregator: snapshot sequence %q: %w", e.Value(), err)
 	}
-	keys, err := a.state.ListKeys(ctx)
-	if err != nil {
-		return fmt.Errorf("aggregator: list snapshot: %w", err)
+	objects, err := a.snapshots.List(ctx)
+	if err != nil && !errors.Is(err, jetstream.ErrNoObjectsFound) {
+		return fmt.Errorf("aggregator: list snapshots: %w", err)
 	}
-	for k := range keys.Keys() {
-		name, ok := strings.CutPrefix(k, "site.")
-		if !ok {
+	for _, o := range objects {
+		name, ok := strings.CutPrefix(o.Name, "site.")
+		if !ok || o.Deleted {
 			continue
 		}
-		e, err := a.state.Get(ctx, k)
+		data, err := a.snapshots.GetBytes(ctx, o.Name)
 		if err != nil {
-			return fmt.Errorf("aggregator: load %s: %w", k, err)
+			return fmt.Errorf("aggregator: load %s: %w", o.Name, err)
 		}
 		s := newSite()
-		if err := json.Unmarshal(e.Value(), s); err != nil {
-			return fmt.Errorf("aggregator: decode %s: %w", k, err)
+		if err := json.Unmarshal(data, s); err != nil {
+			return fmt.Errorf("aggregator: decode %s: %w", o.Name, err)
 		}
 		s.fill()
 		a.sites[name] = s

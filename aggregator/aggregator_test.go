@@ -113,13 +113,13 @@ func TestSnapshotLostRecreatesConsumer(t *testing.T) {
 	stop()
 
 	ctx := context.Background()
-	for _, bucket := range []string{natsutil.BucketState, natsutil.BucketViews} {
-		kv, _ := ns.JS.KeyValue(ctx, bucket)
-		if err := kv.Purge(ctx, seqKey); err != nil && bucket == natsutil.BucketState {
-			t.Fatal(err)
-		}
-		_ = kv.Purge(ctx, siteKey("demo"))
-		_ = kv.Purge(ctx, viewKey("demo"))
+	state, _ := ns.JS.KeyValue(ctx, natsutil.BucketState)
+	if err := state.Purge(ctx, seqKey); err != nil {
+		t.Fatal(err)
+	}
+	snaps, _ := ns.JS.ObjectStore(ctx, natsutil.BucketSnapshots)
+	if err := snaps.Delete(ctx, siteKey("demo")); err != nil {
+		t.Fatal(err)
 	}
 	publishBatches(t, ns.JS, "demo", 1, 3)
 	runAggregator(t, ns)

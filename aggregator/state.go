@@ -8,26 +8,105 @@ import (
 	"github.com/pulse-analytics/pulse/event"
 )
 
-// Window sizes.
+// Windows and bounds. Every map a site holds is bounded, so a flood of
+// visitors, pages or sessions costs bounded memory and snapshot size.
 const (
-	// chartWindow is the span of the events-per-second chart.
+	// chartWindow is the span of the per-second chart (the last minute).
 	chartWindow = 60
-	// keepSeconds is how many per-second counts a site keeps.
-	keepSeconds = 3600
-	// topVisitors is how many visitors the overview lists.
+	// keepSeconds is how many seconds of per-second counts a site keeps:
+	// the chart's minute plus late batches.
+	keepSeconds = 2 * chartWindow
+	// hourWindow is the span of the per-minute chart, in minutes.
+	hourWindow = 60
+	// keepMinutes is how many minutes of per-minute counts a site keeps:
+	// a day, which the snapshot carries through restarts.
+	keepMinutes = 24 * 60
+	// dayBucket is the width of a point of the 24-hour chart, in minutes.
+	dayBucket = 10
+	// topVisitors, topPages and recentRage bound the overview's lists.
 	topVisitors = 10
-	// futureSlack is how far ahead of the newest batch an event's time may
-	// lie; clocks within one cluster agree closer than that.
+	topPages    = 5
+	recentRage  = 10
+	// maxPages bounds the pages tracked per site; further pages are
+	// counted under otherPage.
+	maxPages  = 50
+	otherPage = "(other pages)"
+	// maxHeatCells bounds each heatmap in an overview to its hottest cells.
+	maxHeatCells = 1000
+	// maxSessions bounds sessions tracked for scroll depth and rage clicks.
+	maxSessions = 20_000
+	// sessionIdle is how long a session's scroll depth is remembered
+	// without events; a page view ends well before that.
+	sessionIdle = 30 * time.Minute
+	// futureSlack is how far ahead of its batch an event's time may lie;
+	// clocks within one cluster agree closer than that.
 	futureSlack = 5_000
 )
+
+// Rage clicks: at least rageMinClicks clicks, each within rageWindow of the
+// burst's last click and rageRadius pixels of it, on one page. These are the
+// thresholds common analytics tools use.
+const (
+	rageWindow    = 1000 // ms
+	rageRadius    = 30   // px
+	rageMinClicks = 3
+)
+
+// Kinds indexes per-kind counts by event.Kind.
+type Kinds [8]uint64
+
+func (k *Kinds) total() (n uint64) {
+	for _, v := range k {
+		n += v
+	}
+	return n
+}
+
+// Minute is one minute of a site's activity.
+type Minute struct {
+	ByKind     Kinds  `json:"byKind"`
+	Arrivals   uint64 `json:"arrivals,omitempty"`
+	Departures uint64 `json:"departures,omitempty"`
+}
+
+// Page is the activity on one page.
+type Page struct {
+	Events        uint64         `json:"events"`
+	Clicks        uint64         `json:"clicks"`
+	RageClicks    uint64         `json:"rageClicks"`
+	ScrollReached [10]uint64     `json:"scrollReached"`
+	PageViews     uint64         `json:"pageViews"`
+	ClickHeat     map[int]uint64 `json:"clickHeat"`
+	MoveHeat      map[int]uint64 `json:"moveHeat"`
+}
+
+// click is a click remembered for rage detection.
+type click struct {
+	T    int64  `json:"t"`
+	X    int32  `json:"x"`
+	Y    int32  `json:"y"`
+	Path string `json:"p"`
+}
+
+// SessionState is what a site remembers of one session between events.
+type SessionState struct {
+	LastSeen int64 `json:"lastSeen"`
+	// Depth is the deepest tenth of each page reached (1–10).
+	Depth map[string]uint8 `json:"depth,omitempty"`
+	// Clicks are the session's recent clicks, oldest first.
+	Clicks []click `json:"clicks,omitempty"`
+	// RageStart is the start of the session's ongoing rage burst, 0 when
+	// none is ongoing.
+	RageStart int64 `json:"rageStart,omitempty"`
+}
 
 // Site is the aggregated state of one site. It is what a snapshot stores, so
 // every field that matters after a restart is exported.
 type Site struct {
 	// Seq is the last stream sequence applied to this site.
-	Seq    uint64            `json:"seq"`
-	Events uint64            `json:"events"`
-	ByKind map[string]uint64 `json:"byKind"`
+	Seq    uint64 `json:"seq"`
+	Events uint64 `json:"events"`
+	ByKind Kinds  `json:"byKind"`
 	// Visitors holds per-visitor activity, bounded by maxVisitors.
 	Visitors map[string]*event.VisitorCount `json:"visitors"`
 	// Conns maps each open connection to its visitor.
@@ -36,8 +115,14 @@ type Site struct {
 	Present    map[string]int `json:"present"`
 	Arrivals   uint64         `json:"arrivals"`
 	Departures uint64         `json:"departures"`
-	// Seconds counts events per Unix second over the last keepSeconds.
-	Seconds map[int64]uint64 `json:"seconds"`
+	// Seconds counts events by kind per Unix second, for keepSeconds.
+	Seconds map[int64]*Kinds `json:"seconds"`
+	// Minutes holds per-minute activity by Unix minute, for keepMinutes.
+	Minutes    map[int64]*Minute        `json:"minutes"`
+	Pages      map[string]*Page         `json:"pages"`
+	Sessions   map[string]*SessionState `json:"sessions"`
+	RageClicks uint64                   `json:"rageClicks"`
+	RecentRage []event.RageClick        `json:"recentRage"`
 	// Version counts published overviews.
 	Version uint64 `json:"version"`
 
@@ -45,20 +130,13 @@ type Site struct {
 }
 
 func newSite() *Site {
-	return &Site{
-		ByKind:   make(map[string]uint64),
-		Visitors: make(map[string]*event.VisitorCount),
-		Conns:    make(map[string]string),
-		Present:  make(map[string]int),
-		Seconds:  make(map[int64]uint64),
-	}
+	s := &Site{}
+	s.fill()
+	return s
 }
 
-// fill makes the maps of a decoded snapshot usable.
+// fill makes the maps of a new or decoded site usable.
 func (s *Site) fill() {
-	if s.ByKind == nil {
-		s.ByKind = make(map[string]uint64)
-	}
 	if s.Visitors == nil {
 		s.Visitors = make(map[string]*event.VisitorCount)
 	}
@@ -69,18 +147,95 @@ func (s *Site) fill() {
 		s.Present = make(map[string]int)
 	}
 	if s.Seconds == nil {
-		s.Seconds = make(map[int64]uint64)
+		s.Seconds = make(map[int64]*Kinds)
 	}
+	if s.Minutes == nil {
+		s.Minutes = make(map[int64]*Minute)
+	}
+	if s.Pages == nil {
+		s.Pages = make(map[string]*Page)
+	}
+	for _, p := range s.Pages {
+		if p.ClickHeat == nil {
+			p.ClickHeat = make(map[int]uint64)
+		}
+		if p.MoveHeat == nil {
+			p.MoveHeat = make(map[int]uint64)
+		}
+	}
+	if s.Sessions == nil {
+		s.Sessions = make(map[string]*SessionState)
+	}
+}
+
+func (s *Site) minute(unixMs int64) *Minute {
+	m := s.Minutes[unixMs/60_000]
+	if m == nil {
+		m = &Minute{}
+		s.Minutes[unixMs/60_000] = m
+	}
+	return m
+}
+
+func (s *Site) page(path string) *Page {
+	if path == "" {
+		path = "/"
+	}
+	p := s.Pages[path]
+	if p == nil {
+		if len(s.Pages) >= maxPages {
+			path = otherPage
+			if p = s.Pages[path]; p != nil {
+				return p
+			}
+		}
+		p = &Page{ClickHeat: make(map[int]uint64), MoveHeat: make(map[int]uint64)}
+		s.Pages[path] = p
+	}
+	return p
+}
+
+func (s *Site) session(id string, t int64) *SessionState {
+	ss := s.Sessions[id]
+	if ss == nil {
+		if len(s.Sessions) >= maxSessions {
+			s.evictSession()
+		}
+		ss = &SessionState{}
+		s.Sessions[id] = ss
+	}
+	ss.LastSeen = max(ss.LastSeen, t)
+	return ss
+}
+
+// evictSession drops the session seen longest ago.
+func (s *Site) evictSession() {
+	var oldest string
+	var at int64
+	for id, ss := range s.Sessions {
+		if oldest == "" || ss.LastSeen < at {
+			oldest, at = id, ss.LastSeen
+		}
+	}
+	delete(s.Sessions, oldest)
 }
 
 // applyBatch counts the events of b.
 func (s *Site) applyBatch(b *event.Batch) {
 	for i := range b.Events {
 		e := &b.Events[i]
-		s.Events++
-		s.ByKind[e.Kind.String()]++
 		t := min(e.T, b.Received+futureSlack)
-		s.Seconds[t/1000]++
+		k := int(e.Kind) % len(Kinds{})
+		s.Events++
+		s.ByKind[k]++
+		sec := s.Seconds[t/1000]
+		if sec == nil {
+			sec = &Kinds{}
+			s.Seconds[t/1000] = sec
+		}
+		sec[k]++
+		s.minute(t).ByKind[k]++
+
 		v := b.VisitorOf(e)
 		vc := s.Visitors[v]
 		if vc == nil {
@@ -89,8 +244,115 @@ func (s *Site) applyBatch(b *event.Batch) {
 		}
 		vc.Events++
 		vc.LastSeen = max(vc.LastSeen, t)
+
+		p := s.page(e.Path)
+		p.Events++
+		switch e.Kind {
+		case event.KindMove:
+			if cell, ok := heatCell(e); ok {
+				p.MoveHeat[cell]++
+			}
+		case event.KindClick:
+			p.Clicks++
+			if cell, ok := heatCell(e); ok {
+				p.ClickHeat[cell]++
+			}
+			if b.Session != "" {
+				s.applyClick(p, s.session(b.Session, t), e, t)
+			}
+		case event.KindScroll:
+			if b.Session != "" && e.PH > 0 {
+				applyScroll(p, s.session(b.Session, t), e)
+			}
+		}
 	}
 	s.dirty = true
+}
+
+// heatCell returns the heatmap cell of a move or click, or false when the
+// event has no viewport width to normalise by.
+func heatCell(e *event.Event) (int, bool) {
+	if e.VW <= 0 || e.X < 0 || e.Y < 0 {
+		return 0, false
+	}
+	col := min(int(int64(e.X)*event.HeatCols/int64(e.VW)), event.HeatCols-1)
+	row := min(int(int64(e.Y)*event.HeatCols/int64(e.VW)), event.HeatRows-1)
+	return row*event.HeatCols + col, true
+}
+
+// applyScroll records the deepest tenth of the page a page view reached.
+func applyScroll(p *Page, ss *SessionState, e *event.Event) {
+	decile := uint8(min(10, max(1, (int64(e.Y)*10+int64(e.PH)-1)/int64(e.PH))))
+	if ss.Depth == nil {
+		ss.Depth = make(map[string]uint8)
+	}
+	prev, seen := ss.Depth[e.Path]
+	if !seen {
+		p.PageViews++
+	}
+	for d := prev + 1; d <= decile; d++ {
+		p.ScrollReached[d-1]++
+	}
+	ss.Depth[e.Path] = max(prev, decile)
+}
+
+// burstSize returns how many clicks form a burst ending with c: c and the
+// clicks of history (oldest first) on c's page within rageWindow of c and
+// rageRadius of it.
+func burstSize(history []click, c click) int {
+	n := 1
+	for i := len(history) - 1; i >= 0; i-- {
+		h := history[i]
+		if c.T-h.T > rageWindow {
+			break
+		}
+		dx, dy := int64(c.X-h.X), int64(c.Y-h.Y)
+		if h.Path == c.Path && dx*dx+dy*dy <= rageRadius*rageRadius {
+			n++
+		}
+	}
+	return n
+}
+
+// applyClick detects rage clicks: a burst is counted once when it reaches
+// rageMinClicks, and its record grows while it goes on.
+func (s *Site) applyClick(p *Page, ss *SessionState, e *event.Event, t int64) {
+	c := click{T: t, X: e.X, Y: e.Y, Path: e.Path}
+	n := burstSize(ss.Clicks, c)
+	switch {
+	case n < rageMinClicks:
+		ss.RageStart = 0
+	case ss.RageStart != 0:
+		for i := range s.RecentRage {
+			if r := &s.RecentRage[i]; r.T == ss.RageStart && r.Path == e.Path {
+				r.Clicks = n
+				break
+			}
+		}
+	default:
+		s.RageClicks++
+		p.RageClicks++
+		start := t
+		for _, h := range ss.Clicks {
+			if t-h.T <= rageWindow {
+				start = min(start, h.T)
+			}
+		}
+		ss.RageStart = start
+		s.RecentRage = append([]event.RageClick{{Path: e.Path, Target: e.Target, X: e.X, Y: e.Y, Clicks: n, T: start}}, s.RecentRage...)
+		s.RecentRage = s.RecentRage[:min(len(s.RecentRage), recentRage)]
+	}
+	// Keep only what a burst can still use.
+	keep := ss.Clicks[:0]
+	for _, h := range ss.Clicks {
+		if t-h.T <= rageWindow {
+			keep = append(keep, h)
+		}
+	}
+	ss.Clicks = append(keep, c)
+	if len(ss.Clicks) > 20 {
+		ss.Clicks = ss.Clicks[len(ss.Clicks)-20:]
+	}
 }
 
 // applyPresence tracks a join or leave. A visitor arrives with its first
@@ -105,6 +367,7 @@ func (s *Site) applyPresence(p *event.Presence) {
 		s.Present[p.Visitor]++
 		if s.Present[p.Visitor] == 1 {
 			s.Arrivals++
+			s.minute(p.Time).Arrivals++
 		}
 	case event.Leave:
 		v, ok := s.Conns[p.Conn]
@@ -116,6 +379,7 @@ func (s *Site) applyPresence(p *event.Presence) {
 		if s.Present[v] <= 0 {
 			delete(s.Present, v)
 			s.Departures++
+			s.minute(p.Time).Departures++
 		}
 	default:
 		return
@@ -123,13 +387,24 @@ func (s *Site) applyPresence(p *event.Presence) {
 	s.dirty = true
 }
 
-// prune drops per-second counts older than keepSeconds and, when there are
-// more than maxVisitors, the visitors seen longest ago that are not present.
+// prune drops what has left every window: seconds, minutes, idle sessions
+// and, beyond maxVisitors, the visitors seen longest ago that are not
+// present.
 func (s *Site) prune(now time.Time, maxVisitors int) {
-	oldest := now.Unix() - keepSeconds
 	for sec := range s.Seconds {
-		if sec < oldest {
+		if sec < now.Unix()-keepSeconds {
 			delete(s.Seconds, sec)
+		}
+	}
+	for m := range s.Minutes {
+		if m < now.Unix()/60-keepMinutes {
+			delete(s.Minutes, m)
+		}
+	}
+	idle := now.Add(-sessionIdle).UnixMilli()
+	for id, ss := range s.Sessions {
+		if ss.LastSeen < idle {
+			delete(s.Sessions, id)
 		}
 	}
 	if len(s.Visitors) <= maxVisitors {
@@ -154,28 +429,75 @@ func (s *Site) prune(now time.Time, maxVisitors int) {
 	}
 }
 
+func kindsMap(k *Kinds) map[string]uint64 {
+	m := make(map[string]uint64)
+	for i, n := range k {
+		if n > 0 {
+			m[event.Kind(i).String()] = n
+		}
+	}
+	return m
+}
+
 // overview builds the site's overview panel as of now.
 func (s *Site) overview(name string, now time.Time) event.Overview {
 	ov := event.Overview{
-		Site:       name,
-		Version:    s.Version,
-		Events:     s.Events,
-		ByKind:     make(map[string]uint64, len(s.ByKind)),
-		Visitors:   len(s.Present),
-		Arrivals:   s.Arrivals,
-		Departures: s.Departures,
-		PerSecond:  make([]event.Point, chartWindow),
-		Updated:    now.UnixMilli(),
+		Site:            name,
+		Version:         s.Version,
+		Events:          s.Events,
+		ByKind:          kindsMap(&s.ByKind),
+		Visitors:        len(s.Present),
+		Arrivals:        s.Arrivals,
+		Departures:      s.Departures,
+		PerSecond:       make([]event.Point, chartWindow),
+		PerSecondByKind: make(map[string][]uint64),
+		PerMinute:       make([]event.MinutePoint, hourWindow),
+		Day:             make([]event.Point, keepMinutes/dayBucket),
+		RageClicks:      s.RageClicks,
+		RecentRage:      slices.Clone(s.RecentRage),
+		Updated:         now.UnixMilli(),
 	}
-	for k, n := range s.ByKind {
-		ov.ByKind[k] = n
-	}
-	// The chart ends at the last complete second.
+	// The per-second chart ends at the last complete second.
 	last := now.Unix() - 1
 	for i := range ov.PerSecond {
 		sec := last - chartWindow + 1 + int64(i)
-		ov.PerSecond[i] = event.Point{T: sec * 1000, N: s.Seconds[sec]}
+		ov.PerSecond[i] = event.Point{T: sec * 1000}
+		k := s.Seconds[sec]
+		if k == nil {
+			continue
+		}
+		ov.PerSecond[i].N = k.total()
+		for kind, n := range k {
+			if n == 0 {
+				continue
+			}
+			name := event.Kind(kind).String()
+			if ov.PerSecondByKind[name] == nil {
+				ov.PerSecondByKind[name] = make([]uint64, chartWindow)
+			}
+			ov.PerSecondByKind[name][i] = n
+		}
 	}
+	// The hour and day charts end with the current minute.
+	thisMinute := now.Unix() / 60
+	for i := range ov.PerMinute {
+		m := thisMinute - hourWindow + 1 + int64(i)
+		p := event.MinutePoint{T: m * 60_000}
+		if mm := s.Minutes[m]; mm != nil {
+			p.Events, p.ByKind, p.Arrivals, p.Departures = mm.ByKind.total(), kindsMap(&mm.ByKind), mm.Arrivals, mm.Departures
+		}
+		ov.PerMinute[i] = p
+	}
+	firstBucket := thisMinute/dayBucket - int64(len(ov.Day)) + 1
+	for i := range ov.Day {
+		ov.Day[i].T = (firstBucket + int64(i)) * dayBucket * 60_000
+	}
+	for m, mm := range s.Minutes {
+		if i := m/dayBucket - firstBucket; i >= 0 && i < int64(len(ov.Day)) {
+			ov.Day[i].N += mm.ByKind.total()
+		}
+	}
+
 	top := make([]event.VisitorCount, 0, len(s.Visitors))
 	for _, v := range s.Visitors {
 		top = append(top, *v)
@@ -187,14 +509,48 @@ func (s *Site) overview(name string, now time.Time) event.Overview {
 		return cmp.Compare(a.Visitor, b.Visitor)
 	})
 	ov.TopVisitors = top[:min(len(top), topVisitors)]
+
+	paths := make([]string, 0, len(s.Pages))
+	for p := range s.Pages {
+		paths = append(paths, p)
+	}
+	slices.SortFunc(paths, func(a, b string) int {
+		if c := cmp.Compare(s.Pages[b].Events, s.Pages[a].Events); c != 0 {
+			return c
+		}
+		return cmp.Compare(a, b)
+	})
+	for _, path := range paths[:min(len(paths), topPages)] {
+		p := s.Pages[path]
+		ov.Pages = append(ov.Pages, event.PageStats{
+			Path: path, Events: p.Events, Clicks: p.Clicks, RageClicks: p.RageClicks,
+			ScrollReached: p.ScrollReached, PageViews: p.PageViews,
+			ClickHeat: heatCells(p.ClickHeat), MoveHeat: heatCells(p.MoveHeat),
+		})
+	}
 	return ov
 }
 
-// activeWithin reports whether the site's chart window holds any event, so
-// the chart must slide even without new events.
+// heatCells lists a heatmap's hottest cells, hottest first.
+func heatCells(m map[int]uint64) []event.HeatCell {
+	cells := make([]event.HeatCell, 0, len(m))
+	for i, n := range m {
+		cells = append(cells, event.HeatCell{Col: i % event.HeatCols, Row: i / event.HeatCols, N: n})
+	}
+	slices.SortFunc(cells, func(a, b event.HeatCell) int {
+		if c := cmp.Compare(b.N, a.N); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Row*event.HeatCols+a.Col, b.Row*event.HeatCols+b.Col)
+	})
+	return cells[:min(len(cells), maxHeatCells)]
+}
+
+// activeWithin reports whether the site's per-second chart holds any event,
+// so the chart must slide even without new events.
 func (s *Site) activeWithin(now time.Time) bool {
 	for sec := now.Unix() - chartWindow - 1; sec <= now.Unix(); sec++ {
-		if s.Seconds[sec] > 0 {
+		if s.Seconds[sec] != nil {
 			return true
 		}
 	}

@@ -49,38 +49,104 @@ func TestPresence(t *testing.T) {
 	}
 }
 
+func TestBurstSize(t *testing.T) {
+	at := func(t int64, x, y int32) click { return click{T: t, X: x, Y: y, Path: "/"} }
+	tests := []struct {
+		name    string
+		history []click
+		c       click
+		want    int
+	}{
+		{"first click", nil, at(1000, 10, 10), 1},
+		{"three quick clicks on one spot", []click{at(1000, 10, 10), at(1200, 12, 9)}, at(1400, 11, 11), 3},
+		{"too slow", []click{at(0, 10, 10), at(900, 10, 10)}, at(1950, 10, 10), 1},
+		{"too far apart", []click{at(1000, 10, 10), at(1100, 100, 10)}, at(1200, 10, 10), 2},
+		{"just inside the radius", []click{at(1000, 0, 0), at(1100, 18, 24)}, at(1200, 0, 0), 3},
+		{"another page", []click{{T: 1000, Path: "/a"}, {T: 1100, Path: "/a"}}, click{T: 1200, Path: "/b"}, 1},
+		{"window edge", []click{at(200, 5, 5), at(1000, 5, 5)}, at(1200, 5, 5), 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := burstSize(tt.history, tt.c); got != tt.want {
+				t.Errorf("burstSize = %d, want %d", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestRageClicksCountOncePerBurst(t *testing.T) {
+	s := newSite()
+	clicks := []int64{1000, 1100, 1200, 1300, 1400, 5000, 5100, 9000, 9050, 9100}
+	for _, at := range clicks {
+		s.applyBatch(&event.Batch{Session: "s1", Received: at, Events: []event.Event{{Kind: event.KindClick, T: at, X: 50, Y: 50, VW: 1000, Path: "/buy", Target: "button#pay"}}})
+	}
+	if s.RageClicks != 2 || s.Pages["/buy"].RageClicks != 2 {
+		t.Fatalf("rage clicks %d, want 2 (bursts of 5 and 3; 2 clicks are not rage)", s.RageClicks)
+	}
+	if r := s.RecentRage; len(r) != 2 || r[0].T != 9000 || r[0].Clicks != 3 || r[1].T != 1000 || r[1].Clicks != 5 || r[1].Target != "button#pay" {
+		t.Errorf("recent rage %+v", r)
+	}
+}
+
+func TestScrollDepth(t *testing.T) {
+	s := newSite()
+	scroll := func(session string, y, ph int32) {
+		s.applyBatch(&event.Batch{Session: session, Received: 1, Events: []event.Event{{Kind: event.KindScroll, T: 1, Y: y, PH: ph, Path: "/post"}}})
+	}
+	scroll("a", 800, 4000)  // 20%
+	scroll("a", 2100, 4000) // 53% → 60%
+	scroll("a", 1000, 4000) // back up: nothing new
+	scroll("b", 4000, 4000) // 100%
+	scroll("c", 100, 0)     // no page height: ignored
+	p := s.Pages["/post"]
+	want := [10]uint64{2, 2, 2, 2, 2, 2, 1, 1, 1, 1}
+	if p.ScrollReached != want || p.PageViews != 2 {
+		t.Errorf("reached %v, views %d; want %v, 2", p.ScrollReached, p.PageViews, want)
+	}
+}
+
 // TestOverviewGolden builds a site from fixed batches and compares its
-// overview with testdata/overview.golden (go test -update rewrites it).
+// overview (windows, heatmaps, scroll depth, rage clicks) with
+// testdata/overview.golden; go test -update rewrites it.
 func TestOverviewGolden(t *testing.T) {
 	now := time.UnixMilli(1_700_000_060_500)
 	s := newSite()
 	base := now.UnixMilli() - 10_000
 	batches := []event.Batch{
 		{Site: "demo", Session: "s1", Visitor: "ann", Received: base + 1000, Events: []event.Event{
-			{Kind: event.KindMove, T: base},
-			{Kind: event.KindMove, T: base + 100},
-			{Kind: event.KindClick, T: base + 900},
+			{Kind: event.KindMove, T: base, X: 100, Y: 50, VW: 1000, VH: 800, Path: "/"},
+			{Kind: event.KindMove, T: base + 100, X: 110, Y: 55, VW: 1000, VH: 800, Path: "/"},
+			{Kind: event.KindClick, T: base + 900, X: 500, Y: 400, VW: 1000, VH: 800, Path: "/", Target: "a.buy"},
+			{Kind: event.KindClick, T: base + 950, X: 505, Y: 402, VW: 1000, VH: 800, Path: "/", Target: "a.buy"},
+			{Kind: event.KindClick, T: base + 990, X: 502, Y: 399, VW: 1000, VH: 800, Path: "/", Target: "a.buy"},
+		}},
+		// A phone: half the width, so the same spot of a responsive page
+		// lands in the same cell.
+		{Site: "demo", Session: "s2", Visitor: "bob", Received: base + 2000, Events: []event.Event{
+			{Kind: event.KindClick, T: base + 1500, X: 250, Y: 200, VW: 500, VH: 900, Path: "/"},
+			{Kind: event.KindScroll, T: base + 1600, Y: 1800, PH: 3600, Path: "/"},
 		}},
 		{Site: "demo", Received: base + 5000, Events: []event.Event{
 			{Kind: event.KindMove, T: base + 4000, Visitor: "user1"},
 			{Kind: event.KindMove, T: base + 4000, Visitor: "user2"},
-			{Kind: event.KindMove, T: base + 4100, Visitor: "user1"},
+			{Kind: event.KindMove, T: base + 4100, Visitor: "user1", Path: "/pricing", X: 10, Y: 10, VW: 800},
 		}},
 		// An event claiming a time far ahead of its batch is placed at the
 		// batch's time plus the allowed slack.
-		{Site: "demo", Session: "s2", Received: base + 6000, Events: []event.Event{
-			{Kind: event.KindScroll, T: base + 999_999},
-		}},
-		// Too old for the chart: counted, not charted.
-		{Site: "demo", Session: "s3", Received: base, Events: []event.Event{
-			{Kind: event.KindLeave, T: base - 120_000},
-		}},
+		{Site: "demo", Session: "s3", Received: base + 6000, Events: []event.Event{{Kind: event.KindVisibility, T: base + 999_999}}},
+		// Minutes ago: in the hour and day windows, not the minute's.
+		{Site: "demo", Session: "s4", Received: base - 300_000, Events: []event.Event{{Kind: event.KindLeave, T: base - 300_000}}},
+		// Yesterday: counted, but in no window.
+		{Site: "demo", Session: "s5", Received: base - 25*3600_000, Events: []event.Event{{Kind: event.KindResize, T: base - 25*3600_000}}},
 	}
 	for i := range batches {
 		s.applyBatch(&batches[i])
 	}
-	s.applyPresence(&event.Presence{Kind: event.Join, Conn: "c1", Visitor: "ann"})
-	got, err := json.MarshalIndent(s.overview("demo", now), "", "  ")
+	s.applyPresence(&event.Presence{Kind: event.Join, Conn: "c1", Visitor: "ann", Time: base})
+	s.applyPresence(&event.Presence{Kind: event.Join, Conn: "c2", Visitor: "bob", Time: base - 120_000})
+	s.applyPresence(&event.Presence{Kind: event.Leave, Conn: "c2", Time: base - 60_000})
+	s.prune(now, 100)
+	got, err := json.MarshalIndent(s.overview("demo", now), "", " ")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,10 +165,10 @@ func TestOverviewGolden(t *testing.T) {
 	}
 }
 
-func TestPruneKeepsPresentVisitors(t *testing.T) {
+func TestPruneBounds(t *testing.T) {
 	s := newSite()
 	for i, v := range []string{"a", "b", "c", "d", "e"} {
-		s.applyBatch(&event.Batch{Received: int64(i), Events: []event.Event{{Kind: event.KindMove, T: int64(i * 1000), Visitor: v}}})
+		s.applyBatch(&event.Batch{Session: v, Received: int64(i), Events: []event.Event{{Kind: event.KindClick, T: int64(i * 1000), Visitor: v}}})
 	}
 	s.applyPresence(&event.Presence{Kind: event.Join, Conn: "c", Visitor: "a"}) // oldest, but present
 	s.prune(time.UnixMilli(5000), 4)
@@ -112,8 +178,15 @@ func TestPruneKeepsPresentVisitors(t *testing.T) {
 			t.Errorf("visitor %s kept = %v, want %v", v, ok, want)
 		}
 	}
-	s.prune(time.Unix(keepSeconds+10, 0), 100)
-	if len(s.Seconds) != 0 {
-		t.Errorf("seconds older than %d s kept: %v", keepSeconds, s.Seconds)
+	later := time.Unix(keepMinutes*60+3600, 0)
+	s.prune(later, 100)
+	if len(s.Seconds) != 0 || len(s.Minutes) != 0 || len(s.Sessions) != 0 {
+		t.Errorf("after a day: %d seconds, %d minutes, %d sessions kept", len(s.Seconds), len(s.Minutes), len(s.Sessions))
+	}
+	for i := range maxPages + 10 {
+		s.applyBatch(&event.Batch{Events: []event.Event{{Kind: event.KindMove, Path: "/p" + string(rune('a'+i))}}})
+	}
+	if len(s.Pages) > maxPages+1 || s.Pages[otherPage] == nil {
+		t.Errorf("%d pages kept, want at most %d plus %q", len(s.Pages), maxPages, otherPage)
 	}
 }

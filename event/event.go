@@ -5,8 +5,11 @@ package event
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net/url"
 	"regexp"
+	"strings"
 )
 
 // Stream and subject names. Sites are single NATS tokens (see ValidSite), so
@@ -134,6 +137,9 @@ type Event struct {
 	Visitor string `json:"v,omitempty"`
 	// Target is a short CSS selector of a click's target.
 	Target string `json:"sel,omitempty"`
+	// PH is the page's height for scroll events, so the aggregator can
+	// tell how deep into the page Y is. Zero when unknown.
+	PH int32 `json:"ph,omitempty"`
 }
 
 // Batch is the payload of an activity.<site> message: events accepted from
@@ -202,6 +208,52 @@ type VisitorCount struct {
 	LastSeen int64 `json:"lastSeen"`
 }
 
+// Site is a tracked site as the site registry (KV) holds it.
+type Site struct {
+	Key  string `json:"key"`
+	Name string `json:"name"`
+	// Origins are the browser origins (scheme://host[:port]) allowed to
+	// send events for the site; "*" allows any. A page served by the
+	// ingest node itself is always allowed.
+	Origins []string `json:"origins"`
+	// RespectDNT makes the snippet honour Do-Not-Track and Global Privacy
+	// Control.
+	RespectDNT bool `json:"respectDNT,omitempty"`
+}
+
+// AllowsOrigin reports whether a browser on origin may send events for s.
+func (s *Site) AllowsOrigin(origin string) bool {
+	for _, o := range s.Origins {
+		if o == "*" || strings.EqualFold(o, origin) {
+			return true
+		}
+	}
+	return false
+}
+
+// Validate checks a site's fields.
+func (s *Site) Validate() error {
+	if !ValidSite(s.Key) {
+		return fmt.Errorf("site key %q: use 1 to 63 of a-z, 0-9, '-' and '_', starting with a letter or digit", s.Key)
+	}
+	if len(s.Name) > 100 {
+		return errors.New("site name longer than 100 characters")
+	}
+	if len(s.Origins) > 50 {
+		return errors.New("more than 50 origins")
+	}
+	for _, o := range s.Origins {
+		if o == "*" {
+			continue
+		}
+		u, err := url.Parse(o)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Path != "" || u.RawQuery != "" {
+			return fmt.Errorf("origin %q: want scheme://host[:port], like https://shop.example", o)
+		}
+	}
+	return nil
+}
+
 // Overview is the overview panel of a site: what dash.<site>.overview
 // carries and what the dashboard renders and serves as stats.
 type Overview struct {
@@ -219,10 +271,75 @@ type Overview struct {
 	// PerSecond is events per second over the last minute, oldest first,
 	// one point per second, zeros included.
 	PerSecond []Point `json:"perSecond"`
+	// PerSecondByKind splits PerSecond by kind: one count per second of
+	// PerSecond for each kind seen in the last minute.
+	PerSecondByKind map[string][]uint64 `json:"perSecondByKind"`
+	// PerMinute covers the last hour, oldest first, one point per minute.
+	PerMinute []MinutePoint `json:"perMinute"`
+	// Day covers the last 24 hours in 10-minute points, oldest first.
+	Day []Point `json:"day"`
 	// TopVisitors are the most active visitors, most active first.
 	TopVisitors []VisitorCount `json:"topVisitors"`
+	// RageClicks counts bursts of rapid clicks on one spot.
+	RageClicks uint64 `json:"rageClicks"`
+	// RecentRage lists the latest rage clicks, newest first.
+	RecentRage []RageClick `json:"recentRage"`
+	// Pages are the most active pages, most active first.
+	Pages []PageStats `json:"pages"`
 	// Updated is when the aggregator built this overview, in Unix ms.
 	Updated int64 `json:"updated"`
+}
+
+// MinutePoint is one minute of a site's activity.
+type MinutePoint struct {
+	// T is the start of the minute in Unix ms.
+	T          int64             `json:"t"`
+	Events     uint64            `json:"events"`
+	ByKind     map[string]uint64 `json:"byKind,omitempty"`
+	Arrivals   uint64            `json:"arrivals"`
+	Departures uint64            `json:"departures"`
+}
+
+// RageClick is a burst of rapid clicks in a small area.
+type RageClick struct {
+	Path   string `json:"path"`
+	Target string `json:"target,omitempty"`
+	X      int32  `json:"x"`
+	Y      int32  `json:"y"`
+	Clicks int    `json:"clicks"`
+	// T is the time of the burst's first click in Unix ms.
+	T int64 `json:"t"`
+}
+
+// Heatmap grid. X is normalised by the viewport width into HeatCols
+// columns; Y is measured in the same unit (a column's width), so a cell is
+// square and a responsive page lines up across screen sizes. Rows beyond
+// HeatRows (far down long pages) are counted in the last row.
+const (
+	HeatCols = 40
+	HeatRows = 100
+)
+
+// HeatCell is one non-empty cell of a heatmap.
+type HeatCell struct {
+	Col int    `json:"c"`
+	Row int    `json:"r"`
+	N   uint64 `json:"n"`
+}
+
+// PageStats is the activity on one page of a site.
+type PageStats struct {
+	Path       string `json:"path"`
+	Events     uint64 `json:"events"`
+	Clicks     uint64 `json:"clicks"`
+	RageClicks uint64 `json:"rageClicks"`
+	// ScrollReached[d] counts page views that scrolled to at least
+	// (d+1)×10% of the page.
+	ScrollReached [10]uint64 `json:"scrollReached"`
+	// PageViews counts page views that reported scroll depth.
+	PageViews uint64     `json:"pageViews"`
+	ClickHeat []HeatCell `json:"clickHeat"`
+	MoveHeat  []HeatCell `json:"moveHeat"`
 }
 
 // Decode unmarshals data into v with a wrapped error naming what.

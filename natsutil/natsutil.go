@@ -22,8 +22,14 @@ import (
 
 // Key-value buckets.
 const (
-	// BucketState holds the aggregator's snapshot (state + stream sequence).
+	// BucketState holds the stream sequence the aggregator's snapshot
+	// covers.
 	BucketState = "pulse_state"
+	// BucketSnapshots (an object store) holds the aggregator's state per
+	// site; objects, unlike KV values, have no size limit.
+	BucketSnapshots = "pulse_snapshots"
+	// BucketSites is the site registry: key, name, allowed origins.
+	BucketSites = "pulse_sites"
 	// BucketViews holds the latest panel of every site, for dashboards to
 	// render on first load.
 	BucketViews = "pulse_views"
@@ -164,6 +170,7 @@ func Ensure(ctx context.Context, js jetstream.JetStream, replicas int) error {
 		{Bucket: BucketViews, Description: "latest dashboard panels", History: 1},
 		{Bucket: BucketUsers, Description: "dashboard accounts", History: 1},
 		{Bucket: BucketSessions, Description: "dashboard sessions", History: 1, TTL: SessionTTL},
+		{Bucket: BucketSites, Description: "site registry", History: 5},
 	}
 	for _, b := range buckets {
 		b.Storage = jetstream.FileStorage
@@ -171,6 +178,15 @@ func Ensure(ctx context.Context, js jetstream.JetStream, replicas int) error {
 		if _, err := js.CreateOrUpdateKeyValue(ctx, b); err != nil {
 			return fmt.Errorf("ensure bucket %s: %w", b.Bucket, err)
 		}
+	}
+	_, err = js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+		Bucket:      BucketSnapshots,
+		Description: "aggregator snapshots",
+		Storage:     jetstream.FileStorage,
+		Replicas:    replicas,
+	})
+	if err != nil {
+		return fmt.Errorf("ensure object store %s: %w", BucketSnapshots, err)
 	}
 	return nil
 }
