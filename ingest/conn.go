@@ -3,12 +3,14 @@ package ingest
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
+	"golang.org/x/time/rate"
 
 	"github.com/pulse-analytics/pulse/event"
 )
@@ -18,8 +20,8 @@ import (
 const writeWait = 5 * time.Second
 
 // conn is one tracker connection. Its reader runs in the HTTP handler's
-// goroutine; writes (hello, acks) come from that goroutine too, pings from a
-// second one through WriteControl, which gorilla allows concurrently.
+// goroutine; data frames (hello, acks, rate directives) are written under
+// wmu, pings through WriteControl, which gorilla allows concurrently.
 type conn struct {
 	s        *Server
 	ws       *websocket.Conn
@@ -31,13 +33,19 @@ type conn struct {
 	visitor   string // set on join
 	joined    bool
 	lastAck   uint64
+	limiter   *rate.Limiter
+	wmu       sync.Mutex
 	closeOnce sync.Once
 }
 
 // newConn makes a connection; visitor is the tracker's visitor id, unused
 // for classic clients, which name theirs in every frame.
 func newConn(s *Server, ws *websocket.Conn, site, session, visitor string, protocol bool) *conn {
-	return &conn{s: s, ws: ws, id: newID(), site: site, session: session, visitor: visitor, protocol: protocol}
+	perSecond := s.cfg.MaxConnEventsPerSecond
+	return &conn{
+		s: s, ws: ws, id: newID(), site: site, session: session, visitor: visitor, protocol: protocol,
+		limiter: rate.NewLimiter(rate.Limit(perSecond), 10*perSecond),
+	}
 }
 
 // serve runs the connection until it ends, then publishes the leave.
@@ -94,10 +102,14 @@ func (c *conn) readLoop() string {
 			return "error"
 		}
 		if err := c.handle(data); err != nil {
-			if errors.Is(err, errFrame) {
+			switch {
+			case errors.Is(err, errFrame):
 				c.s.metrics.rejected.WithLabelValues("invalid_frame").Inc()
 				c.closeWith(websocket.CloseInvalidFramePayloadData, err.Error())
-			} else {
+			case errors.Is(err, errRateLimit):
+				c.s.metrics.rejected.WithLabelValues("rate_limit").Inc()
+				c.closeWith(websocket.ClosePolicyViolation, err.Error())
+			default:
 				c.s.log.Warn("tracker frame failed", "site", c.site, "err", err)
 				c.closeWith(websocket.CloseTryAgainLater, "could not store events, reconnect and re-send")
 			}
@@ -148,6 +160,13 @@ func (c *conn) handleClassic(data []byte) error {
 	if !c.joined {
 		c.join(visitor)
 	}
+	if !c.limiter.Allow() {
+		// Classic clients cannot be told to slow down or re-send, so
+		// frames over the limit are dropped and counted.
+		c.s.metrics.rejected.WithLabelValues("rate_limit").Inc()
+		return nil
+	}
+	c.s.accepted.Add(1)
 	ev := event.Event{Kind: event.KindMove, T: time.Now().UnixMilli(), X: x, Y: y, Visitor: visitor}
 	if !c.s.classic.add(c.site, ev) {
 		c.s.metrics.dropped.WithLabelValues(c.site, "buffer_full").Inc()
@@ -168,6 +187,12 @@ func (c *conn) handleBatch(data []byte) error {
 		// Already stored on this connection: the tracker missed the ack.
 		return c.writeJSON(ackMsg{Type: "ack", Seq: seq})
 	}
+	if !c.limiter.AllowN(time.Now(), len(events)) {
+		// The batch is not acked: the tracker keeps it and re-sends it
+		// after reconnecting, so closing loses nothing.
+		return fmt.Errorf("%w: more than %d events a second", errRateLimit, c.s.cfg.MaxConnEventsPerSecond)
+	}
+	c.s.accepted.Add(int64(len(events)))
 	b := event.Batch{
 		Site: c.site, Session: c.session, Visitor: c.visitor, Seq: seq,
 		Node: c.s.cfg.NodeID, Received: now, Events: events,
@@ -208,7 +233,13 @@ func (c *conn) presence(kind event.PresenceKind, reason string) {
 	}
 }
 
+// errRateLimit marks a connection over its event rate; it is closed with
+// 1008 (policy violation).
+var errRateLimit = errors.New("event rate limit exceeded")
+
 func (c *conn) writeJSON(v any) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
 	_ = c.ws.SetWriteDeadline(time.Now().Add(writeWait))
 	return c.ws.WriteJSON(v)
 }

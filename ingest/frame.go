@@ -97,6 +97,8 @@ type trackerEvent struct {
 	VH     float64 `json:"vh"`
 	Path   string  `json:"p"`
 	Target string  `json:"sel"`
+	// PH is the page height, sent with scroll events.
+	PH float64 `json:"ph"`
 }
 
 // frameType peeks at a frame's "type" without decoding the rest; classic
@@ -154,6 +156,10 @@ func convertEvent(te *trackerEvent, receivedMs int64, e *event.Event) error {
 	if err != nil {
 		return err
 	}
+	ph, err := coord("ph", te.PH)
+	if err != nil {
+		return err
+	}
 	*e = event.Event{
 		Kind:   k,
 		T:      receivedMs - int64(te.Age),
@@ -161,6 +167,7 @@ func convertEvent(te *trackerEvent, receivedMs int64, e *event.Event) error {
 		Y:      y,
 		VW:     vw,
 		VH:     vh,
+		PH:     ph,
 		Path:   truncate(te.Path, maxPathLen),
 		Target: truncate(te.Target, maxTargetLen),
 	}
@@ -200,6 +207,12 @@ type rates struct {
 	FlushMs int `json:"flushMs"`
 	// MaxBatch is the most events a batch may hold.
 	MaxBatch int `json:"maxBatch"`
+}
+
+// rateMsg tells a tracker to change its rates.
+type rateMsg struct {
+	Type string `json:"type"` // "rate"
+	rates
 }
 
 // ackMsg acknowledges a batch: it is stored and will not be lost.

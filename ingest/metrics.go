@@ -13,6 +13,8 @@ type metrics struct {
 	rejected    *prometheus.CounterVec
 	dropped     *prometheus.CounterVec
 	connections prometheus.Gauge
+	load        prometheus.Gauge
+	level       prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -33,8 +35,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "pulse_ingest_connections",
 			Help: "Open tracker connections.",
 		}),
+		load: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "pulse_ingest_load",
+			Help: "Events accepted per second as a share of the node's capacity.",
+		}),
+		level: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "pulse_ingest_load_level",
+			Help: "Load level: trackers are told to sample and flush 2^level times slower.",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.events, m.rejected, m.dropped, m.connections} {
+	for _, c := range []prometheus.Collector{m.events, m.rejected, m.dropped, m.connections, m.load, m.level} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("ingest metrics: %w", err)
 		}

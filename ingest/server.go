@@ -11,9 +11,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -37,14 +37,22 @@ type Publisher interface {
 	PublishMsg(ctx context.Context, msg *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error)
 }
 
+// SiteLookup finds sites in the site registry.
+type SiteLookup interface {
+	// Site returns the site with key, or false if there is none. It is
+	// safe for concurrent use and answers from memory: it is called on
+	// every connection.
+	Site(key string) (event.Site, bool)
+}
+
 // Config configures a Server. Zero fields take the stated defaults.
 type Config struct {
 	// Publisher stores accepted events. Required.
 	Publisher Publisher
 	// NodeID names this node in batches and message ids. Default: random.
 	NodeID string
-	// Sites are the site keys this node accepts. Default: [DefaultSite].
-	Sites []string
+	// Sites is the site registry. Required.
+	Sites SiteLookup
 	// DefaultSite is the site of clients that name none. Default:
 	// event.DefaultSite.
 	DefaultSite string
@@ -83,6 +91,18 @@ type Config struct {
 	PongWait time.Duration
 	// PublishTimeout bounds one publish to JetStream. Default 5 s.
 	PublishTimeout time.Duration
+	// MaxConnEventsPerSecond is the sustained event rate one connection
+	// may send, with a burst of ten times that. Default 200: a tracker
+	// sampling moves every 50 ms sends about 25 a second.
+	MaxConnEventsPerSecond int
+	// MaxConnsPerIP bounds connections from one address. Default 1,000;
+	// behind a proxy that hides clients' addresses, raise it.
+	MaxConnsPerIP int
+	// Capacity is the events per second this node takes before it asks
+	// trackers to slow down (see loadLevel). Default 50,000.
+	Capacity int
+	// LoadInterval is how often the load is measured. Default 1 s.
+	LoadInterval time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -91,9 +111,6 @@ func (c *Config) setDefaults() {
 	}
 	if c.DefaultSite == "" {
 		c.DefaultSite = event.DefaultSite
-	}
-	if len(c.Sites) == 0 {
-		c.Sites = []string{c.DefaultSite}
 	}
 	if c.Ready == nil {
 		c.Ready = func() error { return nil }
@@ -131,6 +148,18 @@ func (c *Config) setDefaults() {
 	if c.PublishTimeout == 0 {
 		c.PublishTimeout = 5 * time.Second
 	}
+	if c.MaxConnEventsPerSecond == 0 {
+		c.MaxConnEventsPerSecond = 200
+	}
+	if c.MaxConnsPerIP == 0 {
+		c.MaxConnsPerIP = 1000
+	}
+	if c.Capacity == 0 {
+		c.Capacity = 50_000
+	}
+	if c.LoadInterval == 0 {
+		c.LoadInterval = time.Second
+	}
 }
 
 // Server is an ingest node. Create it with New, serve Handler, and stop it
@@ -142,8 +171,16 @@ type Server struct {
 	upgrader websocket.Upgrader
 	classic  *classicBatcher
 
+	// accepted counts events accepted since the last load measurement.
+	accepted atomic.Int64
+	// level is the current load level (see loadLevel).
+	level    atomic.Int32
+	stopLoad chan struct{}
+	loadDone chan struct{}
+
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
+	perIP    map[string]int
 	closing  bool
 	handlers sync.WaitGroup
 	shutdown atomic.Bool
@@ -152,24 +189,25 @@ type Server struct {
 // New returns a Server and starts its classic-event publisher, which
 // Shutdown stops.
 func New(cfg Config) (*Server, error) {
-	if cfg.Publisher == nil {
-		return nil, errors.New("ingest: a publisher is required")
+	if cfg.Publisher == nil || cfg.Sites == nil {
+		return nil, errors.New("ingest: a publisher and a site registry are required")
 	}
 	cfg.setDefaults()
-	for _, s := range append([]string{cfg.DefaultSite}, cfg.Sites...) {
-		if !event.ValidSite(s) {
-			return nil, fmt.Errorf("ingest: invalid site key %q", s)
-		}
+	if !event.ValidSite(cfg.DefaultSite) {
+		return nil, fmt.Errorf("ingest: invalid default site %q", cfg.DefaultSite)
 	}
 	m, err := newMetrics(cfg.Registerer)
 	if err != nil {
 		return nil, err
 	}
 	s := &Server{
-		cfg:     cfg,
-		log:     cfg.Logger.With("component", "ingest", "node", cfg.NodeID),
-		metrics: m,
-		conns:   make(map[*conn]struct{}),
+		cfg:      cfg,
+		log:      cfg.Logger.With("component", "ingest", "node", cfg.NodeID),
+		metrics:  m,
+		conns:    make(map[*conn]struct{}),
+		perIP:    make(map[string]int),
+		stopLoad: make(chan struct{}),
+		loadDone: make(chan struct{}),
 	}
 	s.upgrader = websocket.Upgrader{
 		// Buffers are small: frames are small, and idle connections are
@@ -177,10 +215,10 @@ func New(cfg Config) (*Server, error) {
 		ReadBufferSize:  2048,
 		WriteBufferSize: 1024,
 		Subprotocols:    []string{"json"},
-		CheckOrigin:     s.checkOrigin,
 		Error:           s.upgradeError,
 	}
 	s.classic = newClassicBatcher(s)
+	go s.watchLoad()
 	return s, nil
 }
 
@@ -215,20 +253,18 @@ func (s *Server) Ready() error {
 	return s.cfg.Ready()
 }
 
-// checkOrigin lets through requests without an Origin header (not a
-// browser) and browsers on the node's own host. Sites on other origins come
-// with the site registry.
-func (s *Server) checkOrigin(r *http.Request) bool {
+// originAllowed lets through requests without an Origin header (not a
+// browser), pages of the node itself (the demo page), and origins the site
+// allows.
+func (s *Server) originAllowed(r *http.Request, site *event.Site) bool {
 	origin := r.Header.Get("Origin")
 	if origin == "" {
 		return true
 	}
-	u, err := url.Parse(origin)
-	if err == nil && strings.EqualFold(u.Host, r.Host) {
+	if u, err := url.Parse(origin); err == nil && strings.EqualFold(u.Host, r.Host) {
 		return true
 	}
-	s.metrics.rejected.WithLabelValues("origin").Inc()
-	return false
+	return site.AllowsOrigin(origin)
 }
 
 func (s *Server) upgradeError(w http.ResponseWriter, _ *http.Request, status int, reason error) {
@@ -241,9 +277,15 @@ func (s *Server) serveTrack(w http.ResponseWriter, r *http.Request) {
 	if site == "" {
 		site = s.cfg.DefaultSite
 	}
-	if !slices.Contains(s.cfg.Sites, site) {
+	st, ok := s.cfg.Sites.Site(site)
+	if !ok {
 		s.metrics.rejected.WithLabelValues("unknown_site").Inc()
 		http.Error(w, fmt.Sprintf("unknown site %q", site), http.StatusNotFound)
+		return
+	}
+	if !s.originAllowed(r, &st) {
+		s.metrics.rejected.WithLabelValues("origin").Inc()
+		http.Error(w, fmt.Sprintf("origin %q is not allowed for site %q", r.Header.Get("Origin"), site), http.StatusForbidden)
 		return
 	}
 	protocol := q.Get("v") == "1"
@@ -259,12 +301,20 @@ func (s *Server) serveTrack(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "invalid vid: want 22 characters of URL-safe base64", http.StatusBadRequest)
 		return
 	}
-	if !s.track() {
+	ip := clientIP(r)
+	switch s.track(ip) {
+	case trackShuttingDown:
 		http.Error(w, "ingest node shutting down", http.StatusServiceUnavailable)
 		return
+	case trackTooMany:
+		s.metrics.rejected.WithLabelValues("conns_per_ip").Inc()
+		http.Error(w, fmt.Sprintf("too many connections from %s (limit %d)", ip, s.cfg.MaxConnsPerIP), http.StatusTooManyRequests)
+		return
 	}
-	defer s.handlers.Done()
-	ws, err := s.upgrader.Upgrade(w, r, nil)
+	defer s.untrack(ip)
+	up := s.upgrader
+	up.CheckOrigin = func(r *http.Request) bool { return s.originAllowed(r, &st) }
+	ws, err := up.Upgrade(w, r, nil)
 	if err != nil {
 		return // the upgrader has answered
 	}
@@ -283,15 +333,45 @@ func (s *Server) serveTrack(w http.ResponseWriter, r *http.Request) {
 	c.serve()
 }
 
-// track counts a handler in, unless the server is shutting down.
-func (s *Server) track() bool {
+type trackResult int
+
+const (
+	trackOK trackResult = iota
+	trackShuttingDown
+	trackTooMany
+)
+
+// track counts a handler in, unless the server is shutting down or ip has
+// too many connections; untrack counts it out.
+func (s *Server) track(ip string) trackResult {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing {
-		return false
+		return trackShuttingDown
 	}
+	if s.perIP[ip] >= s.cfg.MaxConnsPerIP {
+		return trackTooMany
+	}
+	s.perIP[ip]++
 	s.handlers.Add(1)
-	return true
+	return trackOK
+}
+
+func (s *Server) untrack(ip string) {
+	s.mu.Lock()
+	if s.perIP[ip]--; s.perIP[ip] <= 0 {
+		delete(s.perIP, ip)
+	}
+	s.mu.Unlock()
+	s.handlers.Done()
+}
+
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
 }
 
 func (s *Server) register(c *conn) bool {
@@ -317,7 +397,10 @@ func (s *Server) unregister(c *conn) {
 // clients sent. http.Server.Shutdown does not close hijacked WebSockets, so
 // call both.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.shutdown.Store(true)
+	if !s.shutdown.Swap(true) {
+		close(s.stopLoad)
+	}
+	<-s.loadDone
 	s.mu.Lock()
 	s.closing = true
 	conns := make([]*conn, 0, len(s.conns))
@@ -355,12 +438,10 @@ func (s *Server) publish(subject, msgID string, data []byte) error {
 	return nil
 }
 
+// rates are the rates trackers must keep now: the configured ones, slowed
+// by the load level.
 func (s *Server) rates() rates {
-	return rates{
-		SampleMs: int(s.cfg.SampleInterval / time.Millisecond),
-		FlushMs:  int(s.cfg.FlushInterval / time.Millisecond),
-		MaxBatch: s.cfg.MaxBatchEvents,
-	}
+	return ratesAt(s.cfg, int(s.level.Load()))
 }
 
 // newID returns 22 characters of URL-safe base64 from 128 random bits.

@@ -18,6 +18,13 @@ import (
 	"github.com/pulse-analytics/pulse/natsutil/natstest"
 )
 
+type staticSites map[string]event.Site
+
+func (s staticSites) Site(key string) (event.Site, bool) {
+	site, ok := s[key]
+	return site, ok
+}
+
 type testNode struct {
 	srv *Server
 	url string // ws://…
@@ -27,7 +34,10 @@ type testNode struct {
 func startNode(t *testing.T, edit func(*Config)) *testNode {
 	t.Helper()
 	ns := natstest.Run(t)
-	cfg := Config{Publisher: ns.JS, Logger: slog.New(slog.DiscardHandler), Sites: []string{"demo", "shop"}}
+	cfg := Config{Publisher: ns.JS, Logger: slog.New(slog.DiscardHandler), Sites: staticSites{
+		"demo": {Key: "demo"},
+		"shop": {Key: "shop", Origins: []string{"https://shop.example"}},
+	}}
 	if edit != nil {
 		edit(&cfg)
 	}
@@ -237,6 +247,7 @@ func TestLimits(t *testing.T) {
 		{"unknown site", "/v1/track?site=nope", nil, http.StatusNotFound},
 		{"invalid site key", "/v1/track?site=../x", nil, http.StatusNotFound},
 		{"wrong origin", "/v1/track?site=demo", http.Header{"Origin": {"https://evil.example"}}, http.StatusForbidden},
+		{"origin of another site", "/v1/track?site=demo", http.Header{"Origin": {"https://shop.example"}}, http.StatusForbidden},
 		{"bad session id", "/v1/track?v=1&sid=abc", nil, http.StatusBadRequest},
 		{"bad visitor id", "/v1/track?v=1&vid=%3Cscript%3E", nil, http.StatusBadRequest},
 	}
@@ -250,6 +261,10 @@ func TestLimits(t *testing.T) {
 	}
 	t.Run("same origin allowed", func(t *testing.T) {
 		c := dial(t, n.url+"/v1/track", http.Header{"Origin": {httpURL}})
+		c.Close()
+	})
+	t.Run("origin the site allows", func(t *testing.T) {
+		c := dial(t, n.url+"/v1/track?site=shop", http.Header{"Origin": {"https://shop.example"}})
 		c.Close()
 	})
 
@@ -302,35 +317,52 @@ func TestLimits(t *testing.T) {
 }
 
 func TestClassicBatchesAndShutdownFlush(t *testing.T) {
-	// A long flush interval: only Shutdown publishes.
-	n := startNode(t, func(c *Config) { c.ClassicFlushInterval = time.Hour })
-	c := dial(t, n.url+"/", nil)
-	for i := range 30 {
-		_ = c.WriteMessage(websocket.TextMessage, fmt.Appendf(nil, `{"id":"v%d","x":%d,"y":0}`, i%3, i))
+	tests := []struct {
+		name       string
+		perSecond  int
+		wantStored int
+	}{
+		{"all frames in one batch", 0, 30},
+		// Classic clients cannot re-send, so frames over the rate limit
+		// (burst: ten seconds' worth) are dropped.
+		{"frames over the rate limit dropped", 1, 10},
 	}
-	// The server has read all frames once it answers a ping after them.
-	pong := make(chan struct{})
-	c.SetPongHandler(func(string) error { close(pong); return nil })
-	_ = c.WriteControl(websocket.PingMessage, nil, time.Now().Add(time.Second))
-	go func() { _, _, _ = c.ReadMessage() }()
-	select {
-	case <-pong:
-	case <-time.After(5 * time.Second):
-		t.Fatal("no pong")
-	}
-	if err := n.srv.Shutdown(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	var events, batches int
-	for _, m := range n.messages(t) {
-		if strings.HasPrefix(m.Subject, "activity.") {
-			var b event.Batch
-			_ = json.Unmarshal(m.Data, &b)
-			events += len(b.Events)
-			batches++
-		}
-	}
-	if events != 30 || batches != 1 {
-		t.Errorf("stored %d events in %d batches, want 30 in 1", events, batches)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// A long flush interval: only Shutdown publishes.
+			n := startNode(t, func(c *Config) {
+				c.ClassicFlushInterval = time.Hour
+				c.MaxConnEventsPerSecond = tt.perSecond
+			})
+			c := dial(t, n.url+"/", nil)
+			for i := range 30 {
+				_ = c.WriteMessage(websocket.TextMessage, fmt.Appendf(nil, `{"id":"v%d","x":%d,"y":0}`, i%3, i))
+			}
+			// The server has read all frames once it answers a ping after them.
+			pong := make(chan struct{})
+			c.SetPongHandler(func(string) error { close(pong); return nil })
+			_ = c.WriteControl(websocket.PingMessage, nil, time.Now().Add(time.Second))
+			go func() { _, _, _ = c.ReadMessage() }()
+			select {
+			case <-pong:
+			case <-time.After(5 * time.Second):
+				t.Fatal("no pong")
+			}
+			if err := n.srv.Shutdown(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			var events, batches int
+			for _, m := range n.messages(t) {
+				if strings.HasPrefix(m.Subject, "activity.") {
+					var b event.Batch
+					_ = json.Unmarshal(m.Data, &b)
+					events += len(b.Events)
+					batches++
+				}
+			}
+			if events != tt.wantStored || batches != 1 {
+				t.Errorf("stored %d events in %d batches, want %d in 1", events, batches, tt.wantStored)
+			}
+		})
 	}
 }

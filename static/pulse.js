@@ -40,6 +40,7 @@
     var e = { k: k, at: performance.now(), x: Math.round(x) || 0, y: Math.round(y) || 0,
       vw: w.innerWidth, vh: w.innerHeight, p: location.pathname };
     if (extra) e.sel = extra;
+    if (k === 'scroll') e.ph = d.documentElement.scrollHeight;
     buf.push(e);
     if (buf.length >= rates.maxBatch) flush();
   }
@@ -47,7 +48,7 @@
   function send(b) {
     var now = performance.now();
     ws.send(JSON.stringify({ type: 'batch', seq: b.seq, events: b.events.map(function (e) {
-      return { k: e.k, a: Math.max(0, Math.round(now - e.at)), x: e.x, y: e.y, vw: e.vw, vh: e.vh, p: e.p, sel: e.sel };
+      return { k: e.k, a: Math.max(0, Math.round(now - e.at)), x: e.x, y: e.y, vw: e.vw, vh: e.vh, p: e.p, sel: e.sel, ph: e.ph };
     }) }));
   }
 

@@ -30,6 +30,7 @@ import (
 
 	"github.com/pulse-analytics/pulse/aggregator"
 	"github.com/pulse-analytics/pulse/dashboard"
+	"github.com/pulse-analytics/pulse/event"
 	"github.com/pulse-analytics/pulse/ingest"
 	"github.com/pulse-analytics/pulse/natsutil"
 	"github.com/pulse-analytics/pulse/obs"
@@ -81,6 +82,7 @@ type Config struct {
 	Replicas      int
 	AdminPassword string
 	APIToken      string
+	SitesFile     string
 	LogLevel      string
 }
 
@@ -98,6 +100,7 @@ type Main struct {
 	ns      *server.Server
 	nc      *nats.Conn
 	ingest  *ingest.Server
+	sites   *natsutil.SiteRegistry
 	dash    *dashboard.Server
 	aggStop context.CancelFunc
 	aggDone chan error
@@ -162,6 +165,7 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 	str(&c.NATSListen, "nats-listen", "PULSE_NATS_LISTEN", "address the embedded NATS server accepts clients on; empty for in-process only")
 	str(&c.AdminPassword, "admin-password", "PULSE_ADMIN_PASSWORD", "dashboard admin password; empty generates one at first start and prints it once")
 	str(&c.APIToken, "api-token", "PULSE_API_TOKEN", "bearer token accepted by the dashboard API")
+	str(&c.SitesFile, "sites-file", "PULSE_SITES_FILE", `JSON file of sites to register: [{"key":"shop","name":"Shop","origins":["https://shop.example"]}]`)
 	str(&c.LogLevel, "log-level", "PULSE_LOG_LEVEL", "debug, info, warn or error")
 	if v := getenv("PULSE_REPLICAS"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -217,6 +221,9 @@ func (m *Main) Run(ctx context.Context) error {
 	if err := natsutil.Ensure(ctx, js, c.Replicas); err != nil {
 		return err
 	}
+	if err := m.seedSites(ctx, js); err != nil {
+		return err
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	natsReady := func() error { return natsutil.Ready(nc) }
@@ -246,7 +253,10 @@ func (m *Main) Run(ctx context.Context) error {
 		}
 	}
 	if all || c.Mode == ModeIngest {
-		in, err := ingest.New(ingest.Config{Publisher: js, Ready: natsReady, Logger: log, Registerer: reg})
+		if m.sites, err = natsutil.WatchSites(ctx, js, log); err != nil {
+			return err
+		}
+		in, err := ingest.New(ingest.Config{Publisher: js, Sites: m.sites, Ready: natsReady, Logger: log, Registerer: reg})
 		if err != nil {
 			return err
 		}
@@ -280,6 +290,23 @@ func (m *Main) Run(ctx context.Context) error {
 		log.Info("dashboard listening: point a browser here", "url", m.DashboardURL+"/")
 	}
 	return nil
+}
+
+// seedSites registers the built-in demo site unless it exists, then the
+// sites of the sites file, which overwrite what the registry holds.
+func (m *Main) seedSites(ctx context.Context, js jetstream.JetStream) error {
+	demo := event.Site{Key: event.DefaultSite, Name: "Demo page", Origins: []string{}}
+	if err := natsutil.SeedSites(ctx, js, []event.Site{demo}, false); err != nil {
+		return err
+	}
+	if m.Config.SitesFile == "" {
+		return nil
+	}
+	sites, err := natsutil.LoadSitesFile(m.Config.SitesFile)
+	if err != nil {
+		return err
+	}
+	return natsutil.SeedSites(ctx, js, sites, true)
 }
 
 func both(a, b func() error) func() error {
@@ -371,6 +398,9 @@ func (m *Main) close() error {
 	}
 	servers.Wait()
 	errs = append(errs, serverErrs...)
+	if m.sites != nil {
+		m.sites.Stop()
+	}
 	if m.nc != nil && m.nc.IsConnected() {
 		if err := m.nc.FlushTimeout(5 * time.Second); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
 			errs = append(errs, fmt.Errorf("nats flush: %w", err))
