@@ -57,13 +57,13 @@ type Config struct {
 // Aggregator consumes ACTIVITY and publishes panels. Create it with New and
 // run it with Run.
 type Aggregator struct {
-	cfg     Config
-	log     *slog.Logger
-	metrics *metrics
+	cfg       Config
+	log       *slog.Logger
+	metrics   *metrics
 	state     jetstream.KeyValue
 	snapshots jetstream.ObjectStore
 	views     jetstream.KeyValue
-	running atomic.Bool
+	running   atomic.Bool
 
 	// mu guards everything below; the consumer's handler and the ticker
 	// both take it.

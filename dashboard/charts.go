@@ -1,43 +1,212 @@
 package dashboard
 
 import (
+	"strconv"
+
 	"github.com/go-echarts/go-echarts/v2/charts"
 	"github.com/go-echarts/go-echarts/v2/opts"
 
 	"github.com/pulse-analytics/pulse/event"
 )
 
-// Chart and series ids are fixed so that the browser's setOption merges an
-// update into the chart in place instead of adding a new one.
+// Charts are echarts option objects built with go-echarts. A page renders
+// each whole on first load and SSE sends it again on every update; chart
+// and series ids are fixed so that the browser's setOption merges an update
+// into the chart in place instead of adding a new one.
+
+// Chart ids of a site page.
 const (
-	chartEventsPerSecond  = "events-per-second"
-	seriesEventsPerSecond = "eps"
+	chartEventsPerSecond = "events-per-second"
+	chartEventsPerMinute = "events-per-minute"
+	chartPresence        = "arrivals-departures"
+	chartDay             = "events-day"
+	chartClickHeat       = "click-heat"
+	chartMoveHeat        = "move-heat"
+	chartScrollDepth     = "scroll-depth"
 )
 
-// eventsPerSecondOptions is the echarts option object of the events-per-
-// second chart. The page renders it whole on first load and SSE sends it
-// again on every update; echarts merges by series id.
-func eventsPerSecondOptions(ov event.Overview) map[string]any {
-	line := charts.NewLine()
-	line.SetGlobalOptions(
-		charts.WithInitializationOpts(opts.Initialization{ChartID: chartEventsPerSecond, AssetsHost: "/static/vendor/"}),
+// siteCharts returns the options of every site-wide chart by chart id.
+func siteCharts(ov event.Overview) map[string]any {
+	return map[string]any{
+		chartEventsPerSecond: eventsPerSecondOptions(ov),
+		chartEventsPerMinute: eventsPerMinuteOptions(ov),
+		chartPresence:        presenceOptions(ov),
+		chartDay:             dayOptions(ov),
+	}
+}
+
+// pageCharts returns, for each page in the overview, the options of its
+// heatmaps and scroll-depth chart by chart id.
+func pageCharts(ov event.Overview) map[string]map[string]any {
+	out := make(map[string]map[string]any, len(ov.Pages))
+	for i := range ov.Pages {
+		p := &ov.Pages[i]
+		out[p.Path] = map[string]any{
+			chartClickHeat:   heatmapOptions(chartClickHeat, "Clicks", p.ClickHeat),
+			chartMoveHeat:    heatmapOptions(chartMoveHeat, "Mouse moves", p.MoveHeat),
+			chartScrollDepth: scrollDepthOptions(p),
+		}
+	}
+	return out
+}
+
+func baseOpts(id string) []charts.GlobalOpts {
+	return []charts.GlobalOpts{
+		charts.WithInitializationOpts(opts.Initialization{ChartID: id, AssetsHost: "/static/vendor/"}),
 		charts.WithAnimation(false),
 		charts.WithTooltipOpts(opts.Tooltip{Show: opts.Bool(true), Trigger: "axis"}),
-		charts.WithLegendOpts(opts.Legend{Show: opts.Bool(false)}),
-		charts.WithGridOpts(opts.Grid{Left: "48", Right: "16", Top: "32", Bottom: "32"}),
+		charts.WithGridOpts(opts.Grid{Left: "56", Right: "24", Top: "56", Bottom: "32"}),
+	}
+}
+
+// eventsPerSecondOptions: the last minute, one stacked area per kind. Every
+// kind has a series, zeros included, so merges never leave a stale one.
+func eventsPerSecondOptions(ov event.Overview) map[string]any {
+	line := charts.NewLine()
+	line.SetGlobalOptions(append(baseOpts(chartEventsPerSecond),
+		charts.WithLegendOpts(opts.Legend{Show: opts.Bool(true), Top: "0"}),
 		// A time axis: the browser labels it in the admin's time zone.
-		charts.WithXAxisOpts(opts.XAxis{Type: "time"}),
+		charts.WithXAxisOpts(opts.XAxis{Type: "time", SplitNumber: 4}),
 		charts.WithYAxisOpts(opts.YAxis{Type: "value", Name: "events/s", MinInterval: 1}),
-	)
-	data := make([]opts.LineData, len(ov.PerSecond))
-	for i, p := range ov.PerSecond {
+	)...)
+	for _, k := range event.Kinds() {
+		counts := ov.PerSecondByKind[k.String()]
+		data := make([]opts.LineData, len(ov.PerSecond))
+		for i, p := range ov.PerSecond {
+			var n uint64
+			if counts != nil {
+				n = counts[i]
+			}
+			data[i] = opts.LineData{Value: []any{p.T, n}}
+		}
+		line.AddSeries(k.String(), data,
+			charts.WithSeriesId("eps-"+k.String()),
+			charts.WithLineChartOpts(opts.LineChart{ShowSymbol: opts.Bool(false), Stack: "events"}),
+			charts.WithAreaStyleOpts(opts.AreaStyle{Opacity: opts.Float(0.35)}),
+		)
+	}
+	line.Validate()
+	return line.JSON()
+}
+
+// eventsPerMinuteOptions: the last hour, events per minute.
+func eventsPerMinuteOptions(ov event.Overview) map[string]any {
+	bar := charts.NewBar()
+	bar.SetGlobalOptions(append(baseOpts(chartEventsPerMinute),
+		charts.WithLegendOpts(opts.Legend{Show: opts.Bool(false)}),
+		charts.WithXAxisOpts(opts.XAxis{Type: "time"}),
+		charts.WithYAxisOpts(opts.YAxis{Type: "value", Name: "events/min", MinInterval: 1}),
+	)...)
+	data := make([]opts.BarData, len(ov.PerMinute))
+	for i, p := range ov.PerMinute {
+		data[i] = opts.BarData{Value: []any{p.T, p.Events}}
+	}
+	bar.AddSeries("Events", data, charts.WithSeriesId("epm"))
+	bar.Validate()
+	return bar.JSON()
+}
+
+// presenceOptions: the last hour, arrivals and departures per minute.
+func presenceOptions(ov event.Overview) map[string]any {
+	bar := charts.NewBar()
+	bar.SetGlobalOptions(append(baseOpts(chartPresence),
+		charts.WithLegendOpts(opts.Legend{Show: opts.Bool(true), Top: "0"}),
+		charts.WithXAxisOpts(opts.XAxis{Type: "time"}),
+		charts.WithYAxisOpts(opts.YAxis{Type: "value", Name: "visitors/min", MinInterval: 1}),
+	)...)
+	arrivals := make([]opts.BarData, len(ov.PerMinute))
+	departures := make([]opts.BarData, len(ov.PerMinute))
+	for i, p := range ov.PerMinute {
+		arrivals[i] = opts.BarData{Value: []any{p.T, p.Arrivals}}
+		departures[i] = opts.BarData{Value: []any{p.T, p.Departures}}
+	}
+	bar.AddSeries("Arrivals", arrivals, charts.WithSeriesId("arrivals"))
+	bar.AddSeries("Departures", departures, charts.WithSeriesId("departures"))
+	bar.Validate()
+	return bar.JSON()
+}
+
+// dayOptions: the last 24 hours in 10-minute points.
+func dayOptions(ov event.Overview) map[string]any {
+	line := charts.NewLine()
+	line.SetGlobalOptions(append(baseOpts(chartDay),
+		charts.WithLegendOpts(opts.Legend{Show: opts.Bool(false)}),
+		charts.WithXAxisOpts(opts.XAxis{Type: "time"}),
+		charts.WithYAxisOpts(opts.YAxis{Type: "value", Name: "events/10 min", MinInterval: 1}),
+	)...)
+	data := make([]opts.LineData, len(ov.Day))
+	for i, p := range ov.Day {
 		data[i] = opts.LineData{Value: []any{p.T, p.N}}
 	}
-	line.AddSeries("Events per second", data,
-		charts.WithSeriesId(seriesEventsPerSecond),
+	line.AddSeries("Events", data,
+		charts.WithSeriesId("day"),
 		charts.WithLineChartOpts(opts.LineChart{ShowSymbol: opts.Bool(false)}),
 		charts.WithAreaStyleOpts(opts.AreaStyle{Opacity: opts.Float(0.25)}),
 	)
 	line.Validate()
 	return line.JSON()
+}
+
+// minHeatRows is the least depth a heatmap shows, so a page with activity
+// only at its top still looks like a page.
+const minHeatRows = 24
+
+// heatmapOptions draws a page's heatmap: columns across the viewport's
+// width, rows down the page in the same unit, row 0 at the top.
+func heatmapOptions(id, name string, cells []event.HeatCell) map[string]any {
+	rows, hottest := minHeatRows, uint64(1)
+	data := make([]opts.HeatMapData, len(cells))
+	for i, c := range cells {
+		rows = max(rows, c.Row+1)
+		hottest = max(hottest, c.N)
+		data[i] = opts.HeatMapData{Value: []any{c.Col, c.Row, c.N}}
+	}
+	hm := charts.NewHeatMap()
+	hm.SetGlobalOptions(
+		charts.WithInitializationOpts(opts.Initialization{ChartID: id, AssetsHost: "/static/vendor/"}),
+		charts.WithAnimation(false),
+		charts.WithTooltipOpts(opts.Tooltip{Show: opts.Bool(true)}),
+		charts.WithLegendOpts(opts.Legend{Show: opts.Bool(false)}),
+		charts.WithGridOpts(opts.Grid{Left: "8", Right: "8", Top: "8", Bottom: "48"}),
+		charts.WithXAxisOpts(opts.XAxis{Type: "category", Data: axis(event.HeatCols), AxisLabel: &opts.AxisLabel{Show: opts.Bool(false)}}),
+		charts.WithYAxisOpts(opts.YAxis{Type: "category", Data: axis(rows), Inverse: opts.Bool(true), AxisLabel: &opts.AxisLabel{Show: opts.Bool(false)}}),
+		charts.WithVisualMapOpts(opts.VisualMap{
+			Calculable: opts.Bool(true), Min: 0, Max: float32(hottest), Orient: "horizontal", Left: "center", Bottom: "0",
+			InRange: &opts.VisualMapInRange{Color: []string{"#e8f0fe", "#fbbf24", "#ef4444"}},
+		}),
+	)
+	hm.AddSeries(name, data, charts.WithSeriesId(id))
+	hm.Validate()
+	return hm.JSON()
+}
+
+func axis(n int) []string {
+	a := make([]string, n)
+	for i := range a {
+		a[i] = strconv.Itoa(i)
+	}
+	return a
+}
+
+// scrollDepthOptions: the share of a page's views that reached each tenth.
+func scrollDepthOptions(p *event.PageStats) map[string]any {
+	bar := charts.NewBar()
+	bar.SetGlobalOptions(append(baseOpts(chartScrollDepth),
+		charts.WithLegendOpts(opts.Legend{Show: opts.Bool(false)}),
+		charts.WithYAxisOpts(opts.YAxis{Type: "value", Name: "% of page views", Min: 0, Max: 100}),
+	)...)
+	labels := make([]string, len(p.ScrollReached))
+	data := make([]opts.BarData, len(p.ScrollReached))
+	for i, n := range p.ScrollReached {
+		labels[i] = strconv.Itoa((i+1)*10) + "%"
+		pct := 0.0
+		if p.PageViews > 0 {
+			pct = float64(n) * 100 / float64(p.PageViews)
+		}
+		data[i] = opts.BarData{Value: int(pct + 0.5)}
+	}
+	bar.SetXAxis(labels)
+	bar.AddSeries("Reached", data, charts.WithSeriesId("scroll"))
+	bar.Validate()
+	return bar.JSON()
 }

@@ -46,6 +46,9 @@ type Config struct {
 	AdminPassword string
 	// APIToken, when set, is accepted as "Authorization: Bearer" on the API.
 	APIToken string
+	// TrackerURL is the public URL of the ingest nodes, used in the
+	// snippets the Sites page shows. Default: a placeholder to replace.
+	TrackerURL string
 	// Ready reports whether NATS is usable; /readyz uses it. Default:
 	// always ready.
 	Ready func() error
@@ -64,6 +67,7 @@ type Server struct {
 	metrics *metrics
 	auth    *auth
 	views   jetstream.KeyValue
+	sites   jetstream.KeyValue
 	hub     *hub
 	sub     *nats.Subscription
 	started atomic.Bool
@@ -109,6 +113,9 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	if s.views, err = js.KeyValue(ctx, natsutil.BucketViews); err != nil {
 		return fmt.Errorf("dashboard: views bucket: %w", err)
+	}
+	if s.sites, err = js.KeyValue(ctx, natsutil.BucketSites); err != nil {
+		return fmt.Errorf("dashboard: sites bucket: %w", err)
 	}
 	s.auth = &auth{users: users, sessions: sessions, apiToken: s.cfg.APIToken}
 	generated, err := s.auth.ensureAdmin(ctx, s.cfg.AdminPassword)
@@ -170,6 +177,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /login", s.serveLogin)
 	mux.HandleFunc("POST /logout", s.serveLogout)
 	mux.Handle("GET /{$}", s.page(s.serveSites))
+	mux.Handle("POST /sites", s.page(s.serveSaveSite))
 	mux.Handle("GET /sites/{site}", s.page(s.serveOverview))
 	mux.Handle("GET /sse", s.stream(s.serveSSE))
 	mux.Handle("GET /api/v1/stats", s.api(s.serveStats))
@@ -264,13 +272,92 @@ func localPath(p string) string {
 }
 
 func (s *Server) serveSites(w http.ResponseWriter, r *http.Request) {
-	sites, err := s.sites(r.Context())
+	s.renderSites(w, r, http.StatusOK, event.Site{}, "")
+}
+
+func (s *Server) renderSites(w http.ResponseWriter, r *http.Request, status int, form event.Site, formErr string) {
+	rows, err := s.siteRows(r.Context())
 	if err != nil {
 		s.log.Error("list sites", "err", err)
 		http.Error(w, "could not list sites", http.StatusServiceUnavailable)
 		return
 	}
-	s.render(w, r, http.StatusOK, sitesPage(userFrom(r.Context()), sites))
+	s.render(w, r, status, sitesPage(userFrom(r.Context()), s.cfg.TrackerURL, rows, form, formErr))
+}
+
+// serveSaveSite adds or changes a site in the registry; every ingest node
+// follows the registry, so the change takes effect within moments.
+func (s *Server) serveSaveSite(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	if err := r.ParseForm(); err != nil {
+		s.renderSites(w, r, http.StatusBadRequest, event.Site{}, "The form could not be read; try again.")
+		return
+	}
+	site := event.Site{
+		Key:        strings.TrimSpace(r.PostForm.Get("key")),
+		Name:       strings.TrimSpace(r.PostForm.Get("name")),
+		Origins:    []string{},
+		RespectDNT: r.PostForm.Get("respectDNT") != "",
+	}
+	for _, o := range strings.Fields(r.PostForm.Get("origins")) {
+		site.Origins = append(site.Origins, strings.TrimSuffix(o, "/"))
+	}
+	if err := site.Validate(); err != nil {
+		s.renderSites(w, r, http.StatusUnprocessableEntity, site, err.Error())
+		return
+	}
+	if err := natsutil.PutSite(r.Context(), s.sites, site); err != nil {
+		s.log.Error("save site", "site", site.Key, "err", err)
+		s.renderSites(w, r, http.StatusServiceUnavailable, site, "The site could not be saved; try again shortly.")
+		return
+	}
+	s.log.Info("site saved", "site", site.Key, "by", userFrom(r.Context()))
+	http.Redirect(w, r, "/", http.StatusSeeOther)
+}
+
+// siteRows lists the registered sites with their latest figures.
+func (s *Server) siteRows(ctx context.Context) ([]siteRow, error) {
+	keys, err := s.sites.ListKeys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list sites: %w", err)
+	}
+	var rows []siteRow
+	seen := make(map[string]bool)
+	for k := range keys.Keys() {
+		if seen[k] {
+			continue // a key written during listing may be listed twice
+		}
+		seen[k] = true
+		e, err := s.sites.Get(ctx, k)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("load site %s: %w", k, err)
+		}
+		var row siteRow
+		if err := json.Unmarshal(e.Value(), &row.Site); err != nil {
+			continue
+		}
+		if row.Overview, err = s.overview(ctx, k); err != nil {
+			return nil, err
+		}
+		rows = append(rows, row)
+	}
+	slices.SortFunc(rows, func(a, b siteRow) int { return strings.Compare(a.Site.Key, b.Site.Key) })
+	return rows, nil
+}
+
+// snippet is the tag a site puts on its pages.
+func snippet(trackerURL string, site event.Site) string {
+	if trackerURL == "" {
+		trackerURL = "https://YOUR-INGEST-HOST"
+	}
+	tag := `<script defer src="` + strings.TrimSuffix(trackerURL, "/") + `/static/pulse.js" data-site="` + site.Key + `"`
+	if site.RespectDNT {
+		tag += " data-respect-dnt"
+	}
+	return tag + "></script>"
 }
 
 func (s *Server) serveOverview(w http.ResponseWriter, r *http.Request) {
@@ -285,7 +372,7 @@ func (s *Server) serveOverview(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "could not load the site's figures", http.StatusServiceUnavailable)
 		return
 	}
-	s.render(w, r, http.StatusOK, overviewPage(userFrom(r.Context()), ov, eventsPerSecondOptions(ov)))
+	s.render(w, r, http.StatusOK, overviewPage(userFrom(r.Context()), ov))
 }
 
 // serveStats answers GET /api/v1/stats?site=SITE with the site's overview.
@@ -316,30 +403,6 @@ func (s *Server) overview(ctx context.Context, site string) (event.Overview, err
 	}
 	err = event.Decode("overview", e.Value(), &ov)
 	return ov, err
-}
-
-// sites returns the overview of every site the aggregator has published.
-func (s *Server) sites(ctx context.Context) ([]event.Overview, error) {
-	keys, err := s.views.ListKeys(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("list views: %w", err)
-	}
-	var out []event.Overview
-	seen := make(map[string]bool)
-	for k := range keys.Keys() {
-		site, ok := strings.CutSuffix(k, "."+event.PanelOverview)
-		if !ok || seen[site] {
-			continue // a key written during listing may be listed twice
-		}
-		seen[site] = true
-		ov, err := s.overview(ctx, site)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, ov)
-	}
-	slices.SortFunc(out, func(a, b event.Overview) int { return strings.Compare(a.Site, b.Site) })
-	return out, nil
 }
 
 func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, c templ.Component) {

@@ -326,14 +326,21 @@ func TestOverviewPageGolden(t *testing.T) {
 		ByKind:      map[string]uint64{"move": 12000, "click": 300, "scroll": 45},
 		PerSecond:   []event.Point{{T: 1_700_000_000_000, N: 4}, {T: 1_700_000_001_000, N: 9}},
 		TopVisitors: []event.VisitorCount{{Visitor: "ann", Events: 9000, LastSeen: 1_700_000_001_000}, {Visitor: "<bob>", Events: 3345, LastSeen: 1_700_000_000_500}},
-		Updated:     1_700_000_002_000,
+		RageClicks:  1,
+		RecentRage:  []event.RageClick{{Path: "/checkout", Target: "button.pay", Clicks: 4, T: 1_700_000_000_900}},
+		Pages: []event.PageStats{{
+			Path: "/checkout", Events: 300, Clicks: 40, RageClicks: 1, PageViews: 4, ScrollReached: [10]uint64{4, 4, 3, 2, 1},
+			ClickHeat: []event.HeatCell{{Col: 20, Row: 16, N: 9}}, MoveHeat: []event.HeatCell{{Col: 3, Row: 2, N: 40}, {Col: 4, Row: 2, N: 7}},
+		}},
+		Updated: 1_700_000_002_000,
 	}
 	var buf bytes.Buffer
-	if err := overviewPage("admin", ov, eventsPerSecondOptions(ov)).Render(context.Background(), &buf); err != nil {
+	if err := overviewPage("admin", ov).Render(context.Background(), &buf); err != nil {
 		t.Fatal(err)
 	}
 	got := buf.String()
-	for _, want := range []string{`data-testid="events-total">12` + "\u2009" + `345<`, `data-testid="visitors">2<`, `&lt;bob&gt;`, `"id":"eps"`, `id="events-per-second-options"`} {
+	for _, want := range []string{`data-testid="events-total">12` + "\u2009" + `345<`, `data-testid="visitors">2<`, `&lt;bob&gt;`, `"id":"eps-move"`, `id="site-charts"`, `id="page-charts"`,
+		`<option value="/checkout">`, `data-testid="rage-clicks">1<`, `"id":"click-heat"`, `button.pay`} {
 		if !strings.Contains(got, want) {
 			t.Errorf("page lacks %q", want)
 		}
@@ -350,6 +357,60 @@ func TestOverviewPageGolden(t *testing.T) {
 	}
 	if got != string(want) {
 		t.Errorf("page differs from %s; run go test -update and review the diff", golden)
+	}
+}
+
+func TestSitesRegistry(t *testing.T) {
+	d := startDash(t, Config{AdminPassword: password, TrackerURL: "https://in.example"})
+	web := d.login(t)
+	post := func(form url.Values) (*http.Response, string) {
+		resp, err := web.PostForm(d.url+"/sites", form)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, string(b)
+	}
+	for _, tt := range []struct {
+		name string
+		form url.Values
+		want string
+	}{
+		{"bad key", url.Values{"key": {"Shop!"}}, "site key"},
+		{"bad origin", url.Values{"key": {"shop"}, "origins": {"shop.example"}}, "want scheme://host"},
+		{"origin with a path", url.Values{"key": {"shop"}, "origins": {"https://shop.example/cart"}}, "want scheme://host"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, body := post(tt.form)
+			if resp.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(body, tt.want) {
+				t.Errorf("%s: %s", resp.Status, body)
+			}
+		})
+	}
+	resp, _ := post(url.Values{"key": {"shop"}, "name": {"Shop"}, "origins": {"https://shop.example/\nhttp://localhost:3000"}, "respectDNT": {"on"}})
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("save: %s", resp.Status)
+	}
+	kv, _ := d.ns.JS.KeyValue(context.Background(), natsutil.BucketSites)
+	e, err := kv.Get(context.Background(), "shop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var site event.Site
+	_ = json.Unmarshal(e.Value(), &site)
+	if site.Name != "Shop" || strings.Join(site.Origins, " ") != "https://shop.example http://localhost:3000" || !site.RespectDNT {
+		t.Errorf("stored %+v", site)
+	}
+	page, err := web.Get(d.url + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(page.Body)
+	page.Body.Close()
+	want := `&lt;script defer src=&#34;https://in.example/static/pulse.js&#34; data-site=&#34;shop&#34; data-respect-dnt&gt;&lt;/script&gt;`
+	if !strings.Contains(string(body), want) {
+		t.Errorf("sites page lacks the snippet %s", want)
 	}
 }
 

@@ -22,18 +22,25 @@ type update struct {
 }
 
 // overviewUpdate is the data of an "overview" SSE event: the panel's
-// numbers, the chart's option object for setOption, and the fragments that
-// replace the page's [data-fragment] elements.
+// numbers, the charts' option objects for setOption (site-wide by chart id,
+// per page by path and chart id), and the fragments that replace the page's
+// [data-fragment] elements.
 type overviewUpdate struct {
-	Overview  event.Overview    `json:"overview"`
-	Chart     map[string]any    `json:"chart"`
-	Fragments map[string]string `json:"fragments"`
+	Overview   event.Overview            `json:"overview"`
+	Charts     map[string]any            `json:"charts"`
+	PageCharts map[string]map[string]any `json:"pageCharts"`
+	Fragments  map[string]string         `json:"fragments"`
 }
 
 // encodeUpdate renders an overview into an SSE frame.
 func encodeUpdate(ctx context.Context, ov event.Overview) (*update, error) {
-	frags := map[string]templ.Component{"stats": overviewStats(ov), "visitors": visitorsTable(ov)}
-	u := overviewUpdate{Overview: ov, Chart: eventsPerSecondOptions(ov), Fragments: make(map[string]string, len(frags))}
+	frags := map[string]templ.Component{
+		"stats":    overviewStats(ov),
+		"pages":    pagesTable(ov),
+		"rage":     rageTable(ov),
+		"visitors": visitorsTable(ov),
+	}
+	u := overviewUpdate{Overview: ov, Charts: siteCharts(ov), PageCharts: pageCharts(ov), Fragments: make(map[string]string, len(frags))}
 	var buf bytes.Buffer
 	for name, c := range frags {
 		buf.Reset()

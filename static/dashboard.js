@@ -6,13 +6,34 @@
   var dark = window.matchMedia && window.matchMedia('(prefers-color-scheme: dark)').matches;
   var charts = {};
 
-  document.querySelectorAll('[data-chart]').forEach(function (el) {
-    var opts = JSON.parse(document.getElementById(el.dataset.chart).textContent);
-    var chart = echarts.init(el, dark ? 'dark' : null);
+  function json(id) {
+    var el = document.getElementById(id);
+    return el ? JSON.parse(el.textContent) : null;
+  }
+  function draw(id, opts) {
+    var el = document.getElementById(id);
+    if (!el || !opts) return;
     if (dark) opts.backgroundColor = 'transparent';
-    chart.setOption(opts);
-    charts[el.id] = chart;
-  });
+    if (!charts[id]) charts[id] = echarts.init(el, dark ? 'dark' : null);
+    charts[id].setOption(opts);
+  }
+
+  var siteCharts = json('site-charts') || {};
+  Object.keys(siteCharts).forEach(function (id) { draw(id, siteCharts[id]); });
+
+  // Per-page charts show the page picked in the select.
+  var pageCharts = json('page-charts') || {};
+  var select = document.querySelector('[data-page-select]');
+  function drawPage() {
+    var box = document.querySelector('[data-page-charts]');
+    var path = select && select.value;
+    if (box) box.hidden = !path || !pageCharts[path];
+    if (!path || !pageCharts[path]) return;
+    Object.keys(pageCharts[path]).forEach(function (id) { draw(id, pageCharts[path][id]); });
+  }
+  if (select) select.addEventListener('change', drawPage);
+  drawPage();
+
   window.addEventListener('resize', function () {
     Object.keys(charts).forEach(function (id) { charts[id].resize(); });
   });
@@ -33,6 +54,15 @@
     statusEl.textContent = text;
     statusEl.className = 'live-status' + (ok ? ' ok' : '');
   }
+  function syncPages(pages) {
+    if (!select) return;
+    var paths = pages.map(function (p) { return p.path; });
+    var have = Array.prototype.map.call(select.options, function (o) { return o.value; });
+    if (paths.join('\n') === have.join('\n')) return;
+    var keep = select.value;
+    select.textContent = '';
+    paths.forEach(function (p) { select.add(new Option(p, p, false, p === keep)); });
+  }
   var es = new EventSource(live.dataset.sse);
   es.onopen = function () { status('live', true); };
   es.onerror = function () { status('reconnecting…', false); };
@@ -43,11 +73,10 @@
       var el = live.querySelector('[data-fragment="' + name + '"]');
       if (el) { el.innerHTML = u.fragments[name]; localTimes(el); }
     });
-    var chart = charts['events-per-second'];
-    if (chart && u.chart) {
-      if (dark) u.chart.backgroundColor = 'transparent';
-      chart.setOption(u.chart);
-    }
+    Object.keys(u.charts || {}).forEach(function (id) { draw(id, u.charts[id]); });
+    pageCharts = u.pageCharts || {};
+    syncPages(u.overview.pages || []);
+    drawPage();
     status('live · updated ' + new Date(u.overview.updated).toLocaleTimeString(), true);
   });
 })();

@@ -118,8 +118,20 @@ func TestBrowserDemoMovesDashboard(t *testing.T) {
 	if err := moveMouse(demo, 0, 30); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := chromedp.Run(demo, chromedp.Poll[bool](`+document.querySelector('[data-testid=acked]').textContent > 0`, chromedp.WithPollingTimeout(15*time.Second))); err != nil {
-		t.Fatalf("no event acked on the demo page: %v", err)
+	// Four quick clicks on one spot (a rage click), and a scroll down.
+	for range 4 {
+		if err := chromedp.Do(demo, chromedp.MouseClickXY(400, 300)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := chromedp.Do(demo, chromedp.Evaluate[chromedp.Void](`window.scrollTo(0, document.body.scrollHeight)`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chromedp.Run(demo, chromedp.Poll[bool](`+document.querySelector('[data-testid=acked]').textContent > 30`, chromedp.WithPollingTimeout(15*time.Second))); err != nil {
+		t.Fatalf("events not acked on the demo page: %v", err)
+	}
+	if err := chromedp.Do(demo, chromedp.Evaluate[chromedp.Void](`window.scrollTo(0, 0)`)); err != nil {
+		t.Fatal(err)
 	}
 	screenshot(t, demo, "demo")
 
@@ -160,9 +172,60 @@ func TestBrowserDemoMovesDashboard(t *testing.T) {
 	if err != nil || visitors < 1 {
 		t.Errorf("visitors now = %d, %v; want at least 1", visitors, err)
 	}
-	// The chart is drawn by echarts from the server's option object.
-	if ok, err := chromedp.Run(dash, chromedp.Evaluate[bool](`!!echarts.getInstanceByDom(document.getElementById('events-per-second'))`)); err != nil || !ok {
-		t.Errorf("events-per-second chart not drawn: %v", err)
+	// The rage click and the click heatmap of the demo page arrive live.
+	if _, err := chromedp.Run(dash, chromedp.Poll[bool](`+document.querySelector('[data-testid=rage-clicks]').textContent >= 1`, chromedp.WithPollingTimeout(15*time.Second))); err != nil {
+		t.Errorf("no rage click shown: %v", err)
 	}
-	screenshot(t, dash, "overview")
+	// Every chart is drawn by echarts from the server's option objects.
+	for _, id := range []string{"events-per-second", "events-per-minute", "arrivals-departures", "events-day", "click-heat", "move-heat", "scroll-depth"} {
+		if ok, err := chromedp.Run(dash, chromedp.Evaluate[bool](`!!echarts.getInstanceByDom(document.getElementById('`+id+`'))`)); err != nil || !ok {
+			t.Errorf("chart %s not drawn: %v", id, err)
+		}
+	}
+	clicks, err := chromedp.Run(dash, chromedp.Evaluate[int](`echarts.getInstanceByDom(document.getElementById('click-heat')).getOption().series[0].data.reduce((n, d) => n + (d.value || d)[2], 0)`))
+	if err != nil || clicks < 4 {
+		t.Errorf("click heatmap holds %d clicks, %v; want at least 4", clicks, err)
+	}
+	screenshot(t, dash, "site")
+	if err := chromedp.Do(dash, chromedp.Navigate(m.DashboardURL+"/"), chromedp.WaitVisible(chromedp.CSS(`[data-testid=snippet-demo]`))); err != nil {
+		t.Fatalf("sites page: %v", err)
+	}
+	screenshot(t, dash, "sites")
+}
+
+// TestBrowserTrackerObeysRate: an ingest node over its capacity tells the
+// real pulse.js to slow down, the tracker obeys, and the node stays
+// responsive.
+func TestBrowserTrackerObeysRate(t *testing.T) {
+	ctx := browser(t)
+	m := startPulse(t, t.TempDir(), func(c *Config) { c.IngestCapacity = 5 })
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(m.IngestURL+"/demo"),
+		chromedp.Poll[chromedp.Void](`window.pulse && window.pulse.status.state === 'open'`, chromedp.WithPollingTimeout(15*time.Second)),
+	); err != nil {
+		t.Fatalf("demo page did not connect: %v", err)
+	}
+	sample, err := chromedp.Run(ctx, chromedp.Evaluate[int](`window.pulse.status.rates.sampleMs`))
+	if err != nil || sample != 50 {
+		t.Fatalf("initial sampling %d ms, %v; want 50", sample, err)
+	}
+	if err := moveMouse(ctx, 0, 40); err != nil {
+		t.Fatal(err)
+	}
+	slowed, err := chromedp.Run(ctx, chromedp.Poll[int](`window.pulse.status.rates.sampleMs > 50 && window.pulse.status.rates.sampleMs`, chromedp.WithPollingTimeout(15*time.Second)))
+	if err != nil {
+		t.Fatalf("tracker was not slowed down: %v", err)
+	}
+	// Obeyed: moves closer together than the new interval are not recorded.
+	before, _ := chromedp.Run(ctx, chromedp.Evaluate[int](`window.pulse.status.acked + window.pulse.status.pending`))
+	if err := moveMouse(ctx, 100, 10); err != nil { // 10 moves in ~600 ms
+		t.Fatal(err)
+	}
+	after, _ := chromedp.Run(ctx, chromedp.Evaluate[int](`window.pulse.status.acked + window.pulse.status.pending`))
+	if max := 600/slowed + 2; after-before > max {
+		t.Errorf("tracker recorded %d moves in 600 ms at a %d ms interval; want at most %d", after-before, slowed, max)
+	}
+	if body := get(t, m.IngestURL+"/healthz"); body != "ok\n" {
+		t.Errorf("healthz under load: %q", body)
+	}
 }

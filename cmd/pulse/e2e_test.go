@@ -45,15 +45,15 @@ func TestEndToEnd(t *testing.T) {
 			}
 			var u struct {
 				Overview  event.Overview    `json:"overview"`
-				Chart     map[string]any    `json:"chart"`
+				Charts    map[string]any    `json:"charts"`
 				Fragments map[string]string `json:"fragments"`
 			}
 			if err := json.Unmarshal([]byte(ev.Data), &u); err != nil {
 				t.Errorf("sse data: %v", err)
 				return
 			}
-			if ev.ID != fmt.Sprint(u.Overview.Version) || u.Chart == nil || u.Fragments["stats"] == "" {
-				t.Errorf("sse event incomplete: id %q, version %d, chart %v, fragments %d", ev.ID, u.Overview.Version, u.Chart != nil, len(u.Fragments))
+			if ev.ID != fmt.Sprint(u.Overview.Version) || u.Charts["events-per-second"] == nil || u.Fragments["stats"] == "" {
+				t.Errorf("sse event incomplete: id %q, version %d, charts %d, fragments %d", ev.ID, u.Overview.Version, len(u.Charts), len(u.Fragments))
 			}
 			overviews <- u.Overview
 		}

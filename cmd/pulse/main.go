@@ -83,7 +83,13 @@ type Config struct {
 	AdminPassword string
 	APIToken      string
 	SitesFile     string
-	LogLevel      string
+	// PublicIngestURL is where browsers reach the ingest nodes, for the
+	// snippets the dashboard shows.
+	PublicIngestURL string
+	// IngestCapacity is the events per second an ingest node takes before
+	// it slows trackers down.
+	IngestCapacity int
+	LogLevel       string
 }
 
 // Main is one run of the command. Tests build it directly, with a Config,
@@ -166,15 +172,25 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 	str(&c.AdminPassword, "admin-password", "PULSE_ADMIN_PASSWORD", "dashboard admin password; empty generates one at first start and prints it once")
 	str(&c.APIToken, "api-token", "PULSE_API_TOKEN", "bearer token accepted by the dashboard API")
 	str(&c.SitesFile, "sites-file", "PULSE_SITES_FILE", `JSON file of sites to register: [{"key":"shop","name":"Shop","origins":["https://shop.example"]}]`)
+	str(&c.PublicIngestURL, "public-ingest-url", "PULSE_PUBLIC_INGEST_URL", "URL browsers reach ingest nodes at, for the dashboard's snippets (all-in-one: the ingest listener)")
 	str(&c.LogLevel, "log-level", "PULSE_LOG_LEVEL", "debug, info, warn or error")
-	if v := getenv("PULSE_REPLICAS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			return fmt.Errorf("PULSE_REPLICAS: %w", err)
+	num := func(p *int, name, env, help string) error {
+		if v := getenv(env); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return fmt.Errorf("%s: %w", env, err)
+			}
+			*p = n
 		}
-		c.Replicas = n
+		fs.IntVar(p, name, *p, help+" ($"+env+")")
+		return nil
 	}
-	fs.IntVar(&c.Replicas, "replicas", c.Replicas, "replicas of streams and buckets (3 on a NATS cluster) ($PULSE_REPLICAS)")
+	if err := errors.Join(
+		num(&c.Replicas, "replicas", "PULSE_REPLICAS", "replicas of streams and buckets (3 on a NATS cluster)"),
+		num(&c.IngestCapacity, "ingest-capacity", "PULSE_INGEST_CAPACITY", "events per second an ingest node takes before telling trackers to slow down (0: 50000)"),
+	); err != nil {
+		return err
+	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -256,7 +272,10 @@ func (m *Main) Run(ctx context.Context) error {
 		if m.sites, err = natsutil.WatchSites(ctx, js, log); err != nil {
 			return err
 		}
-		in, err := ingest.New(ingest.Config{Publisher: js, Sites: m.sites, Ready: natsReady, Logger: log, Registerer: reg})
+		in, err := ingest.New(ingest.Config{
+			Publisher: js, Sites: m.sites, Capacity: c.IngestCapacity,
+			Ready: natsReady, Logger: log, Registerer: reg,
+		})
 		if err != nil {
 			return err
 		}
@@ -270,8 +289,12 @@ func (m *Main) Run(ctx context.Context) error {
 		log.Info("ingest node listening", "tracker", wsURL(m.IngestURL)+"/v1/track", "demo", m.IngestURL+"/demo")
 	}
 	if all || c.Mode == ModeDashboard {
+		trackerURL := c.PublicIngestURL
+		if trackerURL == "" {
+			trackerURL = m.IngestURL
+		}
 		d, err := dashboard.New(dashboard.Config{
-			JetStream: js, Subscriber: nc, AdminPassword: c.AdminPassword, APIToken: c.APIToken,
+			JetStream: js, Subscriber: nc, AdminPassword: c.AdminPassword, APIToken: c.APIToken, TrackerURL: trackerURL,
 			Ready: natsReady, Logger: log, Registerer: reg,
 		})
 		if err != nil {
