@@ -88,9 +88,17 @@ type click struct {
 	Path string `json:"p"`
 }
 
+// Conn is an open tracker connection.
+type Conn struct {
+	Visitor string `json:"v"`
+	Session string `json:"s,omitempty"`
+}
+
 // SessionState is what a site remembers of one session between events.
 type SessionState struct {
 	LastSeen int64 `json:"lastSeen"`
+	// Path is the page of the session's latest event: where it is now.
+	Path string `json:"path,omitempty"`
 	// Depth is the deepest tenth of each page reached (1–10).
 	Depth map[string]uint8 `json:"depth,omitempty"`
 	// Clicks are the session's recent clicks, oldest first.
@@ -109,8 +117,8 @@ type Site struct {
 	ByKind Kinds  `json:"byKind"`
 	// Visitors holds per-visitor activity, bounded by maxVisitors.
 	Visitors map[string]*event.VisitorCount `json:"visitors"`
-	// Conns maps each open connection to its visitor.
-	Conns map[string]string `json:"conns"`
+	// Conns maps each open connection to its visitor and session.
+	Conns map[string]Conn `json:"conns"`
 	// Present counts open connections per visitor.
 	Present    map[string]int `json:"present"`
 	Arrivals   uint64         `json:"arrivals"`
@@ -141,7 +149,7 @@ func (s *Site) fill() {
 		s.Visitors = make(map[string]*event.VisitorCount)
 	}
 	if s.Conns == nil {
-		s.Conns = make(map[string]string)
+		s.Conns = make(map[string]Conn)
 	}
 	if s.Present == nil {
 		s.Present = make(map[string]int)
@@ -247,6 +255,9 @@ func (s *Site) applyBatch(b *event.Batch) {
 
 		p := s.page(e.Path)
 		p.Events++
+		if b.Session != "" && e.Path != "" {
+			s.session(b.Session, t).Path = e.Path
+		}
 		switch e.Kind {
 		case event.KindMove:
 			if cell, ok := heatCell(e); ok {
@@ -363,17 +374,18 @@ func (s *Site) applyPresence(p *event.Presence) {
 		if _, ok := s.Conns[p.Conn]; ok {
 			return
 		}
-		s.Conns[p.Conn] = p.Visitor
+		s.Conns[p.Conn] = Conn{Visitor: p.Visitor, Session: p.Session}
 		s.Present[p.Visitor]++
 		if s.Present[p.Visitor] == 1 {
 			s.Arrivals++
 			s.minute(p.Time).Arrivals++
 		}
 	case event.Leave:
-		v, ok := s.Conns[p.Conn]
+		c, ok := s.Conns[p.Conn]
 		if !ok {
 			return
 		}
+		v := c.Visitor
 		delete(s.Conns, p.Conn)
 		s.Present[v]--
 		if s.Present[v] <= 0 {
@@ -520,10 +532,21 @@ func (s *Site) overview(name string, now time.Time) event.Overview {
 		}
 		return cmp.Compare(a, b)
 	})
+	// Visitors on a page now: present visitors whose session's latest
+	// event was on it.
+	onPage := make(map[string]map[string]bool)
+	for _, c := range s.Conns {
+		if ss := s.Sessions[c.Session]; ss != nil && ss.Path != "" {
+			if onPage[ss.Path] == nil {
+				onPage[ss.Path] = make(map[string]bool)
+			}
+			onPage[ss.Path][c.Visitor] = true
+		}
+	}
 	for _, path := range paths[:min(len(paths), topPages)] {
 		p := s.Pages[path]
 		ov.Pages = append(ov.Pages, event.PageStats{
-			Path: path, Events: p.Events, Clicks: p.Clicks, RageClicks: p.RageClicks,
+			Path: path, Visitors: len(onPage[path]), Events: p.Events, Clicks: p.Clicks, RageClicks: p.RageClicks,
 			ScrollReached: p.ScrollReached, PageViews: p.PageViews,
 			ClickHeat: heatCells(p.ClickHeat), MoveHeat: heatCells(p.MoveHeat),
 		})

@@ -142,7 +142,7 @@ func TestOverviewGolden(t *testing.T) {
 	for i := range batches {
 		s.applyBatch(&batches[i])
 	}
-	s.applyPresence(&event.Presence{Kind: event.Join, Conn: "c1", Visitor: "ann", Time: base})
+	s.applyPresence(&event.Presence{Kind: event.Join, Conn: "c1", Session: "s1", Visitor: "ann", Time: base})
 	s.applyPresence(&event.Presence{Kind: event.Join, Conn: "c2", Visitor: "bob", Time: base - 120_000})
 	s.applyPresence(&event.Presence{Kind: event.Leave, Conn: "c2", Time: base - 60_000})
 	s.prune(now, 100)

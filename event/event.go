@@ -329,7 +329,9 @@ type HeatCell struct {
 
 // PageStats is the activity on one page of a site.
 type PageStats struct {
-	Path       string `json:"path"`
+	Path string `json:"path"`
+	// Visitors are those present whose latest event was on this page.
+	Visitors   int    `json:"visitors"`
 	Events     uint64 `json:"events"`
 	Clicks     uint64 `json:"clicks"`
 	RageClicks uint64 `json:"rageClicks"`
