@@ -25,7 +25,47 @@ const (
 	// PanelOverview is the dashboard panel with totals, visitors and events
 	// per second.
 	PanelOverview = "overview"
+
+	// StreamQuotes holds every fetched quote and the ingest nodes' poll
+	// statistics.
+	StreamQuotes = "QUOTES"
+	// SubjectQuotesPanel carries the quotes panel, which belongs to no site.
+	SubjectQuotesPanel = "dash.quotes"
 )
+
+// QuoteSubject is the subject a fetched quote of symbol is published on.
+// Symbols may hold '.', which NATS would split on, so it becomes '_'.
+func QuoteSubject(symbol string) string { return "quotes." + strings.ReplaceAll(symbol, ".", "_") }
+
+// QuoteStatsSubject is the subject an ingest node publishes its poll
+// statistics on.
+func QuoteStatsSubject(node string) string { return "quotestats." + node }
+
+// QuoteSubjects are the subjects of the QUOTES stream.
+var QuoteSubjects = []string{"quotes.*", "quotestats.*"}
+
+// CallInBuckets are the upper bounds, in seconds, of the callIn histogram
+// in PollStats; the last bucket counts everything longer.
+var CallInBuckets = []float64{1, 2, 5, 10, 30, 60, 300}
+
+// PollStats are an ingest node's quote-poll counts over one period.
+type PollStats struct {
+	Node string `json:"node"`
+	// Start and End bound the period, in Unix ms.
+	Start int64 `json:"start"`
+	End   int64 `json:"end"`
+	Polls uint64 `json:"polls"`
+	// Futile polls returned nothing newer than the widget had.
+	Futile uint64 `json:"futile"`
+	// Fetches are upstream calls this node made; FetchErrors failed.
+	Fetches     uint64 `json:"fetches"`
+	FetchErrors uint64 `json:"fetchErrors"`
+	// CallIn counts answers by callIn, bucketed by CallInBuckets (one
+	// more bucket for longer).
+	CallIn []uint64 `json:"callIn"`
+	// StalenessMs sums the age of served quotes, for a mean.
+	StalenessMs uint64 `json:"stalenessMs"`
+}
 
 // ActivitySubject is the subject tracker batches of site are published on.
 func ActivitySubject(site string) string { return "activity." + site }

@@ -53,6 +53,8 @@ type Config struct {
 	NodeID string
 	// Sites is the site registry. Required.
 	Sites SiteLookup
+	// Quotes answers quote polls; nil disables the quote API.
+	Quotes QuoteService
 	// DefaultSite is the site of clients that name none. Default:
 	// event.DefaultSite.
 	DefaultSite string
@@ -226,6 +228,8 @@ func New(cfg Config) (*Server, error) {
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/track", s.serveTrack)
+	mux.HandleFunc("GET /v1/quote", s.serveQuote)
+	mux.HandleFunc("GET /v1/quotes/stream", s.serveQuoteStream)
 	mux.Handle("GET /static/", http.StripPrefix("/static/", static.Handler()))
 	mux.HandleFunc("GET /demo", s.serveDemo)
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {

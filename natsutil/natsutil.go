@@ -30,6 +30,9 @@ const (
 	BucketSnapshots = "pulse_snapshots"
 	// BucketSites is the site registry: key, name, allowed origins.
 	BucketSites = "pulse_sites"
+	// BucketQuotes holds the latest quote per symbol, fetch leases and the
+	// upstream budget, shared by every ingest node's poller.
+	BucketQuotes = "pulse_quotes"
 	// BucketViews holds the latest panel of every site, for dashboards to
 	// render on first load.
 	BucketViews = "pulse_views"
@@ -165,12 +168,27 @@ func Ensure(ctx context.Context, js jetstream.JetStream, replicas int) error {
 	if err != nil {
 		return fmt.Errorf("ensure stream %s: %w", event.StreamActivity, err)
 	}
+	_, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:       event.StreamQuotes,
+		Subjects:   event.QuoteSubjects,
+		Storage:    jetstream.FileStorage,
+		Retention:  jetstream.LimitsPolicy,
+		MaxAge:     activityMaxAge,
+		MaxBytes:   activityMaxBytes,
+		Discard:    jetstream.DiscardOld,
+		Duplicates: activityDuplicates,
+		Replicas:   replicas,
+	})
+	if err != nil {
+		return fmt.Errorf("ensure stream %s: %w", event.StreamQuotes, err)
+	}
 	buckets := []jetstream.KeyValueConfig{
 		{Bucket: BucketState, Description: "aggregator snapshots", History: 1},
 		{Bucket: BucketViews, Description: "latest dashboard panels", History: 1},
 		{Bucket: BucketUsers, Description: "dashboard accounts", History: 1},
 		{Bucket: BucketSessions, Description: "dashboard sessions", History: 1, TTL: SessionTTL},
 		{Bucket: BucketSites, Description: "site registry", History: 5},
+		{Bucket: BucketQuotes, Description: "quotes, fetch leases, upstream budget", History: 1},
 	}
 	for _, b := range buckets {
 		b.Storage = jetstream.FileStorage

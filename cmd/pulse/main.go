@@ -6,6 +6,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -21,6 +23,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	_ "time/tzdata" // market hours in any time zone, on any machine
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -34,6 +37,7 @@ import (
 	"github.com/pulse-analytics/pulse/ingest"
 	"github.com/pulse-analytics/pulse/natsutil"
 	"github.com/pulse-analytics/pulse/obs"
+	"github.com/pulse-analytics/pulse/quotes"
 )
 
 func main() {
@@ -89,7 +93,18 @@ type Config struct {
 	// IngestCapacity is the events per second an ingest node takes before
 	// it slows trackers down.
 	IngestCapacity int
-	LogLevel       string
+	// Quote source settings.
+	QuoteSource          string
+	QuoteSeed            int
+	QuoteInterval        time.Duration
+	QuoteReplayFile      string
+	QuoteSymbols         string
+	QuoteBudgetPerMinute int
+	QuoteBudgetPerDay    int
+	MarketHours          string
+	AlphaVantageKey      string
+	AlphaVantageURL      string
+	LogLevel             string
 }
 
 // Main is one run of the command. Tests build it directly, with a Config,
@@ -103,14 +118,16 @@ type Main struct {
 	// URLs of the listeners, set by Run.
 	IngestURL, DashboardURL, MetricsURL string
 
-	ns      *server.Server
-	nc      *nats.Conn
-	ingest  *ingest.Server
-	sites   *natsutil.SiteRegistry
-	dash    *dashboard.Server
-	aggStop context.CancelFunc
-	aggDone chan error
-	servers []*http.Server
+	ns         *server.Server
+	nc         *nats.Conn
+	ingest     *ingest.Server
+	sites      *natsutil.SiteRegistry
+	dash       *dashboard.Server
+	aggStop    context.CancelFunc
+	quotesStop context.CancelFunc
+	quotesDone chan struct{}
+	aggDone    chan error
+	servers    []*http.Server
 
 	closeOnce sync.Once
 	closeErr  error
@@ -125,6 +142,8 @@ func NewMain() *Main {
 		MetricsAddr:   ":2113",
 		DataDir:       "./pulse-data",
 		Replicas:      1,
+		QuoteSource:   "simulated",
+		QuoteSeed:     1,
 		LogLevel:      "info",
 	}, LogOutput: os.Stderr}
 }
@@ -185,9 +204,30 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 		fs.IntVar(p, name, *p, help+" ($"+env+")")
 		return nil
 	}
+	dur := func(p *time.Duration, name, env, help string) error {
+		if v := getenv(env); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				return fmt.Errorf("%s: %w", env, err)
+			}
+			*p = d
+		}
+		fs.DurationVar(p, name, *p, help+" ($"+env+")")
+		return nil
+	}
+	str(&c.QuoteSource, "quote-source", "PULSE_QUOTE_SOURCE", "quote source: simulated, replay, alphavantage or off")
+	str(&c.QuoteReplayFile, "quote-replay-file", "PULSE_QUOTE_REPLAY_FILE", "CSV (symbol,date,price) the replay source plays, like stocks.csv of vega-datasets")
+	str(&c.QuoteSymbols, "quote-symbols", "PULSE_QUOTE_SYMBOLS", "comma-separated symbols to serve (required for alphavantage; default: the source's own)")
+	str(&c.MarketHours, "market-hours", "PULSE_MARKET_HOURS", `trading hours, like "09:30-16:00 America/New_York", or "always"`)
+	str(&c.AlphaVantageKey, "alphavantage-key", "PULSE_ALPHAVANTAGE_KEY", "Alpha Vantage API key")
+	str(&c.AlphaVantageURL, "alphavantage-url", "PULSE_ALPHAVANTAGE_URL", "Alpha Vantage base URL (default https://www.alphavantage.co)")
 	if err := errors.Join(
 		num(&c.Replicas, "replicas", "PULSE_REPLICAS", "replicas of streams and buckets (3 on a NATS cluster)"),
 		num(&c.IngestCapacity, "ingest-capacity", "PULSE_INGEST_CAPACITY", "events per second an ingest node takes before telling trackers to slow down (0: 50000)"),
+		num(&c.QuoteSeed, "quote-seed", "PULSE_QUOTE_SEED", "seed of the simulated source's prices"),
+		dur(&c.QuoteInterval, "quote-interval", "PULSE_QUOTE_INTERVAL", "upstream refresh interval (0: 5s simulated and replay, 1m alphavantage)"),
+		num(&c.QuoteBudgetPerMinute, "quote-budget-per-minute", "PULSE_QUOTE_BUDGET_PER_MINUTE", "upstream calls per minute for the whole cluster (0: no limit; alphavantage free tier: 5)"),
+		num(&c.QuoteBudgetPerDay, "quote-budget-per-day", "PULSE_QUOTE_BUDGET_PER_DAY", "upstream calls per day for the whole cluster (0: no limit; alphavantage free tier: 25)"),
 	); err != nil {
 		return err
 	}
@@ -272,10 +312,19 @@ func (m *Main) Run(ctx context.Context) error {
 		if m.sites, err = natsutil.WatchSites(ctx, js, log); err != nil {
 			return err
 		}
-		in, err := ingest.New(ingest.Config{
-			Publisher: js, Sites: m.sites, Capacity: c.IngestCapacity,
+		nodeID := randomNodeID()
+		poller, err := m.startQuotes(ctx, js, nodeID, reg)
+		if err != nil {
+			return err
+		}
+		cfg := ingest.Config{
+			Publisher: js, Sites: m.sites, NodeID: nodeID, Capacity: c.IngestCapacity,
 			Ready: natsReady, Logger: log, Registerer: reg,
-		})
+		}
+		if poller != nil {
+			cfg.Quotes = poller
+		}
+		in, err := ingest.New(cfg)
 		if err != nil {
 			return err
 		}
@@ -313,6 +362,87 @@ func (m *Main) Run(ctx context.Context) error {
 		log.Info("dashboard listening: point a browser here", "url", m.DashboardURL+"/")
 	}
 	return nil
+}
+
+// quoteSource builds the configured quote source; nil when quotes are off.
+func (m *Main) quoteSource() (quotes.Source, error) {
+	c := m.Config
+	var symbols []string
+	for _, s := range strings.Split(c.QuoteSymbols, ",") {
+		if s = strings.TrimSpace(strings.ToUpper(s)); s != "" {
+			symbols = append(symbols, s)
+		}
+	}
+	market, err := quotes.ParseMarket(c.MarketHours)
+	if err != nil {
+		return nil, err
+	}
+	switch c.QuoteSource {
+	case "off":
+		return nil, nil
+	case "simulated":
+		cfg := quotes.SimulatedConfig{Seed: uint64(c.QuoteSeed), Interval: c.QuoteInterval, Market: market}
+		if len(symbols) > 0 {
+			cfg.Symbols = make(map[string]float64)
+			for _, s := range symbols {
+				price, ok := quotes.DefaultUniverse[s]
+				if !ok {
+					price = 100
+				}
+				cfg.Symbols[s] = price
+			}
+		}
+		return quotes.NewSimulated(cfg), nil
+	case "replay":
+		if c.QuoteReplayFile == "" {
+			return nil, errors.New("the replay quote source needs -quote-replay-file")
+		}
+		return quotes.OpenReplay(c.QuoteReplayFile, quotes.ReplayConfig{Step: c.QuoteInterval})
+	case "alphavantage":
+		return quotes.NewAlphaVantage(quotes.AlphaVantageConfig{
+			BaseURL: c.AlphaVantageURL, APIKey: c.AlphaVantageKey, Symbols: symbols, Interval: c.QuoteInterval,
+		})
+	default:
+		return nil, fmt.Errorf("unknown quote source %q (want simulated, replay, alphavantage or off)", c.QuoteSource)
+	}
+}
+
+// startQuotes starts the quote poller of an ingest node; nil when quotes
+// are off.
+func (m *Main) startQuotes(ctx context.Context, js jetstream.JetStream, nodeID string, reg prometheus.Registerer) (*quotes.Poller, error) {
+	src, err := m.quoteSource()
+	if err != nil || src == nil {
+		return nil, err
+	}
+	kv, err := js.KeyValue(ctx, natsutil.BucketQuotes)
+	if err != nil {
+		return nil, fmt.Errorf("quotes bucket: %w", err)
+	}
+	market, _ := quotes.ParseMarket(m.Config.MarketHours)
+	p, err := quotes.NewPoller(quotes.PollerConfig{
+		Source: src, KV: kv, Publisher: js, NodeID: nodeID, Market: market,
+		BudgetPerMinute: m.Config.QuoteBudgetPerMinute, BudgetPerDay: m.Config.QuoteBudgetPerDay,
+		Logger: m.Logger, Registerer: reg,
+	})
+	if err != nil {
+		return nil, err
+	}
+	pctx, stop := context.WithCancel(context.Background())
+	m.quotesStop, m.quotesDone = stop, make(chan struct{})
+	go func() {
+		defer close(m.quotesDone)
+		if err := p.Run(pctx); err != nil {
+			m.Logger.Error("quote poller stopped", "err", err)
+		}
+	}()
+	m.Logger.Info("quote poller running", "source", src.Name(), "interval", src.Interval())
+	return p, nil
+}
+
+func randomNodeID() string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 // seedSites registers the built-in demo site unless it exists, then the
@@ -409,6 +539,10 @@ func (m *Main) close() error {
 	}
 	if m.ingest != nil {
 		errs = append(errs, m.ingest.Shutdown(ctx))
+	}
+	if m.quotesStop != nil {
+		m.quotesStop()
+		<-m.quotesDone
 	}
 	if m.aggStop != nil {
 		m.aggStop()

@@ -1,0 +1,220 @@
+package quotes
+
+import (
+	"context"
+	"hash/fnv"
+	"math"
+	"math/rand/v2"
+	"sync"
+	"time"
+)
+
+// DefaultUniverse is the simulated source's symbols and their starting
+// prices, roughly where these stocks have traded.
+var DefaultUniverse = map[string]float64{
+	"AAPL": 190, "MSFT": 410, "GOOG": 170, "AMZN": 180, "META": 480,
+	"NVDA": 120, "TSLA": 240, "IBM": 185, "ORCL": 140, "INTC": 30,
+	"NFLX": 650, "ADBE": 520, "CRM": 270, "AMD": 160, "JPM": 200,
+	"V": 280, "KO": 62, "PEP": 170, "DIS": 100, "BRK.B": 410,
+}
+
+// SimulatedConfig configures a Simulated source. Zero fields take the
+// stated defaults.
+type SimulatedConfig struct {
+	// Seed makes the prices: the same seed gives the same prices at the
+	// same times.
+	Seed uint64
+	// Interval is how often prices move. Default 5 s.
+	Interval time.Duration
+	// Symbols and their starting prices. Default DefaultUniverse.
+	Symbols map[string]float64
+	// Volatility and Drift are annualised, as in the Black–Scholes model.
+	// Defaults 0.3 and 0.05.
+	Volatility, Drift float64
+	// Market is when prices move; outside it the last price stands.
+	// Default: always open.
+	Market Market
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// Simulated makes quotes by geometric Brownian motion: each step multiplies
+// the price by exp((μ−σ²/2)Δt + σ√Δt·Z). Every trading day starts from a
+// level that itself follows a daily random walk from the starting price, so
+// open, high, low, previous close and volume all behave like a real quote's,
+// and all of it is a pure function of the seed, the symbol and the time.
+type Simulated struct {
+	cfg SimulatedConfig
+
+	mu    sync.Mutex
+	paths map[string]*dayPath
+}
+
+var _ Source = (*Simulated)(nil)
+
+// epoch is day 0 of the daily walk.
+var epoch = time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// tradingDays is the number of trading days in a year: a session, however
+// long, carries one of them, so its variance is one day's.
+const tradingDays = 252
+
+// NewSimulated returns a simulated source.
+func NewSimulated(cfg SimulatedConfig) *Simulated {
+	if cfg.Interval == 0 {
+		cfg.Interval = 5 * time.Second
+	}
+	if cfg.Symbols == nil {
+		cfg.Symbols = DefaultUniverse
+	}
+	if cfg.Volatility == 0 {
+		cfg.Volatility = 0.3
+	}
+	if cfg.Drift == 0 {
+		cfg.Drift = 0.05
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Simulated{cfg: cfg, paths: make(map[string]*dayPath)}
+}
+
+// Name implements Source.
+func (s *Simulated) Name() string { return "simulated" }
+
+// Has implements Source.
+func (s *Simulated) Has(symbol string) bool { _, ok := s.cfg.Symbols[symbol]; return ok }
+
+// Interval implements Source.
+func (s *Simulated) Interval() time.Duration { return s.cfg.Interval }
+
+// Fetch implements Source.
+func (s *Simulated) Fetch(ctx context.Context, symbol string) (Quote, error) {
+	if err := ctx.Err(); err != nil {
+		return Quote{}, err
+	}
+	if !s.Has(symbol) {
+		return Quote{}, ErrUnknownSymbol
+	}
+	return s.QuoteAt(symbol, s.cfg.Now()), nil
+}
+
+// QuoteAt returns the quote of a known symbol at t.
+func (s *Simulated) QuoteAt(symbol string, t time.Time) Quote {
+	start, steps := s.session(t)
+	day := int(start.Sub(epoch).Hours() / 24)
+	if day < 0 {
+		day = 0
+	}
+	n := int(t.Sub(start) / s.cfg.Interval)
+	n = min(max(n, 0), steps-1)
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.paths[symbol]
+	if p == nil || p.day != day || p.step > n {
+		p = s.newDay(symbol, day)
+		s.paths[symbol] = p
+	}
+	for p.step < n {
+		p.next()
+	}
+	q := Quote{
+		Symbol: symbol, Price: round(p.price, 2), Open: round(p.open, 2),
+		High: round(p.high, 2), Low: round(p.low, 2), PrevClose: round(p.prevClose, 2),
+		Volume: p.volume, Time: start.Add(time.Duration(n) * s.cfg.Interval).UnixMilli(), Source: s.Name(),
+	}
+	return q.withChange()
+}
+
+// session returns the start of the trading session t falls in (or the last
+// one, when the market is closed) and its number of steps.
+func (s *Simulated) session(t time.Time) (time.Time, int) {
+	m := s.cfg.Market
+	if m.Location == nil {
+		day := t.UTC().Truncate(24 * time.Hour)
+		return day, int(24 * time.Hour / s.cfg.Interval)
+	}
+	steps := int((m.Close - m.Open) / s.cfg.Interval)
+	local := t.In(m.Location)
+	for back := 0; back < 8; back++ {
+		d := midnight(local.AddDate(0, 0, -back))
+		open := d.Add(m.Open)
+		if wd := d.Weekday(); wd != time.Saturday && wd != time.Sunday && !open.After(local) {
+			return open, steps
+		}
+	}
+	return midnight(local).Add(m.Open), steps
+}
+
+// dayPath is a symbol's price path through one trading day, generated
+// forward step by step.
+type dayPath struct {
+	day                    int
+	rng                    *rand.Rand
+	drift, vol             float64 // per step
+	baseVolume             float64 // per step
+	step                   int
+	open, prevClose, price float64
+	high, low              float64
+	volume                 int64
+}
+
+func (s *Simulated) rng(symbol string, day int, stream uint64) *rand.Rand {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(symbol))
+	return rand.New(rand.NewPCG(s.cfg.Seed^h.Sum64(), uint64(day)<<8|stream))
+}
+
+// level is the day's opening level: a daily random walk from the starting
+// price, with a day's worth of volatility per day.
+func (s *Simulated) level(symbol string, day int) float64 {
+	r := s.rng(symbol, 0, 1)
+	dailyVol := s.cfg.Volatility / math.Sqrt(tradingDays)
+	logP := math.Log(s.cfg.Symbols[symbol])
+	for range day {
+		logP += (s.cfg.Drift/tradingDays - dailyVol*dailyVol/2) + dailyVol*r.NormFloat64()
+	}
+	return math.Exp(logP)
+}
+
+func (s *Simulated) newDay(symbol string, day int) *dayPath {
+	_, steps := s.session(epoch.Add(time.Duration(day) * 24 * time.Hour))
+	dt := 1 / float64(steps*tradingDays)
+	mk := func(d int, open float64) *dayPath {
+		p := &dayPath{
+			day: d, rng: s.rng(symbol, d, 2),
+			drift: (s.cfg.Drift - s.cfg.Volatility*s.cfg.Volatility/2) * dt,
+			vol:   s.cfg.Volatility * math.Sqrt(dt),
+			// About 5 million shares a day.
+			baseVolume: 5e6 / float64(steps),
+			open:       open, price: open, high: open, low: open,
+		}
+		p.volume = p.stepVolume()
+		return p
+	}
+	// Yesterday's close: yesterday's whole path from its own level.
+	prevClose := s.cfg.Symbols[symbol]
+	if day > 0 {
+		y := mk(day-1, s.level(symbol, day-1))
+		for y.step < steps-1 {
+			y.next()
+		}
+		prevClose = y.price
+	}
+	p := mk(day, s.level(symbol, day))
+	p.prevClose = prevClose
+	return p
+}
+
+func (p *dayPath) next() {
+	p.step++
+	p.price *= math.Exp(p.drift + p.vol*p.rng.NormFloat64())
+	p.high = max(p.high, p.price)
+	p.low = min(p.low, p.price)
+	p.volume += p.stepVolume()
+}
+
+func (p *dayPath) stepVolume() int64 {
+	return int64(p.baseVolume * math.Exp(0.5*p.rng.NormFloat64()))
+}
