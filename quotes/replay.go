@@ -57,6 +57,9 @@ func NewReplay(r io.Reader, cfg ReplayConfig) (*Replay, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Start.IsZero() {
+		cfg.Start = time.Unix(0, 0)
+	}
 	cr := csv.NewReader(r)
 	cr.FieldsPerRecord = 3
 	header, err := cr.Read()
