@@ -65,9 +65,10 @@ type Aggregator struct {
 	views     jetstream.KeyValue
 	running   atomic.Bool
 
-	// mu guards everything below; the consumer's handler and the ticker
-	// both take it.
+	// mu guards everything below; the consumers' handlers and the ticker
+	// take it.
 	mu      sync.Mutex
+	quotes  *quoteState
 	seq     uint64 // last stream sequence applied, over all sites
 	sites   map[string]*Site
 	lastMsg jetstream.Msg // newest applied message, acked at the next snapshot
@@ -102,6 +103,7 @@ func New(cfg Config) (*Aggregator, error) {
 		log:     cfg.Logger.With("component", "aggregator"),
 		metrics: m,
 		sites:   make(map[string]*Site),
+		quotes:  newQuoteState(),
 	}, nil
 }
 
@@ -131,18 +133,18 @@ func (a *Aggregator) Run(ctx context.Context) error {
 	if err := a.load(ctx); err != nil {
 		return err
 	}
-	cons, err := a.consumer(ctx)
+	if err := a.loadQuotes(ctx); err != nil {
+		return err
+	}
+	a.log.Info("aggregator consuming", "activity_from_seq", a.seq+1, "sites", len(a.sites), "quotes_from_seq", a.quotes.Seq+1)
+	activity, err := a.consume(ctx, event.StreamActivity, a.cfg.Durable, a.seq, a.handle)
 	if err != nil {
 		return err
 	}
-	a.log.Info("aggregator consuming", "from_seq", a.seq+1, "sites", len(a.sites))
-	cc, err := cons.Consume(a.handle, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		if !errors.Is(err, jetstream.ErrNoHeartbeat) {
-			a.log.Warn("consume", "err", err)
-		}
-	}))
+	quotesCC, err := a.consume(ctx, event.StreamQuotes, a.cfg.Durable+"-quotes", a.quotes.Seq, a.handleQuote)
 	if err != nil {
-		return fmt.Errorf("aggregator: consume: %w", err)
+		activity.Stop()
+		return err
 	}
 	a.running.Store(true)
 
@@ -152,68 +154,82 @@ func (a *Aggregator) Run(ctx context.Context) error {
 		select {
 		case now := <-t.C:
 			a.tick(ctx, now)
+			a.tickQuotes(ctx, now)
 		case <-ctx.Done():
 			a.running.Store(false)
 			// Drain applies what was delivered; it needs the server, so
 			// without one, stop after a short wait. What was not applied
 			// is not acked and is replayed at the next start.
-			cc.Drain()
-			select {
-			case <-cc.Closed():
-			case <-time.After(drainWait):
-				cc.Stop()
+			for _, cc := range []jetstream.ConsumeContext{activity, quotesCC} {
+				cc.Drain()
+				select {
+				case <-cc.Closed():
+				case <-time.After(drainWait):
+					cc.Stop()
+				}
 			}
 			// The last snapshot must be written even though ctx is done.
 			stopCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
 			a.tick(stopCtx, time.Now())
+			a.tickQuotes(stopCtx, time.Now())
 			return nil
 		}
 	}
 }
 
-// consumer returns the durable consumer, positioned just after the
-// snapshot. A consumer whose ack floor lies past the snapshot (the snapshot
-// was lost) is recreated, since it would skip events the state lacks.
-func (a *Aggregator) consumer(ctx context.Context) (jetstream.Consumer, error) {
+// consume consumes stream with the durable consumer, positioned just after
+// seq, the sequence the snapshot covers. A consumer whose ack floor lies
+// past the snapshot (the snapshot was lost) is recreated, since it would
+// skip messages the state lacks.
+func (a *Aggregator) consume(ctx context.Context, stream, durable string, seq uint64, handle jetstream.MessageHandler) (jetstream.ConsumeContext, error) {
 	js := a.cfg.JetStream
-	cons, err := js.Consumer(ctx, event.StreamActivity, a.cfg.Durable)
+	cons, err := js.Consumer(ctx, stream, durable)
 	if err == nil {
 		info, err := cons.Info(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("aggregator: consumer info: %w", err)
 		}
-		if info.AckFloor.Stream <= a.seq {
-			return cons, nil
-		}
-		a.log.Warn("consumer is ahead of the snapshot; recreating it", "ack_floor", info.AckFloor.Stream, "snapshot_seq", a.seq)
-		if err := js.DeleteConsumer(ctx, event.StreamActivity, a.cfg.Durable); err != nil {
-			return nil, fmt.Errorf("aggregator: delete consumer: %w", err)
+		if info.AckFloor.Stream > seq {
+			a.log.Warn("consumer is ahead of the snapshot; recreating it", "stream", stream, "ack_floor", info.AckFloor.Stream, "snapshot_seq", seq)
+			if err := js.DeleteConsumer(ctx, stream, durable); err != nil {
+				return nil, fmt.Errorf("aggregator: delete consumer: %w", err)
+			}
+			cons = nil
 		}
 	} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return nil, fmt.Errorf("aggregator: consumer: %w", err)
 	}
-	cfg := jetstream.ConsumerConfig{
-		Durable:       a.cfg.Durable,
-		Description:   "Pulse aggregator",
-		AckPolicy:     jetstream.AckAllPolicy,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-		// Acks come once per tick, covering everything before; this many
-		// messages may wait for one, enough for a tick at full load.
-		MaxAckPending: 200_000,
-		// A tick that cannot write its snapshot for this long lets the
-		// server redeliver; redeliveries are skipped by sequence.
-		AckWait: time.Minute,
+	if cons == nil {
+		cfg := jetstream.ConsumerConfig{
+			Durable:       durable,
+			Description:   "Pulse aggregator",
+			AckPolicy:     jetstream.AckAllPolicy,
+			DeliverPolicy: jetstream.DeliverAllPolicy,
+			// Acks come once per tick, covering everything before; this
+			// many messages may wait for one, enough for a tick at full load.
+			MaxAckPending: 200_000,
+			// A tick that cannot write its snapshot for this long lets the
+			// server redeliver; redeliveries are skipped by sequence.
+			AckWait: time.Minute,
+		}
+		if seq > 0 {
+			cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+			cfg.OptStartSeq = seq + 1
+		}
+		if cons, err = js.CreateOrUpdateConsumer(ctx, stream, cfg); err != nil {
+			return nil, fmt.Errorf("aggregator: create consumer: %w", err)
+		}
 	}
-	if a.seq > 0 {
-		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
-		cfg.OptStartSeq = a.seq + 1
-	}
-	cons, err = js.CreateOrUpdateConsumer(ctx, event.StreamActivity, cfg)
+	cc, err := cons.Consume(handle, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		if !errors.Is(err, jetstream.ErrNoHeartbeat) {
+			a.log.Warn("consume", "stream", stream, "err", err)
+		}
+	}))
 	if err != nil {
-		return nil, fmt.Errorf("aggregator: create consumer: %w", err)
+		return nil, fmt.Errorf("aggregator: consume %s: %w", stream, err)
 	}
-	return cons, nil
+	return cc, nil
 }
 
 // handle applies one message. Messages at or below a sequence already in

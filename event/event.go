@@ -48,12 +48,86 @@ var QuoteSubjects = []string{"quotes.*", "quotestats.*"}
 // in PollStats; the last bucket counts everything longer.
 var CallInBuckets = []float64{1, 2, 5, 10, 30, 60, 300}
 
+// Quote is one quote of one symbol, as the quote API serves it and the
+// QUOTES stream carries it.
+type Quote struct {
+	Symbol        string  `json:"symbol"`
+	Price         float64 `json:"price"`
+	Change        float64 `json:"change"`
+	ChangePercent float64 `json:"changePercent"`
+	Open          float64 `json:"open"`
+	High          float64 `json:"high"`
+	Low           float64 `json:"low"`
+	PrevClose     float64 `json:"prevClose"`
+	Volume        int64   `json:"volume"`
+	// Time is when the quote's data is as of, in Unix ms.
+	Time   int64  `json:"time"`
+	Source string `json:"source"`
+}
+
+// PricePoint is one price of a symbol at a time (Unix ms).
+type PricePoint struct {
+	T int64   `json:"t"`
+	P float64 `json:"p"`
+}
+
+// Candle is one minute of a symbol's prices.
+type Candle struct {
+	// T is the start of the minute in Unix ms.
+	T      int64   `json:"t"`
+	Open   float64 `json:"o"`
+	Close  float64 `json:"c"`
+	Low    float64 `json:"l"`
+	High   float64 `json:"h"`
+	Volume int64   `json:"v"`
+}
+
+// SymbolPanel is what the quotes panel shows of one symbol.
+type SymbolPanel struct {
+	Last Quote `json:"last"`
+	// Points are the fetched prices of the last hour, oldest first.
+	Points []PricePoint `json:"points"`
+	// Candles are the last hour's 1-minute candles, oldest first.
+	Candles []Candle `json:"candles"`
+}
+
+// PollPoint is one minute of the cluster's quote polls.
+type PollPoint struct {
+	T           int64  `json:"t"`
+	Polls       uint64 `json:"polls"`
+	Futile      uint64 `json:"futile"`
+	Fetches     uint64 `json:"fetches"`
+	FetchErrors uint64 `json:"fetchErrors"`
+}
+
+// QuotesPanel is the quotes panel: what dash.quotes carries and the
+// dashboard's quotes page shows.
+type QuotesPanel struct {
+	Version uint64 `json:"version"`
+	// Symbols are sorted by symbol.
+	Symbols []SymbolPanel `json:"symbols"`
+	// PerMinute covers the last hour of polls, oldest first.
+	PerMinute []PollPoint `json:"perMinute"`
+	// PollsPerSecond, FutileShare (0–1), FetchesPerMinute and
+	// MeanStalenessMs (mean age of the data served, per poll) summarise
+	// the last complete minutes (up to 5).
+	PollsPerSecond   float64 `json:"pollsPerSecond"`
+	FutileShare      float64 `json:"futileShare"`
+	FetchesPerMinute float64 `json:"fetchesPerMinute"`
+	MeanStalenessMs  float64 `json:"meanStalenessMs"`
+	// CallIn counts the last hour's answers by CallInBuckets.
+	CallIn []uint64 `json:"callIn"`
+	// Nodes is the number of ingest nodes that reported in the last hour.
+	Nodes   int   `json:"nodes"`
+	Updated int64 `json:"updated"`
+}
+
 // PollStats are an ingest node's quote-poll counts over one period.
 type PollStats struct {
 	Node string `json:"node"`
 	// Start and End bound the period, in Unix ms.
-	Start int64 `json:"start"`
-	End   int64 `json:"end"`
+	Start int64  `json:"start"`
+	End   int64  `json:"end"`
 	Polls uint64 `json:"polls"`
 	// Futile polls returned nothing newer than the widget had.
 	Futile uint64 `json:"futile"`

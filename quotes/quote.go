@@ -11,26 +11,16 @@ import (
 	"fmt"
 	"regexp"
 	"time"
+
+	"github.com/pulse-analytics/pulse/event"
 )
 
-// Quote is one quote of one symbol.
-type Quote struct {
-	Symbol        string  `json:"symbol"`
-	Price         float64 `json:"price"`
-	Change        float64 `json:"change"`
-	ChangePercent float64 `json:"changePercent"`
-	Open          float64 `json:"open"`
-	High          float64 `json:"high"`
-	Low           float64 `json:"low"`
-	PrevClose     float64 `json:"prevClose"`
-	Volume        int64   `json:"volume"`
-	// Time is when the quote's data is as of, in Unix ms.
-	Time   int64  `json:"time"`
-	Source string `json:"source"`
-}
+// Quote is one quote of one symbol; the wire type lives in event, as
+// dashboards and the aggregator read it too.
+type Quote = event.Quote
 
 // withChange fills Change and ChangePercent from Price and PrevClose.
-func (q Quote) withChange() Quote {
+func withChange(q Quote) Quote {
 	q.Change = round(q.Price-q.PrevClose, 4)
 	if q.PrevClose != 0 {
 		q.ChangePercent = round(q.Change/q.PrevClose*100, 4)

@@ -131,5 +131,5 @@ func (r *Replay) Fetch(ctx context.Context, symbol string) (Quote, error) {
 		Time:   r.cfg.Start.Add(time.Duration(n) * r.cfg.Step).UnixMilli(),
 		Source: "replay " + cur.date,
 	}
-	return q.withChange(), nil
+	return withChange(q), nil
 }

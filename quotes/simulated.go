@@ -124,7 +124,7 @@ func (s *Simulated) QuoteAt(symbol string, t time.Time) Quote {
 		High: round(p.high, 2), Low: round(p.low, 2), PrevClose: round(p.prevClose, 2),
 		Volume: p.volume, Time: start.Add(time.Duration(n) * s.cfg.Interval).UnixMilli(), Source: s.Name(),
 	}
-	return q.withChange()
+	return withChange(q)
 }
 
 // session returns the start of the trading session t falls in (or the last

@@ -144,14 +144,16 @@ func TestAlphaVantage(t *testing.T) {
 	}
 	var rl *RateLimitError
 	for sym, check := range map[string]func(error) bool{
-		"NOTE":    func(err error) bool { return errors.As(err, &rl) && strings.Contains(rl.Message, "5 calls per minute") },
-		"INFO":    func(err error) bool { return errors.As(err, &rl) && strings.Contains(rl.Message, "25 requests per day") },
-		"LIMIT": func(err error) bool { return errors.As(err, &rl) && rl.RetryAfter == 30*time.Second },
-		"ERR":     func(err error) bool { return err != nil && strings.Contains(err.Error(), "Invalid API call") },
-		"DOWN":    func(err error) bool { return err != nil && strings.Contains(err.Error(), "HTTP 502") },
+		"NOTE": func(err error) bool { return errors.As(err, &rl) && strings.Contains(rl.Message, "5 calls per minute") },
+		"INFO": func(err error) bool {
+			return errors.As(err, &rl) && strings.Contains(rl.Message, "25 requests per day")
+		},
+		"LIMIT":  func(err error) bool { return errors.As(err, &rl) && rl.RetryAfter == 30*time.Second },
+		"ERR":    func(err error) bool { return err != nil && strings.Contains(err.Error(), "Invalid API call") },
+		"DOWN":   func(err error) bool { return err != nil && strings.Contains(err.Error(), "HTTP 502") },
 		"NOSUCH": func(err error) bool { return errors.Is(err, ErrUnknownSymbol) },
-		"BAD":     func(err error) bool { return err != nil && strings.Contains(err.Error(), "is not a number") },
-		"TSLA":    func(err error) bool { return errors.Is(err, ErrUnknownSymbol) }, // not listed: never asked
+		"BAD":    func(err error) bool { return err != nil && strings.Contains(err.Error(), "is not a number") },
+		"TSLA":   func(err error) bool { return errors.Is(err, ErrUnknownSymbol) }, // not listed: never asked
 	} {
 		if _, err := av.Fetch(context.Background(), sym); !check(err) {
 			t.Errorf("%s: unexpected error %v", sym, err)
