@@ -49,7 +49,7 @@ func page(title, user string) templ.Component {
 			return templ_7745c5c3_Err
 		}
 		if user != "" {
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 3, "<nav><a href=\"/\">Sites</a></nav><form class=\"logout\" method=\"post\" action=\"/logout\"><span class=\"user\" data-testid=\"user\">")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 3, "<nav><a href=\"/\">Sites</a> <a href=\"/quotes\">Quotes</a></nav><form class=\"logout\" method=\"post\" action=\"/logout\"><span class=\"user\" data-testid=\"user\">")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}

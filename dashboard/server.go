@@ -62,15 +62,16 @@ type Config struct {
 // Server serves the dashboard. Create it with New, call Start, serve
 // Handler, and stop it with Shutdown.
 type Server struct {
-	cfg     Config
-	log     *slog.Logger
-	metrics *metrics
-	auth    *auth
-	views   jetstream.KeyValue
-	sites   jetstream.KeyValue
-	hub     *hub
-	sub     *nats.Subscription
-	started atomic.Bool
+	cfg       Config
+	log       *slog.Logger
+	metrics   *metrics
+	auth      *auth
+	views     jetstream.KeyValue
+	sites     jetstream.KeyValue
+	hub       *hub
+	sub       *nats.Subscription
+	quotesSub *nats.Subscription
+	started   atomic.Bool
 }
 
 // New returns a Server.
@@ -130,6 +131,10 @@ func (s *Server) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("dashboard: subscribe: %w", err)
 	}
+	s.quotesSub, err = s.cfg.Subscriber.Subscribe(event.SubjectQuotesPanel, s.onQuotes)
+	if err != nil {
+		return fmt.Errorf("dashboard: subscribe: %w", err)
+	}
 	s.started.Store(true)
 	return nil
 }
@@ -145,7 +150,7 @@ func (s *Server) onOverview(msg *nats.Msg) {
 		s.log.Error("panel update", "site", ov.Site, "err", err)
 		return
 	}
-	s.hub.publish(ov.Site, u)
+	s.hub.publish(siteKey(ov.Site), u)
 }
 
 // Ready reports whether the dashboard can serve.
@@ -162,10 +167,13 @@ func (s *Server) Ready() error {
 func (s *Server) Shutdown() error {
 	s.started.Store(false)
 	s.hub.close()
-	if s.sub != nil {
-		return s.sub.Unsubscribe()
+	var errs []error
+	for _, sub := range []*nats.Subscription{s.sub, s.quotesSub} {
+		if sub != nil {
+			errs = append(errs, sub.Unsubscribe())
+		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // Handler serves the dashboard. State-changing requests from other origins
@@ -180,6 +188,8 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("POST /sites", s.page(s.serveSaveSite))
 	mux.Handle("GET /sites/{site}", s.page(s.serveOverview))
 	mux.Handle("GET /sse", s.stream(s.serveSSE))
+	mux.Handle("GET /quotes", s.page(s.serveQuotes))
+	mux.Handle("GET /sse/quotes", s.stream(s.serveQuotesSSE))
 	mux.Handle("GET /api/v1/stats", s.api(s.serveStats))
 	return http.NewCrossOriginProtection().Handler(mux)
 }

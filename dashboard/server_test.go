@@ -244,11 +244,11 @@ func TestSSE(t *testing.T) {
 				id = strings.TrimSpace(v)
 			}
 			if v, ok := strings.CutPrefix(line, "data: "); ok {
-				var u overviewUpdate
+				var u struct{ Panel event.Overview }
 				if err := json.Unmarshal([]byte(v), &u); err != nil {
 					t.Fatal(err)
 				}
-				return id, u.Overview
+				return id, u.Panel
 			}
 		}
 	}
@@ -289,8 +289,8 @@ func TestSSE(t *testing.T) {
 func TestSlowClientSkipsAhead(t *testing.T) {
 	m, _ := newMetrics(prometheus.NewRegistry())
 	h := newHub(m)
-	slow := h.subscribe("demo")
-	fast := h.subscribe("demo")
+	slow := h.subscribe(siteKey("demo"))
+	fast := h.subscribe(siteKey("demo"))
 	got := make(chan uint64, 1000)
 	done := make(chan struct{})
 	go func() {
@@ -303,7 +303,7 @@ func TestSlowClientSkipsAhead(t *testing.T) {
 		}
 	}()
 	for v := uint64(1); v <= 1000; v++ {
-		h.publish("demo", &update{version: v})
+		h.publish(siteKey("demo"), &update{version: v})
 	}
 	select {
 	case <-done:

@@ -21,41 +21,46 @@ type update struct {
 	frame   []byte // "id: …\nevent: overview\ndata: …\n\n"
 }
 
-// overviewUpdate is the data of an "overview" SSE event: the panel's
-// numbers, the charts' option objects for setOption (site-wide by chart id,
-// per page by path and chart id), and the fragments that replace the page's
+// panelUpdate is the data of an SSE event: the panel's numbers, the
+// charts' option objects for setOption (by chart id, and per page by path
+// and chart id), and the fragments that replace the page's
 // [data-fragment] elements.
-type overviewUpdate struct {
-	Overview   event.Overview            `json:"overview"`
+type panelUpdate struct {
+	Panel      any                       `json:"panel"`
 	Charts     map[string]any            `json:"charts"`
-	PageCharts map[string]map[string]any `json:"pageCharts"`
+	PageCharts map[string]map[string]any `json:"pageCharts,omitempty"`
 	Fragments  map[string]string         `json:"fragments"`
 }
 
-// encodeUpdate renders an overview into an SSE frame.
+// encodeUpdate renders a site's overview into an SSE frame.
 func encodeUpdate(ctx context.Context, ov event.Overview) (*update, error) {
-	frags := map[string]templ.Component{
+	return encodeFrame(ctx, "overview", ov.Version, ov, siteCharts(ov), pageCharts(ov), map[string]templ.Component{
 		"stats":    overviewStats(ov),
 		"pages":    pagesTable(ov),
 		"rage":     rageTable(ov),
 		"visitors": visitorsTable(ov),
-	}
-	u := overviewUpdate{Overview: ov, Charts: siteCharts(ov), PageCharts: pageCharts(ov), Fragments: make(map[string]string, len(frags))}
+	})
+}
+
+// encodeFrame renders one SSE event: "id: version", "event: name", and the
+// panel, charts and rendered fragments as data.
+func encodeFrame(ctx context.Context, name string, version uint64, panel any, charts map[string]any, pageCharts map[string]map[string]any, frags map[string]templ.Component) (*update, error) {
+	u := panelUpdate{Panel: panel, Charts: charts, PageCharts: pageCharts, Fragments: make(map[string]string, len(frags))}
 	var buf bytes.Buffer
-	for name, c := range frags {
+	for id, c := range frags {
 		buf.Reset()
 		if err := c.Render(ctx, &buf); err != nil {
-			return nil, fmt.Errorf("render fragment %s: %w", name, err)
+			return nil, fmt.Errorf("render fragment %s: %w", id, err)
 		}
-		u.Fragments[name] = buf.String()
+		u.Fragments[id] = buf.String()
 	}
 	data, err := json.Marshal(u)
 	if err != nil {
-		return nil, fmt.Errorf("encode overview: %w", err)
+		return nil, fmt.Errorf("encode %s: %w", name, err)
 	}
 	buf.Reset()
-	fmt.Fprintf(&buf, "id: %d\nevent: overview\ndata: %s\n\n", ov.Version, data)
-	return &update{version: ov.Version, frame: bytes.Clone(buf.Bytes())}, nil
+	fmt.Fprintf(&buf, "id: %d\nevent: %s\ndata: %s\n\n", version, name, data)
+	return &update{version: version, frame: bytes.Clone(buf.Bytes())}, nil
 }
 
 // client is one SSE stream. Every update carries the whole panel, so a
@@ -64,7 +69,7 @@ func encodeUpdate(ctx context.Context, ov event.Overview) (*update, error) {
 // therefore costs one pending update, never a growing queue, and never
 // holds up the others.
 type client struct {
-	site    string
+	key     string
 	mailbox chan *update
 }
 
@@ -73,8 +78,8 @@ type hub struct {
 	metrics *metrics
 
 	mu      sync.Mutex
-	clients map[string]map[*client]struct{} // by site
-	latest  map[string]*update              // newest update per site
+	clients map[string]map[*client]struct{} // by key (see siteKey)
+	latest  map[string]*update              // newest update per key
 	closed  chan struct{}
 	once    sync.Once
 }
@@ -88,14 +93,14 @@ func newHub(m *metrics) *hub {
 	}
 }
 
-func (h *hub) subscribe(site string) *client {
-	c := &client{site: site, mailbox: make(chan *update, 1)}
+func (h *hub) subscribe(key string) *client {
+	c := &client{key: key, mailbox: make(chan *update, 1)}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.clients[site] == nil {
-		h.clients[site] = make(map[*client]struct{})
+	if h.clients[key] == nil {
+		h.clients[key] = make(map[*client]struct{})
 	}
-	h.clients[site][c] = struct{}{}
+	h.clients[key][c] = struct{}{}
 	h.metrics.sseClients.Inc()
 	return c
 }
@@ -103,24 +108,24 @@ func (h *hub) subscribe(site string) *client {
 func (h *hub) unsubscribe(c *client) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	delete(h.clients[c.site], c)
-	if len(h.clients[c.site]) == 0 {
-		delete(h.clients, c.site)
+	delete(h.clients[c.key], c)
+	if len(h.clients[c.key]) == 0 {
+		delete(h.clients, c.key)
 	}
 	h.metrics.sseClients.Dec()
 }
 
-// publish sends u to every client of site, unless a newer update has been
-// seen. It never blocks. Updates come from one NATS subscription, so
-// publish has a single caller at a time.
-func (h *hub) publish(site string, u *update) {
+// publish sends u to every client of key, unless a newer update has been
+// seen. It never blocks. Updates of a key come from one NATS subscription,
+// so publish has a single caller per key at a time.
+func (h *hub) publish(key string, u *update) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if old := h.latest[site]; old != nil && old.version >= u.version {
+	if old := h.latest[key]; old != nil && old.version >= u.version {
 		return
 	}
-	h.latest[site] = u
-	for c := range h.clients[site] {
+	h.latest[key] = u
+	for c := range h.clients[key] {
 		select {
 		case c.mailbox <- u:
 		default:
@@ -135,10 +140,25 @@ func (h *hub) publish(site string, u *update) {
 	}
 }
 
-func (h *hub) latestFor(site string) *update {
+func (h *hub) latestFor(key string) *update {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.latest[site]
+	return h.latest[key]
+}
+
+// watched reports whether key has clients.
+func (h *hub) watched(key string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.clients[key]) > 0
+}
+
+// forget drops the newest update of key, so the next client loads the
+// state afresh.
+func (h *hub) forget(key string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.latest, key)
 }
 
 // close ends every stream; clients reconnect after the retry interval.
@@ -157,15 +177,31 @@ const (
 	sseRetry = 2 * time.Second
 )
 
-// serveSSE streams a site's overview: the current state at once (unless
-// Last-Event-ID shows the browser has it), then every update. Each event
-// holds the whole panel, so resuming after a gap only needs the newest.
+// serveSSE streams a site's overview: GET /sse?site=SITE.
 func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request) {
 	site := r.URL.Query().Get("site")
 	if !event.ValidSite(site) {
 		http.Error(w, "invalid site", http.StatusBadRequest)
 		return
 	}
+	s.sse(w, r, siteKey(site), func(ctx context.Context) (*update, error) {
+		ov, err := s.overview(ctx, site)
+		if err != nil {
+			return nil, err
+		}
+		return encodeUpdate(ctx, ov)
+	})
+}
+
+// Hub keys: a site's overview, or one symbol's view of the quotes panel.
+func siteKey(site string) string  { return "site:" + site }
+func quotesKey(sym string) string { return "quotes:" + sym }
+
+// sse serves one SSE stream of the hub's key: the current state at once
+// (from the hub, or load when the hub has none yet), unless Last-Event-ID
+// shows the browser has it, then every update. Each event holds the whole
+// panel, so resuming after a gap only needs the newest.
+func (s *Server) sse(w http.ResponseWriter, r *http.Request, key string, load func(context.Context) (*update, error)) {
 	rc := http.NewResponseController(w)
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
@@ -173,7 +209,7 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 
-	c := s.hub.subscribe(site)
+	c := s.hub.subscribe(key)
 	defer s.hub.unsubscribe(c)
 
 	write := func(b []byte) bool {
@@ -187,14 +223,11 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	lastID, _ := strconv.ParseUint(r.Header.Get("Last-Event-ID"), 10, 64)
-	first := s.hub.latestFor(site)
+	first := s.hub.latestFor(key)
 	if first == nil {
-		ov, err := s.overview(r.Context(), site)
-		if err == nil {
-			first, err = encodeUpdate(r.Context(), ov)
-		}
-		if err != nil {
-			s.log.Warn("sse: initial state", "site", site, "err", err)
+		var err error
+		if first, err = load(r.Context()); err != nil {
+			s.log.Warn("sse: initial state", "key", key, "err", err)
 		}
 	}
 	sent := lastID

@@ -39,10 +39,11 @@ type SimulatedConfig struct {
 }
 
 // Simulated makes quotes by geometric Brownian motion: each step multiplies
-// the price by exp((μ−σ²/2)Δt + σ√Δt·Z). Every trading day starts from a
-// level that itself follows a daily random walk from the starting price, so
-// open, high, low, previous close and volume all behave like a real quote's,
-// and all of it is a pure function of the seed, the symbol and the time.
+// the price by exp((μ−σ²/2)Δt + σ√Δt·Z). Daily closes follow a daily random
+// walk from the starting price, and each day's path runs from a small gap
+// off the previous close to the next close, so open, high, low, previous
+// close and volume all behave like a real quote's, and all of it is a pure
+// function of the seed, the symbol and the time.
 type Simulated struct {
 	cfg SimulatedConfig
 
@@ -147,13 +148,12 @@ func (s *Simulated) session(t time.Time) (time.Time, int) {
 	return midnight(local).Add(m.Open), steps
 }
 
-// dayPath is a symbol's price path through one trading day, generated
-// forward step by step.
+// dayPath is a symbol's price path through one trading day.
 type dayPath struct {
 	day                    int
-	rng                    *rand.Rand
-	drift, vol             float64 // per step
-	baseVolume             float64 // per step
+	rng                    *rand.Rand // volumes
+	prices                 []float64  // every step's price
+	baseVolume             float64    // per step
 	step                   int
 	open, prevClose, price float64
 	high, low              float64
@@ -166,8 +166,8 @@ func (s *Simulated) rng(symbol string, day int, stream uint64) *rand.Rand {
 	return rand.New(rand.NewPCG(s.cfg.Seed^h.Sum64(), uint64(day)<<8|stream))
 }
 
-// level is the day's opening level: a daily random walk from the starting
-// price, with a day's worth of volatility per day.
+// level is the closing level of the day before day: a daily random walk
+// from the starting price, with a day's worth of volatility per day.
 func (s *Simulated) level(symbol string, day int) float64 {
 	r := s.rng(symbol, 0, 1)
 	dailyVol := s.cfg.Volatility / math.Sqrt(tradingDays)
@@ -178,38 +178,43 @@ func (s *Simulated) level(symbol string, day int) float64 {
 	return math.Exp(logP)
 }
 
+// newDay makes the day's path: it opens a small gap away from the previous
+// close, moves by geometric Brownian motion, and is bridged to close at the
+// next day's level, so that closes, opens and previous closes agree day to
+// day without simulating every day before.
 func (s *Simulated) newDay(symbol string, day int) *dayPath {
 	_, steps := s.session(epoch.Add(time.Duration(day) * 24 * time.Hour))
+	r := s.rng(symbol, day, 2)
+	prevClose, closeAt := s.level(symbol, day), s.level(symbol, day+1)
+	// Overnight gaps are a fraction of a day's move.
+	open := prevClose * math.Exp(0.2*s.cfg.Volatility/math.Sqrt(tradingDays)*r.NormFloat64())
 	dt := 1 / float64(steps*tradingDays)
-	mk := func(d int, open float64) *dayPath {
-		p := &dayPath{
-			day: d, rng: s.rng(symbol, d, 2),
-			drift: (s.cfg.Drift - s.cfg.Volatility*s.cfg.Volatility/2) * dt,
-			vol:   s.cfg.Volatility * math.Sqrt(dt),
-			// About 5 million shares a day.
-			baseVolume: 5e6 / float64(steps),
-			open:       open, price: open, high: open, low: open,
-		}
-		p.volume = p.stepVolume()
-		return p
+	drift := (s.cfg.Drift - s.cfg.Volatility*s.cfg.Volatility/2) * dt
+	vol := s.cfg.Volatility * math.Sqrt(dt)
+	logs := make([]float64, steps)
+	logs[0] = math.Log(open)
+	for i := 1; i < steps; i++ {
+		logs[i] = logs[i-1] + drift + vol*r.NormFloat64()
 	}
-	// Yesterday's close: yesterday's whole path from its own level.
-	prevClose := s.cfg.Symbols[symbol]
-	if day > 0 {
-		y := mk(day-1, s.level(symbol, day-1))
-		for y.step < steps-1 {
-			y.next()
-		}
-		prevClose = y.price
+	// Bridge: bend the walk linearly so that it ends at the close.
+	miss := math.Log(closeAt) - logs[steps-1]
+	prices := make([]float64, steps)
+	for i := range logs {
+		prices[i] = math.Exp(logs[i] + miss*float64(i)/float64(max(steps-1, 1)))
 	}
-	p := mk(day, s.level(symbol, day))
-	p.prevClose = prevClose
+	p := &dayPath{
+		day: day, rng: s.rng(symbol, day, 3), prices: prices,
+		// About 5 million shares a day.
+		baseVolume: 5e6 / float64(steps),
+		open:       prices[0], prevClose: prevClose, price: prices[0], high: prices[0], low: prices[0],
+	}
+	p.volume = p.stepVolume()
 	return p
 }
 
 func (p *dayPath) next() {
 	p.step++
-	p.price *= math.Exp(p.drift + p.vol*p.rng.NormFloat64())
+	p.price = p.prices[p.step]
 	p.high = max(p.high, p.price)
 	p.low = min(p.low, p.price)
 	p.volume += p.stepVolume()

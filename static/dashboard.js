@@ -14,6 +14,12 @@
     var el = document.getElementById(id);
     if (!el || !opts) return;
     if (dark) opts.backgroundColor = 'transparent';
+    // Category labels in Unix ms (candles) are shown in the admin's zone.
+    if (el.hasAttribute('data-time-labels') && opts.xAxis && opts.xAxis[0] && opts.xAxis[0].data) {
+      opts.xAxis[0].data = opts.xAxis[0].data.map(function (ms) {
+        return new Date(+ms).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+      });
+    }
     if (!charts[id]) charts[id] = echarts.init(el, dark ? 'dark' : null);
     charts[id].setOption(opts);
   }
@@ -66,17 +72,21 @@
   var es = new EventSource(live.dataset.sse);
   es.onopen = function () { status('live', true); };
   es.onerror = function () { status('reconnecting…', false); };
-  es.addEventListener('overview', function (e) {
+  function onUpdate(e) {
     var u = JSON.parse(e.data);
-    live.dataset.version = u.overview.version;
+    live.dataset.version = u.panel.version;
     Object.keys(u.fragments || {}).forEach(function (name) {
       var el = live.querySelector('[data-fragment="' + name + '"]');
       if (el) { el.innerHTML = u.fragments[name]; localTimes(el); }
     });
     Object.keys(u.charts || {}).forEach(function (id) { draw(id, u.charts[id]); });
-    pageCharts = u.pageCharts || {};
-    syncPages(u.overview.pages || []);
-    drawPage();
-    status('live · updated ' + new Date(u.overview.updated).toLocaleTimeString(), true);
-  });
+    if (u.pageCharts) {
+      pageCharts = u.pageCharts;
+      syncPages(u.panel.pages || []);
+      drawPage();
+    }
+    status('live · updated ' + new Date(u.panel.updated).toLocaleTimeString(), true);
+  }
+  es.addEventListener('overview', onUpdate);
+  es.addEventListener('quotes', onUpdate);
 })();

@@ -229,3 +229,78 @@ func TestBrowserTrackerObeysRate(t *testing.T) {
 		t.Errorf("healthz under load: %q", body)
 	}
 }
+
+// TestBrowserQuotes: the demo page's widgets show live quotes and obey
+// callIn; a widget stops on an unknown symbol; the dashboard's quotes page
+// shows the movers, the price line, the candles and the poll statistics.
+func TestBrowserQuotes(t *testing.T) {
+	ctx := browser(t)
+	m := startPulse(t, t.TempDir(), func(c *Config) { c.QuoteInterval = time.Second })
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(m.IngestURL+"/demo"),
+		chromedp.Poll[chromedp.Void](`/\d/.test(document.querySelector('[data-testid=quote-ibm] [data-testid=quote-price]').textContent)`, chromedp.WithPollingTimeout(15*time.Second)),
+	); err != nil {
+		t.Fatalf("IBM quote not shown: %v", err)
+	}
+	// The widget polls again after callIn: its quote's time moves on.
+	first, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`[data-testid=quote-ibm] [data-testid=quote-meta]`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`document.querySelector('[data-testid=quote-ibm] [data-testid=quote-meta]').textContent !== `+strconv.Quote(first), chromedp.WithPollingTimeout(10*time.Second))); err != nil {
+		t.Errorf("IBM widget did not update after callIn: %v", err)
+	}
+	// The picker: an unknown symbol stops the widget, a known one shows.
+	if err := chromedp.Do(ctx,
+		chromedp.SendKeys(chromedp.CSS(`[data-testid=quote-input]`), "zzzz\n"),
+		chromedp.Poll[chromedp.Void](`document.querySelector('[data-testid=quote-pick] [data-testid=quote-meta]').textContent === 'stopped'`, chromedp.WithPollingTimeout(10*time.Second)),
+	); err != nil {
+		t.Errorf("unknown symbol did not stop the widget: %v", err)
+	}
+	if msg, _ := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`[data-testid=quote-pick] [data-testid=quote-error]`))); !strings.Contains(msg, "unknown symbol ZZZZ") {
+		t.Errorf("error shown: %q", msg)
+	}
+	if err := chromedp.Do(ctx,
+		chromedp.Evaluate[chromedp.Void](`document.querySelector('[data-testid=quote-input]').value = ''`),
+		chromedp.SendKeys(chromedp.CSS(`[data-testid=quote-input]`), "msft\n"),
+		chromedp.Poll[chromedp.Void](`/\d/.test(document.querySelector('[data-testid=quote-pick] [data-testid=quote-price]').textContent)`, chromedp.WithPollingTimeout(10*time.Second)),
+	); err != nil {
+		t.Errorf("picked symbol not shown: %v", err)
+	}
+	screenshot(t, ctx, "demo-quotes")
+
+	// The dashboard's quotes page, once the aggregator has the quotes.
+	waitQuotes := func() error {
+		if err := chromedp.Do(ctx, chromedp.Navigate(m.DashboardURL+"/quotes?symbol=IBM")); err != nil {
+			return err
+		}
+		_, err := chromedp.Run(ctx, chromedp.Poll[bool](`!!document.querySelector('[data-testid=movers]')`, chromedp.WithPollingTimeout(time.Second)))
+		return err
+	}
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(m.DashboardURL+"/login"),
+		chromedp.SendKeys(chromedp.CSS(`input[name=password]`), testPassword),
+		chromedp.Submit(chromedp.CSS(`[data-testid=login-form]`)),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid=user]`)),
+	); err != nil {
+		t.Fatalf("log in: %v", err)
+	}
+	checkFor(t, 20*time.Second, 200*time.Millisecond, waitQuotes)
+	movers, _ := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`[data-testid=movers]`)))
+	for _, sym := range []string{"IBM", "AAPL", "NVDA", "MSFT"} {
+		if !strings.Contains(movers, sym) {
+			t.Errorf("movers lack %s: %q", sym, movers)
+		}
+	}
+	for _, id := range []string{"price", "candles", "polls", "callin"} {
+		if ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`!!echarts.getInstanceByDom(document.getElementById('`+id+`'))`)); err != nil || !ok {
+			t.Errorf("chart %s not drawn: %v", id, err)
+		}
+	}
+	// The price line grows live as quotes arrive.
+	n0, _ := chromedp.Run(ctx, chromedp.Evaluate[int](`echarts.getInstanceByDom(document.getElementById('price')).getOption().series[0].data.length`))
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`echarts.getInstanceByDom(document.getElementById('price')).getOption().series[0].data.length > `+strconv.Itoa(n0), chromedp.WithPollingTimeout(15*time.Second))); err != nil {
+		t.Errorf("price line did not grow from %d points: %v", n0, err)
+	}
+	screenshot(t, ctx, "quotes")
+}

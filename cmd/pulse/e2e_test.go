@@ -44,7 +44,7 @@ func TestEndToEnd(t *testing.T) {
 				continue
 			}
 			var u struct {
-				Overview  event.Overview    `json:"overview"`
+				Overview  event.Overview    `json:"panel"`
 				Charts    map[string]any    `json:"charts"`
 				Fragments map[string]string `json:"fragments"`
 			}
