@@ -62,8 +62,8 @@ type PollerConfig struct {
 // "q.<SYMBOL>".
 type Entry struct {
 	Quote *Quote `json:"quote,omitempty"`
-	// Slot is the upstream interval (Unix time / interval) of the last
-	// fetch attempt.
+	// Slot is the start, in Unix ms, of the interval of the last fetch
+	// attempt.
 	Slot int64 `json:"slot"`
 	// Fetched is when the quote was fetched, in Unix ms.
 	Fetched int64 `json:"fetched,omitempty"`
@@ -200,17 +200,37 @@ func (p *Poller) Run(ctx context.Context) error {
 	}
 }
 
-func (p *Poller) slot(t time.Time) int64 { return t.UnixNano() / int64(p.cfg.Source.Interval()) }
-
-func (p *Poller) slotStart(slot int64) time.Time {
-	return time.Unix(0, slot*int64(p.cfg.Source.Interval()))
+// interval is how often each symbol is fetched: the source's interval, or
+// longer when the budget would not last at that pace for the symbols in
+// demand, so that the budget runs out slowly rather than at once.
+func (p *Poller) interval() time.Duration {
+	iv := p.cfg.Source.Interval()
+	p.mu.Lock()
+	symbols := time.Duration(max(len(p.demand), 1))
+	p.mu.Unlock()
+	if n := p.cfg.BudgetPerMinute; n > 0 {
+		iv = max(iv, time.Minute*symbols/time.Duration(n))
+	}
+	if n := p.cfg.BudgetPerDay; n > 0 {
+		iv = max(iv, 24*time.Hour*symbols/time.Duration(n))
+	}
+	return iv
 }
+
+// A slot is one interval, named by its start in Unix ms, so slots stay
+// comparable when the interval changes.
+func (p *Poller) slot(t time.Time) int64 {
+	iv := p.interval().Milliseconds()
+	return t.UnixMilli() / iv * iv
+}
+
+func (p *Poller) slotStart(slot int64) time.Time { return time.UnixMilli(slot) }
 
 // untilNextSlot is how long until the next interval starts, or until the
 // earliest retry after errors, whichever comes first.
 func (p *Poller) untilNextSlot() time.Duration {
 	now := p.cfg.Now()
-	next := p.slotStart(p.slot(now) + 1)
+	next := p.slotStart(p.slot(now)).Add(p.interval())
 	p.mu.Lock()
 	for _, e := range p.cache {
 		if e.Errors > 0 && e.NextFresh > now.UnixMilli() && time.UnixMilli(e.NextFresh).Before(next) {
@@ -334,14 +354,14 @@ func errorCount(e *Entry) int {
 // backoff is the wait after n consecutive errors: the interval doubled per
 // error, capped at 5 minutes.
 func (p *Poller) backoff(n int) time.Duration {
-	return min(p.cfg.Source.Interval()<<min(n, 16), maxErrorBackoff)
+	return min(p.interval()<<min(n, 16), maxErrorBackoff)
 }
 
 // nextFresh is when the next quote after slot is expected in the caches:
 // at the next interval's start plus fetch latency, or at the next opening
 // when the market will be closed then.
 func (p *Poller) nextFresh(now time.Time, slot int64, latency time.Duration) time.Time {
-	next := p.slotStart(slot + 1)
+	next := p.slotStart(slot).Add(p.interval())
 	if !p.cfg.Market.IsOpen(next) {
 		next = p.cfg.Market.NextOpen(next)
 	}
@@ -541,14 +561,14 @@ func (p *Poller) Poll(ctx context.Context, sym string, since int64, loadLevel in
 	}
 	now := p.cfg.Now()
 	s := Situation{
-		Now: now, Interval: p.cfg.Source.Interval(), LoadLevel: loadLevel, Jitter: rand.Float64(),
+		Now: now, Interval: p.interval(), LoadLevel: loadLevel, Jitter: rand.Float64(),
 		MarketOpen: p.cfg.Market.IsOpen(now), NextOpen: p.cfg.Market.NextOpen(now),
 	}
 	var a Answer
 	switch {
 	case !ok:
 		a.Error = "no quote yet"
-		s.NextFresh = now.Add(p.cfg.Source.Interval() / 10)
+		s.NextFresh = now.Add(p.interval() / 10)
 	case e.Unknown:
 		p.count(nil, since, nil)
 		return Answer{Error: "unknown symbol " + sym}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -126,32 +127,53 @@ func TestOneFetchPerIntervalForTheCluster(t *testing.T) {
 }
 
 // TestBudgetNeverExceeded: the cluster-wide daily budget holds across
-// nodes and symbols, and widgets are told why and to wait.
+// nodes and symbols, even when more symbols are wanted than it allows, and
+// widgets of the symbols left out are told why and to wait.
 func TestBudgetNeverExceeded(t *testing.T) {
 	ns := natstest.Run(t)
 	src := newCounting(50 * time.Millisecond)
-	budget := func(c *quotes.PollerConfig) { c.BudgetPerDay = 7 }
+	budget := func(c *quotes.PollerConfig) { c.BudgetPerDay = 3 }
 	nodes := []*node{startPoller(t, ns, src, "a", budget), startPoller(t, ns, src, "b", budget)}
-	calls := func() int {
-		ibm, _ := src.counts("IBM")
-		aapl, _ := src.counts("AAPL")
-		return ibm + aapl
+	symbols := []string{"IBM", "AAPL", "MSFT", "NVDA", "KO"}
+	var wg sync.WaitGroup
+	for _, sym := range symbols {
+		wg.Go(func() { poll(nodes, sym, time.Second) })
 	}
-	// Poll until the budget is used (slow machines take longer), then on.
-	for deadline := time.Now().Add(10 * time.Second); calls() < 7 && time.Now().Before(deadline); {
-		var wg sync.WaitGroup
-		for _, sym := range []string{"IBM", "AAPL"} {
-			wg.Go(func() { poll(nodes, sym, 200*time.Millisecond) })
+	wg.Wait()
+	calls := 0
+	var denied string
+	for _, sym := range symbols {
+		n, _ := src.counts(sym)
+		calls += n
+		if n == 0 {
+			denied = sym
 		}
-		wg.Wait()
 	}
-	poll(nodes, "IBM", 500*time.Millisecond)
-	if calls() != 7 {
-		t.Errorf("%d upstream calls, want exactly the budget of 7", calls())
+	if calls != 3 {
+		t.Errorf("%d upstream calls, want exactly the budget of 3", calls)
 	}
-	a := nodes[0].p.Poll(context.Background(), "IBM", 0, 0)
-	if a.Quote == nil || a.Error == "" || a.CallIn == nil || *a.CallIn < time.Minute {
-		t.Errorf("after the budget: %+v; want the last quote, the reason, and a long callIn", a)
+	a := nodes[0].p.Poll(context.Background(), denied, 0, 0)
+	if a.Quote != nil || !strings.Contains(a.Error, "budget") || a.CallIn == nil || *a.CallIn < time.Minute {
+		t.Errorf("%s after the budget: %+v; want the reason and a long callIn", denied, a)
+	}
+}
+
+// TestBudgetSpreadsFetches: with a budget that cannot keep up with the
+// source's pace, fetches slow down so that it lasts, and callIn lengthens
+// with them.
+func TestBudgetSpreadsFetches(t *testing.T) {
+	ns := natstest.Run(t)
+	src := newCounting(50 * time.Millisecond)
+	// 600 a minute for 2 symbols: one fetch per symbol every 200 ms.
+	n := startPoller(t, ns, src, "a", func(c *quotes.PollerConfig) { c.BudgetPerMinute = 600 })
+	n.p.Want("AAPL")
+	poll([]*node{n}, "IBM", 2*time.Second)
+	total, _ := src.counts("IBM")
+	if total < 3 || total > 11 {
+		t.Errorf("%d fetches in 2 s; want about 10 (every 200 ms), not 40 (every 50 ms)", total)
+	}
+	if a := n.p.Poll(context.Background(), "IBM", 0, 0); a.CallIn == nil || *a.CallIn < 100*time.Millisecond {
+		t.Errorf("callIn %v; want it paced to the 200 ms fetches", a.CallIn)
 	}
 }
 
