@@ -107,6 +107,18 @@ func New(cfg Config) (*Aggregator, error) {
 	}, nil
 }
 
+// Figures are the aggregator's numbers for its status report.
+func (a *Aggregator) Figures() map[string]float64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return map[string]float64{
+		"sites":        float64(len(a.sites)),
+		"activity_seq": float64(a.seq),
+		"quotes_seq":   float64(a.quotes.Seq),
+		"symbols":      float64(len(a.quotes.Symbols)),
+	}
+}
+
 // Ready reports nil while Run is consuming.
 func (a *Aggregator) Ready() error {
 	if !a.running.Load() {

@@ -1,6 +1,7 @@
 package dashboard
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -11,20 +12,28 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/time/rate"
 )
 
 const (
 	adminUser  = "admin"
 	cookieName = "pulse_session"
-	// maxFormBytes bounds a login form; it holds two short fields.
-	maxFormBytes = 4 << 10
+	// maxFormBytes bounds a form; the largest lists a few dozen sites.
+	maxFormBytes = 16 << 10
 	// maxPasswordLen is bcrypt's limit.
 	maxPasswordLen = 72
+	// minPasswordLen keeps new passwords from being guessable in the few
+	// tries the login limit allows.
+	minPasswordLen = 10
+	// tokenPrefix marks API tokens in the users bucket.
+	tokenPrefix = "token."
 )
 
 // account is a dashboard user as stored in the users bucket.
@@ -32,6 +41,22 @@ type account struct {
 	User    string    `json:"user"`
 	Hash    []byte    `json:"hash"`
 	Created time.Time `json:"created"`
+	// Admin users see every site and manage sites, users and tokens.
+	Admin bool `json:"admin"`
+	// Sites are the sites a user who is not an admin may see.
+	Sites []string `json:"sites,omitempty"`
+}
+
+// principal is who a request acts for: a logged-in user or an API token.
+type principal struct {
+	User  string
+	Admin bool
+	Sites []string
+}
+
+// canSee reports whether p may see site.
+func (p *principal) canSee(site string) bool {
+	return p.Admin || slices.Contains(p.Sites, site)
 }
 
 // session is a login as stored in the sessions bucket, under the SHA-256
@@ -41,12 +66,24 @@ type session struct {
 	Created time.Time `json:"created"`
 }
 
-// auth keeps accounts and sessions in NATS KV, so every dashboard replica
-// sees the same logins.
+// apiToken is an API token as stored in the users bucket, under
+// "token." and the SHA-256 of the token. It acts for its user.
+type apiToken struct {
+	Name    string    `json:"name"`
+	User    string    `json:"user"`
+	Created time.Time `json:"created"`
+	// ID is the stored key's hash, to name the token for revoking.
+	ID string `json:"-"`
+}
+
+// auth keeps accounts, API tokens and sessions in NATS KV, so every
+// dashboard replica sees the same logins.
 type auth struct {
 	users    jetstream.KeyValue
 	sessions jetstream.KeyValue
+	// apiToken, when set, is one more token, acting as an admin.
 	apiToken string
+	limiter  *loginLimiter
 }
 
 // ensureAdmin makes sure the admin account exists. With a password given,
@@ -61,17 +98,10 @@ func (a *auth) ensureAdmin(ctx context.Context, password string) (generated stri
 		if acc, err := a.account(ctx, adminUser); err == nil && bcrypt.CompareHashAndPassword(acc.Hash, []byte(password)) == nil {
 			return "", nil
 		}
-		acc, err := newAccount(adminUser, password)
-		if err != nil {
-			return "", err
-		}
-		if _, err := a.users.Put(ctx, adminUser, acc); err != nil {
-			return "", fmt.Errorf("store admin account: %w", err)
-		}
-		return "", nil
+		return "", a.putAccount(ctx, account{User: adminUser, Admin: true}, password)
 	}
 	generated = randomToken(12)
-	acc, err := newAccount(adminUser, generated)
+	acc, err := newAccount(account{User: adminUser, Admin: true}, generated)
 	if err != nil {
 		return "", err
 	}
@@ -84,12 +114,40 @@ func (a *auth) ensureAdmin(ctx context.Context, password string) (generated stri
 	return generated, nil
 }
 
-func newAccount(user, password string) ([]byte, error) {
+func newAccount(acc account, password string) ([]byte, error) {
 	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost)
 	if err != nil {
 		return nil, fmt.Errorf("hash password: %w", err)
 	}
-	return json.Marshal(account{User: user, Hash: hash, Created: time.Now().UTC()})
+	acc.Hash = hash
+	if acc.Created.IsZero() {
+		acc.Created = time.Now().UTC()
+	}
+	return json.Marshal(acc)
+}
+
+// putAccount stores acc; with a password it gets a new hash, without one
+// it keeps the stored hash.
+func (a *auth) putAccount(ctx context.Context, acc account, password string) error {
+	var data []byte
+	var err error
+	if password != "" {
+		data, err = newAccount(acc, password)
+	} else {
+		old, gerr := a.account(ctx, acc.User)
+		if gerr != nil {
+			return fmt.Errorf("a new user needs a password: %w", gerr)
+		}
+		acc.Hash, acc.Created = old.Hash, old.Created
+		data, err = json.Marshal(acc)
+	}
+	if err != nil {
+		return err
+	}
+	if _, err := a.users.Put(ctx, acc.User, data); err != nil {
+		return fmt.Errorf("store account %s: %w", acc.User, err)
+	}
+	return nil
 }
 
 func (a *auth) account(ctx context.Context, user string) (account, error) {
@@ -100,6 +158,75 @@ func (a *auth) account(ctx context.Context, user string) (account, error) {
 	}
 	err = json.Unmarshal(e.Value(), &acc)
 	return acc, err
+}
+
+// accounts lists every account, by name.
+func (a *auth) accounts(ctx context.Context) ([]account, error) {
+	var out []account
+	err := a.each(ctx, func(key string, value []byte) {
+		if strings.HasPrefix(key, tokenPrefix) {
+			return
+		}
+		var acc account
+		if json.Unmarshal(value, &acc) == nil {
+			out = append(out, acc)
+		}
+	})
+	slices.SortFunc(out, func(x, y account) int { return cmp.Compare(x.User, y.User) })
+	return out, err
+}
+
+// tokens lists the API tokens of user, or every token for "".
+func (a *auth) tokens(ctx context.Context, user string) ([]apiToken, error) {
+	var out []apiToken
+	err := a.each(ctx, func(key string, value []byte) {
+		id, ok := strings.CutPrefix(key, tokenPrefix)
+		if !ok {
+			return
+		}
+		var t apiToken
+		if json.Unmarshal(value, &t) == nil && (user == "" || t.User == user) {
+			t.ID = id
+			out = append(out, t)
+		}
+	})
+	slices.SortFunc(out, func(x, y apiToken) int { return x.Created.Compare(y.Created) })
+	return out, err
+}
+
+// each calls fn for every entry of the users bucket.
+func (a *auth) each(ctx context.Context, fn func(key string, value []byte)) error {
+	keys, err := a.users.ListKeys(ctx)
+	if err != nil {
+		return fmt.Errorf("list users: %w", err)
+	}
+	seen := make(map[string]bool)
+	for k := range keys.Keys() {
+		if seen[k] {
+			continue // a key written during listing may be listed twice
+		}
+		seen[k] = true
+		e, err := a.users.Get(ctx, k)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("load %s: %w", k, err)
+		}
+		fn(k, e.Value())
+	}
+	return nil
+}
+
+// createToken makes an API token for user and returns it; only its hash is
+// stored, so it is shown once.
+func (a *auth) createToken(ctx context.Context, name, user string) (string, error) {
+	token := "pulse_" + randomToken(24)
+	data, _ := json.Marshal(apiToken{Name: name, User: user, Created: time.Now().UTC()})
+	if _, err := a.users.Put(ctx, tokenPrefix+hashOf(token), data); err != nil {
+		return "", fmt.Errorf("store token: %w", err)
+	}
+	return token, nil
 }
 
 // errBadLogin is the one answer to a wrong user or a wrong password, so
@@ -126,7 +253,7 @@ func (a *auth) login(ctx context.Context, user, password string) (string, error)
 	}
 	token := randomToken(32)
 	s, _ := json.Marshal(session{User: user, Created: time.Now().UTC()})
-	if _, err := a.sessions.Put(ctx, sessionKey(token), s); err != nil {
+	if _, err := a.sessions.Put(ctx, hashOf(token), s); err != nil {
 		return "", fmt.Errorf("store session: %w", err)
 	}
 	return token, nil
@@ -134,8 +261,10 @@ func (a *auth) login(ctx context.Context, user, password string) (string, error)
 
 var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("pulse"), bcrypt.DefaultCost)
 
+// validUser reports whether u can name a user: 1 to 64 of a-z, 0-9, '-'
+// and '_' (a KV key token).
 func validUser(u string) bool {
-	if u == "" || len(u) > 64 {
+	if u == "" || len(u) > 64 || strings.HasPrefix(u, "token") {
 		return false
 	}
 	for _, r := range u {
@@ -147,35 +276,54 @@ func validUser(u string) bool {
 }
 
 func (a *auth) logout(ctx context.Context, token string) error {
-	return a.sessions.Delete(ctx, sessionKey(token))
+	return a.sessions.Delete(ctx, hashOf(token))
 }
 
-// userOf returns the user a request is logged in as: by session cookie, or
-// by API token when allowBearer is set. It returns "" for none.
-func (a *auth) userOf(r *http.Request, allowBearer bool) string {
-	if allowBearer && a.apiToken != "" {
-		if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok &&
-			subtle.ConstantTimeCompare([]byte(tok), []byte(a.apiToken)) == 1 {
-			return "api"
+// principalOf returns who a request acts for: by session cookie, or by API
+// token when allowBearer is set; nil for nobody.
+func (a *auth) principalOf(r *http.Request, allowBearer bool) *principal {
+	ctx := r.Context()
+	if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && allowBearer && tok != "" {
+		if a.apiToken != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(a.apiToken)) == 1 {
+			return &principal{User: "api", Admin: true}
 		}
+		e, err := a.users.Get(ctx, tokenPrefix+hashOf(tok))
+		if err != nil {
+			return nil
+		}
+		var t apiToken
+		if json.Unmarshal(e.Value(), &t) != nil {
+			return nil
+		}
+		return a.principalFor(ctx, t.User)
 	}
 	c, err := r.Cookie(cookieName)
 	if err != nil || c.Value == "" || len(c.Value) > 64 {
-		return ""
+		return nil
 	}
-	e, err := a.sessions.Get(r.Context(), sessionKey(c.Value))
+	e, err := a.sessions.Get(ctx, hashOf(c.Value))
 	if err != nil {
-		return ""
+		return nil
 	}
 	var s session
 	if json.Unmarshal(e.Value(), &s) != nil {
-		return ""
+		return nil
 	}
-	return s.User
+	return a.principalFor(ctx, s.User)
 }
 
-func sessionKey(token string) string {
-	sum := sha256.Sum256([]byte(token))
+// principalFor loads user's rights; a deleted user has none.
+func (a *auth) principalFor(ctx context.Context, user string) *principal {
+	acc, err := a.account(ctx, user)
+	if err != nil {
+		return nil
+	}
+	return &principal{User: acc.User, Admin: acc.Admin, Sites: acc.Sites}
+}
+
+// hashOf is the hex SHA-256 of a secret: what the buckets store.
+func hashOf(secret string) string {
+	sum := sha256.Sum256([]byte(secret))
 	return hex.EncodeToString(sum[:])
 }
 
@@ -198,4 +346,41 @@ func sessionCookie(r *http.Request, token string, maxAge int) *http.Cookie {
 		// Secure behind TLS, directly or through a proxy that says so.
 		Secure: r.TLS != nil || r.Header.Get("X-Forwarded-Proto") == "https",
 	}
+}
+
+// loginLimiter bounds login attempts per client address: a burst of 10,
+// then one every 6 s, enough for people who mistype and far too few to
+// guess a password. It is per replica, and bounded: addresses idle for 10
+// minutes are forgotten.
+type loginLimiter struct {
+	mu    sync.Mutex
+	seen  map[string]*limited
+	sweep time.Time
+}
+
+type limited struct {
+	lim  *rate.Limiter
+	last time.Time
+}
+
+func newLoginLimiter() *loginLimiter { return &loginLimiter{seen: make(map[string]*limited)} }
+
+func (l *loginLimiter) allow(addr string, now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if now.Sub(l.sweep) > time.Minute {
+		for k, v := range l.seen {
+			if now.Sub(v.last) > 10*time.Minute {
+				delete(l.seen, k)
+			}
+		}
+		l.sweep = now
+	}
+	e := l.seen[addr]
+	if e == nil {
+		e = &limited{lim: rate.NewLimiter(rate.Every(6*time.Second), 10)}
+		l.seen[addr] = e
+	}
+	e.last = now
+	return e.lim.AllowN(now, 1)
 }

@@ -17,7 +17,7 @@ import (
 
 // overviewPage renders a site's page complete from ov; the SSE stream then
 // replaces the fragments and merges chart options in place.
-func overviewPage(user string, ov event.Overview) templ.Component {
+func overviewPage(me *principal, ov event.Overview) templ.Component {
 	return templruntime.GeneratedTemplate(func(templ_7745c5c3_Input templruntime.GeneratedComponentInput) (templ_7745c5c3_Err error) {
 		templ_7745c5c3_W, ctx := templ_7745c5c3_Input.Writer, templ_7745c5c3_Input.Context
 		if templ_7745c5c3_CtxErr := ctx.Err(); templ_7745c5c3_CtxErr != nil {
@@ -261,7 +261,7 @@ func overviewPage(user string, ov event.Overview) templ.Component {
 			}
 			return nil
 		})
-		templ_7745c5c3_Err = page(ov.Site, user).Render(templ.WithChildren(ctx, templ_7745c5c3_Var2), templ_7745c5c3_Buffer)
+		templ_7745c5c3_Err = page(ov.Site, me).Render(templ.WithChildren(ctx, templ_7745c5c3_Var2), templ_7745c5c3_Buffer)
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}

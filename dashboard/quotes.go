@@ -86,7 +86,7 @@ func (s *Server) serveQuotes(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "could not load the quotes panel", http.StatusServiceUnavailable)
 		return
 	}
-	s.render(w, r, http.StatusOK, quotesPage(userFrom(r.Context()), p, symbolOf(&p, r.URL.Query().Get("symbol"))))
+	s.render(w, r, http.StatusOK, quotesPage(meFrom(r.Context()), p, symbolOf(&p, r.URL.Query().Get("symbol"))))
 }
 
 // serveQuotesSSE streams the quotes panel as seen for one symbol:

@@ -17,7 +17,7 @@ import (
 
 // quotesPage renders the quotes panel complete for one symbol; SSE then
 // keeps it live.
-func quotesPage(user string, p event.QuotesPanel, sym *event.SymbolPanel) templ.Component {
+func quotesPage(me *principal, p event.QuotesPanel, sym *event.SymbolPanel) templ.Component {
 	return templruntime.GeneratedTemplate(func(templ_7745c5c3_Input templruntime.GeneratedComponentInput) (templ_7745c5c3_Err error) {
 		templ_7745c5c3_W, ctx := templ_7745c5c3_Input.Writer, templ_7745c5c3_Input.Context
 		if templ_7745c5c3_CtxErr := ctx.Err(); templ_7745c5c3_CtxErr != nil {
@@ -219,7 +219,7 @@ func quotesPage(user string, p event.QuotesPanel, sym *event.SymbolPanel) templ.
 			}
 			return nil
 		})
-		templ_7745c5c3_Err = page("Quotes", user).Render(templ.WithChildren(ctx, templ_7745c5c3_Var2), templ_7745c5c3_Buffer)
+		templ_7745c5c3_Err = page("Quotes", me).Render(templ.WithChildren(ctx, templ_7745c5c3_Var2), templ_7745c5c3_Buffer)
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}

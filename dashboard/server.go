@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -118,7 +119,7 @@ func (s *Server) Start(ctx context.Context) error {
 	if s.sites, err = js.KeyValue(ctx, natsutil.BucketSites); err != nil {
 		return fmt.Errorf("dashboard: sites bucket: %w", err)
 	}
-	s.auth = &auth{users: users, sessions: sessions, apiToken: s.cfg.APIToken}
+	s.auth = &auth{users: users, sessions: sessions, apiToken: s.cfg.APIToken, limiter: newLoginLimiter()}
 	generated, err := s.auth.ensureAdmin(ctx, s.cfg.AdminPassword)
 	if err != nil {
 		return fmt.Errorf("dashboard: %w", err)
@@ -153,6 +154,17 @@ func (s *Server) onOverview(msg *nats.Msg) {
 	s.hub.publish(siteKey(ov.Site), u)
 }
 
+// Figures are the dashboard's numbers for its status report.
+func (s *Server) Figures() map[string]float64 {
+	s.hub.mu.Lock()
+	defer s.hub.mu.Unlock()
+	n := 0
+	for _, cs := range s.hub.clients {
+		n += len(cs)
+	}
+	return map[string]float64{"sse_clients": float64(n)}
+}
+
 // Ready reports whether the dashboard can serve.
 func (s *Server) Ready() error {
 	if !s.started.Load() {
@@ -185,7 +197,14 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /login", s.serveLogin)
 	mux.HandleFunc("POST /logout", s.serveLogout)
 	mux.Handle("GET /{$}", s.page(s.serveSites))
-	mux.Handle("POST /sites", s.page(s.serveSaveSite))
+	mux.Handle("POST /sites", s.adminPage(s.serveSaveSite))
+	mux.Handle("GET /users", s.adminPage(s.serveUsers))
+	mux.Handle("GET /system", s.adminPage(s.serveSystem))
+	mux.Handle("GET /sse/system", s.stream(s.adminOnly(s.serveSystemSSE)))
+	mux.Handle("POST /users", s.adminPage(s.serveSaveUser))
+	mux.Handle("POST /users/{user}/delete", s.adminPage(s.serveDeleteUser))
+	mux.Handle("POST /tokens", s.adminPage(s.serveCreateToken))
+	mux.Handle("POST /tokens/{id}/revoke", s.adminPage(s.serveRevokeToken))
 	mux.Handle("GET /sites/{site}", s.page(s.serveOverview))
 	mux.Handle("GET /sse", s.stream(s.serveSSE))
 	mux.Handle("GET /quotes", s.page(s.serveQuotes))
@@ -194,23 +213,46 @@ func (s *Server) Handler() http.Handler {
 	return http.NewCrossOriginProtection().Handler(mux)
 }
 
-type userKey struct{}
+type principalKey struct{}
 
-func userFrom(ctx context.Context) string {
-	u, _ := ctx.Value(userKey{}).(string)
-	return u
+// meFrom returns who the request acts for; the middleware guarantees one.
+func meFrom(ctx context.Context) *principal {
+	p, _ := ctx.Value(principalKey{}).(*principal)
+	return p
 }
 
 // page requires a session and sends others to the login page.
 func (s *Server) page(next http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		user := s.auth.userOf(r, false)
-		if user == "" {
+		me := s.auth.principalOf(r, false)
+		if me == nil {
 			http.Redirect(w, r, "/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
 			return
 		}
-		next(w, r.WithContext(context.WithValue(r.Context(), userKey{}, user)))
+		next(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, me)))
 	})
+}
+
+// adminPage is a page only admins may see.
+func (s *Server) adminPage(next http.HandlerFunc) http.Handler {
+	return s.page(func(w http.ResponseWriter, r *http.Request) {
+		if !meFrom(r.Context()).Admin {
+			http.Error(w, "only admins may do this", http.StatusForbidden)
+			return
+		}
+		next(w, r)
+	})
+}
+
+// adminOnly answers 403 to users who are not admins.
+func (s *Server) adminOnly(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !meFrom(r.Context()).Admin {
+			writeJSON(w, http.StatusForbidden, map[string]string{"error": "only admins may do this"})
+			return
+		}
+		next(w, r)
+	}
 }
 
 // stream requires a session and answers 401 without one.
@@ -218,21 +260,26 @@ func (s *Server) stream(next http.HandlerFunc) http.Handler {
 	return s.authorized(next, false)
 }
 
-// api requires a session or the API token and answers 401 without one.
+// api requires a session or an API token and answers 401 without one.
 func (s *Server) api(next http.HandlerFunc) http.Handler {
 	return s.authorized(next, true)
 }
 
 func (s *Server) authorized(next http.HandlerFunc, bearer bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		user := s.auth.userOf(r, bearer)
-		if user == "" {
+		me := s.auth.principalOf(r, bearer)
+		if me == nil {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="pulse"`)
 			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "log in or send an API token"})
 			return
 		}
-		next(w, r.WithContext(context.WithValue(r.Context(), userKey{}, user)))
+		next(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, me)))
 	})
+}
+
+// errNoAccess answers a request for a site the user was not granted.
+func errNoAccess(w http.ResponseWriter, site string) {
+	writeJSON(w, http.StatusForbidden, map[string]string{"error": "no access to site " + site})
 }
 
 func (s *Server) serveLoginForm(w http.ResponseWriter, r *http.Request) {
@@ -240,6 +287,11 @@ func (s *Server) serveLoginForm(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) serveLogin(w http.ResponseWriter, r *http.Request) {
+	if !s.auth.limiter.allow(clientAddr(r), time.Now()) {
+		s.metrics.logins.WithLabelValues("limited").Inc()
+		s.render(w, r, http.StatusTooManyRequests, loginPage(localPath(r.URL.Query().Get("next")), "Too many login attempts from your address; wait a minute and try again."))
+		return
+	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
 	if err := r.ParseForm(); err != nil {
 		s.render(w, r, http.StatusBadRequest, loginPage("/", "The form could not be read; try again."))
@@ -272,6 +324,15 @@ func (s *Server) serveLogout(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/login", http.StatusSeeOther)
 }
 
+// clientAddr is the address a request came from, without the port.
+func clientAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
 // localPath returns p when it is a path on this server, else "/", so a
 // login link cannot send the admin elsewhere.
 func localPath(p string) string {
@@ -292,7 +353,9 @@ func (s *Server) renderSites(w http.ResponseWriter, r *http.Request, status int,
 		http.Error(w, "could not list sites", http.StatusServiceUnavailable)
 		return
 	}
-	s.render(w, r, status, sitesPage(userFrom(r.Context()), s.cfg.TrackerURL, rows, form, formErr))
+	me := meFrom(r.Context())
+	rows = slices.DeleteFunc(rows, func(row siteRow) bool { return !me.canSee(row.Site.Key) })
+	s.render(w, r, status, sitesPage(me, s.cfg.TrackerURL, rows, form, formErr))
 }
 
 // serveSaveSite adds or changes a site in the registry; every ingest node
@@ -321,7 +384,7 @@ func (s *Server) serveSaveSite(w http.ResponseWriter, r *http.Request) {
 		s.renderSites(w, r, http.StatusServiceUnavailable, site, "The site could not be saved; try again shortly.")
 		return
 	}
-	s.log.Info("site saved", "site", site.Key, "by", userFrom(r.Context()))
+	s.log.Info("site saved", "site", site.Key, "by", meFrom(r.Context()).User)
 	http.Redirect(w, r, "/", http.StatusSeeOther)
 }
 
@@ -376,13 +439,17 @@ func (s *Server) serveOverview(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
+	if !meFrom(r.Context()).canSee(site) {
+		http.Error(w, "You have no access to this site; an admin can grant it on the Users page.", http.StatusForbidden)
+		return
+	}
 	ov, err := s.overview(r.Context(), site)
 	if err != nil {
 		s.log.Error("overview", "site", site, "err", err)
 		http.Error(w, "could not load the site's figures", http.StatusServiceUnavailable)
 		return
 	}
-	s.render(w, r, http.StatusOK, overviewPage(userFrom(r.Context()), ov))
+	s.render(w, r, http.StatusOK, overviewPage(meFrom(r.Context()), ov))
 }
 
 // serveStats answers GET /api/v1/stats?site=SITE with the site's overview.
@@ -390,6 +457,10 @@ func (s *Server) serveStats(w http.ResponseWriter, r *http.Request) {
 	site := r.URL.Query().Get("site")
 	if !event.ValidSite(site) {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "site must be a site key: a-z, 0-9, '-' and '_'"})
+		return
+	}
+	if !meFrom(r.Context()).canSee(site) {
+		errNoAccess(w, site)
 		return
 	}
 	ov, err := s.overview(r.Context(), site)

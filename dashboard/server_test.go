@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -335,7 +336,7 @@ func TestOverviewPageGolden(t *testing.T) {
 		Updated: 1_700_000_002_000,
 	}
 	var buf bytes.Buffer
-	if err := overviewPage("admin", ov).Render(context.Background(), &buf); err != nil {
+	if err := overviewPage(&principal{User: "admin", Admin: true}, ov).Render(context.Background(), &buf); err != nil {
 		t.Fatal(err)
 	}
 	got := buf.String()
@@ -418,6 +419,173 @@ func TestCount(t *testing.T) {
 	for n, want := range map[uint64]string{0: "0", 999: "999", 1000: "1\u2009000", 1234567: "1\u2009234\u2009567"} {
 		if got := count(n); got != want {
 			t.Errorf("count(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
+
+// grantedUser makes a non-admin user who sees only site shop, and returns
+// a logged-in client.
+func (d *testDash) grantedUser(t *testing.T, admin *http.Client) *http.Client {
+	t.Helper()
+	resp, err := admin.PostForm(d.url+"/users", url.Values{"user": {"ann"}, "password": {"ann-password-1"}, "sites": {"shop"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("create user: %s", resp.Status)
+	}
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar, CheckRedirect: noRedirect}
+	resp, err = c.PostForm(d.url+"/login", url.Values{"username": {"ann"}, "password": {"ann-password-1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("ann's login: %s", resp.Status)
+	}
+	return c
+}
+
+func TestPerSiteAccessAndTokens(t *testing.T) {
+	d := startDash(t, Config{AdminPassword: password})
+	admin := d.login(t)
+	for _, site := range []string{"shop", "demo"} {
+		if resp, err := admin.PostForm(d.url+"/sites", url.Values{"key": {site}}); err != nil || resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("add site %s: %v %v", site, resp, err)
+		}
+	}
+	ann := d.grantedUser(t, admin)
+	status := func(c *http.Client, method, path string, h http.Header) int {
+		req, _ := http.NewRequest(method, d.url+path, nil)
+		for k, v := range h {
+			req.Header[k] = v
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, tt := range []struct {
+		path string
+		want int
+	}{
+		{"/sites/shop", 200}, {"/sites/demo", 403},
+		{"/api/v1/stats?site=shop", 200}, {"/api/v1/stats?site=demo", 403},
+		{"/sse?site=demo", 403},
+		{"/quotes", 200},
+		{"/users", 403}, {"/system", 403}, {"/sse/system", 403},
+	} {
+		if got := status(ann, "GET", tt.path, nil); got != tt.want {
+			t.Errorf("ann GET %s: %d, want %d", tt.path, got, tt.want)
+		}
+	}
+	if got := status(ann, "POST", "/sites", nil); got != http.StatusForbidden {
+		t.Errorf("ann adds a site: %d", got)
+	}
+	resp, _ := ann.Get(d.url + "/")
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `/sites/shop`) || strings.Contains(string(body), `/sites/demo`) || strings.Contains(string(body), "site-form") {
+		t.Errorf("ann's sites page shows what she cannot see")
+	}
+
+	// A token acts for its user, with her grants, until revoked.
+	resp, err := admin.PostForm(d.url+"/tokens", url.Values{"name": {"alerts"}, "user": {"ann"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	token := regexp.MustCompile(`pulse_[A-Za-z0-9_-]{32}`).FindString(string(body))
+	if token == "" {
+		t.Fatalf("no token shown: %s", body)
+	}
+	bearer := http.Header{"Authorization": {"Bearer " + token}}
+	anon := &http.Client{}
+	if got := status(anon, "GET", "/api/v1/stats?site=shop", bearer); got != 200 {
+		t.Errorf("token on shop: %d", got)
+	}
+	if got := status(anon, "GET", "/api/v1/stats?site=demo", bearer); got != 403 {
+		t.Errorf("token on demo: %d", got)
+	}
+	toks, _ := d.srv.auth.tokens(context.Background(), "ann")
+	if len(toks) != 1 {
+		t.Fatalf("tokens %+v", toks)
+	}
+	if resp, err := admin.PostForm(d.url+"/tokens/"+toks[0].ID+"/revoke", nil); err != nil || resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("revoke: %v %v", resp, err)
+	}
+	if got := status(anon, "GET", "/api/v1/stats?site=shop", bearer); got != 401 {
+		t.Errorf("revoked token: %d", got)
+	}
+
+	// Deleting a user ends her sessions.
+	if resp, err := admin.PostForm(d.url+"/users/ann/delete", nil); err != nil || resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("delete: %v %v", resp, err)
+	}
+	if got := status(ann, "GET", "/sites/shop", nil); got != http.StatusSeeOther {
+		t.Errorf("deleted user's page: %d, want a redirect to login", got)
+	}
+	// Validation of the user form.
+	for _, form := range []url.Values{
+		{"user": {"Bad Name"}, "password": {"long-enough-1"}},
+		{"user": {"bob"}, "password": {"short"}},
+		{"user": {"bob"}},
+		{"user": {"admin"}, "password": {""}}, // taking one's own admin rights
+	} {
+		if resp, _ := admin.PostForm(d.url+"/users", form); resp.StatusCode != http.StatusUnprocessableEntity {
+			t.Errorf("user form %v: %s", form, resp.Status)
+		}
+	}
+}
+
+func TestLoginRateLimit(t *testing.T) {
+	d := startDash(t, Config{AdminPassword: password})
+	c := &http.Client{CheckRedirect: noRedirect}
+	codes := map[int]int{}
+	for range 12 {
+		resp, err := c.PostForm(d.url+"/login", url.Values{"username": {"admin"}, "password": {"guess"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		codes[resp.StatusCode]++
+	}
+	if codes[http.StatusUnauthorized] != 10 || codes[http.StatusTooManyRequests] != 2 {
+		t.Errorf("answers %v; want 10 refusals, then 429", codes)
+	}
+	// Even the right password waits now.
+	resp, _ := c.PostForm(d.url+"/login", url.Values{"username": {"admin"}, "password": {password}})
+	if resp.StatusCode != http.StatusTooManyRequests {
+		t.Errorf("right password while limited: %s", resp.Status)
+	}
+}
+
+func TestSystemPage(t *testing.T) {
+	d := startDash(t, Config{AdminPassword: password})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go natsutil.ReportStatus(ctx, d.ns.JS, "ingest", "n1", func() map[string]float64 { return map[string]float64{"connections": 12} }, slog.New(slog.DiscardHandler))
+	admin := d.login(t)
+	var body string
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		resp, err := admin.Get(d.url + "/system")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if body = string(b); strings.Contains(body, "n1") {
+			break
+		}
+	}
+	for _, want := range []string{`data-testid="nodes"`, "<code>n1</code>", "connections</span> 12", "ACTIVITY", "QUOTES", `data-testid="jetstream"`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("system page lacks %q", want)
 		}
 	}
 }

@@ -184,6 +184,10 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "invalid site", http.StatusBadRequest)
 		return
 	}
+	if !meFrom(r.Context()).canSee(site) {
+		errNoAccess(w, site)
+		return
+	}
 	s.sse(w, r, siteKey(site), func(ctx context.Context) (*update, error) {
 		ov, err := s.overview(ctx, site)
 		if err != nil {

@@ -122,6 +122,19 @@ type QuotesPanel struct {
 	Updated int64 `json:"updated"`
 }
 
+// NodeStatus is what a running part reports about itself every few
+// seconds, for the dashboard's System page.
+type NodeStatus struct {
+	// Kind is "ingest", "aggregator" or "dashboard".
+	Kind string `json:"kind"`
+	ID   string `json:"id"`
+	// Started and Updated are Unix ms.
+	Started int64 `json:"started"`
+	Updated int64 `json:"updated"`
+	// Figures are the part's own numbers, by name.
+	Figures map[string]float64 `json:"figures"`
+}
+
 // PollStats are an ingest node's quote-poll counts over one period.
 type PollStats struct {
 	Node string `json:"node"`

@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"math"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -55,6 +56,7 @@ func (s *Server) watchLoad() {
 		case <-t.C:
 		}
 		perSecond := float64(s.accepted.Swap(0)) / s.cfg.LoadInterval.Seconds()
+		s.perSecond.Store(math.Float64bits(perSecond))
 		load := perSecond / float64(s.cfg.Capacity)
 		s.metrics.load.Set(load)
 		old := int(s.level.Load())
@@ -81,5 +83,17 @@ func (s *Server) watchLoad() {
 				c.closeWith(websocket.CloseGoingAway, "write failed")
 			}
 		}
+	}
+}
+
+// Figures are the node's numbers for its status report.
+func (s *Server) Figures() map[string]float64 {
+	s.mu.Lock()
+	conns := len(s.conns)
+	s.mu.Unlock()
+	return map[string]float64{
+		"connections":       float64(conns),
+		"events_per_second": math.Float64frombits(s.perSecond.Load()),
+		"load_level":        float64(s.level.Load()),
 	}
 }

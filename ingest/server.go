@@ -173,8 +173,10 @@ type Server struct {
 	upgrader websocket.Upgrader
 	classic  *classicBatcher
 
-	// accepted counts events accepted since the last load measurement.
-	accepted atomic.Int64
+	// accepted counts events accepted since the last load measurement;
+	// perSecond holds the last measurement (float64 bits).
+	accepted  atomic.Int64
+	perSecond atomic.Uint64
 	// level is the current load level (see loadLevel).
 	level    atomic.Int32
 	stopLoad chan struct{}
@@ -248,6 +250,9 @@ func (s *Server) serveDemo(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-cache")
 	http.ServeFileFS(w, r, static.FS, "demo.html")
 }
+
+// NodeID names the node.
+func (s *Server) NodeID() string { return s.cfg.NodeID }
 
 // Ready reports whether the node can take traffic.
 func (s *Server) Ready() error {

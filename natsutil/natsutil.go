@@ -6,6 +6,7 @@ package natsutil
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -30,6 +31,9 @@ const (
 	BucketSnapshots = "pulse_snapshots"
 	// BucketSites is the site registry: key, name, allowed origins.
 	BucketSites = "pulse_sites"
+	// BucketNodes holds each running part's latest status; entries
+	// expire when a part stops reporting.
+	BucketNodes = "pulse_nodes"
 	// BucketQuotes holds the latest quote per symbol, fetch leases and the
 	// upstream budget, shared by every ingest node's poller.
 	BucketQuotes = "pulse_quotes"
@@ -54,6 +58,10 @@ const (
 	activityDuplicates = 5 * time.Minute
 	// SessionTTL is how long a dashboard login lasts.
 	SessionTTL = 12 * time.Hour
+	// StatusInterval is how often parts report their status; nodeTTL
+	// forgets a part after three missed reports.
+	StatusInterval = 5 * time.Second
+	nodeTTL        = 3 * StatusInterval
 )
 
 // EmbeddedOptions configure an embedded NATS server.
@@ -189,6 +197,7 @@ func Ensure(ctx context.Context, js jetstream.JetStream, replicas int) error {
 		{Bucket: BucketSessions, Description: "dashboard sessions", History: 1, TTL: SessionTTL},
 		{Bucket: BucketSites, Description: "site registry", History: 5},
 		{Bucket: BucketQuotes, Description: "quotes, fetch leases, upstream budget", History: 1},
+		{Bucket: BucketNodes, Description: "running parts", History: 1, TTL: nodeTTL},
 	}
 	for _, b := range buckets {
 		b.Storage = jetstream.FileStorage
@@ -229,3 +238,28 @@ func (a slogAdapter) Fatalf(format string, v ...any)  { a.l.Error(fmt.Sprintf(fo
 func (a slogAdapter) Errorf(format string, v ...any)  { a.l.Error(fmt.Sprintf(format, v...)) }
 func (a slogAdapter) Debugf(format string, v ...any)  { a.l.Debug(fmt.Sprintf(format, v...)) }
 func (a slogAdapter) Tracef(format string, v ...any)  {}
+
+// ReportStatus stores the status of a part in the nodes bucket now and
+// every StatusInterval until ctx ends, with the figures fn returns.
+func ReportStatus(ctx context.Context, js jetstream.JetStream, kind, id string, fn func() map[string]float64, logger *slog.Logger) {
+	kv, err := js.KeyValue(ctx, BucketNodes)
+	if err != nil {
+		logger.Warn("status not reported", "err", err)
+		return
+	}
+	st := event.NodeStatus{Kind: kind, ID: id, Started: time.Now().UnixMilli()}
+	t := time.NewTicker(StatusInterval)
+	defer t.Stop()
+	for {
+		st.Updated, st.Figures = time.Now().UnixMilli(), fn()
+		data, _ := json.Marshal(st)
+		if _, err := kv.Put(ctx, kind+"."+id, data); err != nil && ctx.Err() == nil {
+			logger.Debug("status not reported", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

@@ -3,8 +3,24 @@
  * options in place (setOption) and swapping server-rendered fragments. */
 (function () {
   'use strict';
-  var dark = window.matchMedia && window.matchMedia('(prefers-color-scheme: dark)').matches;
-  var charts = {};
+  // Theme: the admin's choice (kept in localStorage) or the system's.
+  var root = document.documentElement;
+  var stored = null;
+  try { stored = localStorage.getItem('pulse.theme'); } catch (e) { /* storage disabled */ }
+  if (stored === 'light' || stored === 'dark') root.dataset.theme = stored;
+  function isDark() {
+    return root.dataset.theme ? root.dataset.theme === 'dark' : !!(window.matchMedia && window.matchMedia('(prefers-color-scheme: dark)').matches);
+  }
+  var dark = isDark();
+  var charts = {}, lastOpts = {};
+  var toggle = document.querySelector('[data-theme-toggle]');
+  if (toggle) toggle.addEventListener('click', function () {
+    root.dataset.theme = isDark() ? 'light' : 'dark';
+    try { localStorage.setItem('pulse.theme', root.dataset.theme); } catch (e) { /* storage disabled */ }
+    dark = isDark();
+    // echarts themes are chosen at init: draw every chart again.
+    Object.keys(charts).forEach(function (id) { charts[id].dispose(); delete charts[id]; draw(id, lastOpts[id]); });
+  });
 
   function json(id) {
     var el = document.getElementById(id);
@@ -22,6 +38,7 @@
     }
     if (!charts[id]) charts[id] = echarts.init(el, dark ? 'dark' : null);
     charts[id].setOption(opts);
+    lastOpts[id] = opts;
   }
 
   var siteCharts = json('site-charts') || {};
@@ -89,4 +106,5 @@
   }
   es.addEventListener('overview', onUpdate);
   es.addEventListener('quotes', onUpdate);
+  es.addEventListener('system', onUpdate);
 })();

@@ -126,6 +126,9 @@ type Main struct {
 	aggStop    context.CancelFunc
 	quotesStop context.CancelFunc
 	quotesDone chan struct{}
+	// status reports of the parts, stopped by Close.
+	statusStop context.CancelFunc
+	statusDone sync.WaitGroup
 	aggDone    chan error
 	servers    []*http.Server
 
@@ -284,6 +287,12 @@ func (m *Main) Run(ctx context.Context) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	natsReady := func() error { return natsutil.Ready(nc) }
 
+	statusCtx, statusStop := context.WithCancel(context.Background())
+	m.statusStop = statusStop
+	report := func(kind, id string, fn func() map[string]float64) {
+		m.statusDone.Go(func() { natsutil.ReportStatus(statusCtx, js, kind, id, fn, log) })
+	}
+
 	all := c.Mode == ModeAll
 	if all || c.Mode == ModeAggregator {
 		agg, err := aggregator.New(aggregator.Config{JetStream: js, Notifier: nc, Logger: log, Registerer: reg})
@@ -292,6 +301,7 @@ func (m *Main) Run(ctx context.Context) error {
 		}
 		aggCtx, stop := context.WithCancel(context.Background())
 		m.aggStop, m.aggDone = stop, make(chan error, 1)
+		report("aggregator", randomNodeID(), agg.Figures)
 		go func() {
 			err := agg.Run(aggCtx)
 			if err != nil {
@@ -329,6 +339,7 @@ func (m *Main) Run(ctx context.Context) error {
 			return err
 		}
 		m.ingest = in
+		report("ingest", nodeID, in.Figures)
 		mux := http.NewServeMux()
 		obs.Mount(mux, reg, in.Ready)
 		mux.Handle("/", in.Handler())
@@ -353,6 +364,7 @@ func (m *Main) Run(ctx context.Context) error {
 			return err
 		}
 		m.dash = d
+		report("dashboard", randomNodeID(), d.Figures)
 		mux := http.NewServeMux()
 		obs.Mount(mux, reg, d.Ready)
 		mux.Handle("/", d.Handler())
@@ -543,6 +555,10 @@ func (m *Main) close() error {
 	if m.quotesStop != nil {
 		m.quotesStop()
 		<-m.quotesDone
+	}
+	if m.statusStop != nil {
+		m.statusStop()
+		m.statusDone.Wait()
 	}
 	if m.aggStop != nil {
 		m.aggStop()

@@ -1,0 +1,165 @@
+package dashboard
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/a-h/templ"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pulse-analytics/pulse/event"
+	"github.com/pulse-analytics/pulse/natsutil"
+)
+
+// systemView is what the System page shows: the running parts, and
+// JetStream's own figures.
+type systemView struct {
+	Nodes     []event.NodeStatus
+	Account   *jetstream.AccountInfo
+	Streams   []*jetstream.StreamInfo
+	Consumers []*jetstream.ConsumerInfo
+	Updated   time.Time
+}
+
+// systemRefresh is how often the System page's stream sends new figures:
+// parts report every 5 s, so faster shows nothing new.
+const systemRefresh = 2 * time.Second
+
+// system gathers the System page's figures.
+func (s *Server) system(ctx context.Context) (systemView, error) {
+	v := systemView{Updated: time.Now()}
+	js := s.cfg.JetStream
+	var errs []error
+	nodes, err := js.KeyValue(ctx, natsutil.BucketNodes)
+	if err == nil {
+		var keys jetstream.KeyLister
+		if keys, err = nodes.ListKeys(ctx); err == nil {
+			seen := map[string]bool{}
+			for k := range keys.Keys() {
+				if seen[k] {
+					continue
+				}
+				seen[k] = true
+				e, err := nodes.Get(ctx, k)
+				if err != nil {
+					continue // expired while listing
+				}
+				var st event.NodeStatus
+				if json.Unmarshal(e.Value(), &st) == nil {
+					v.Nodes = append(v.Nodes, st)
+				}
+			}
+		}
+	}
+	errs = append(errs, err)
+	slices.SortFunc(v.Nodes, func(a, b event.NodeStatus) int {
+		return strings.Compare(a.Kind+a.ID, b.Kind+b.ID)
+	})
+	v.Account, err = js.AccountInfo(ctx)
+	errs = append(errs, err)
+	for _, name := range []string{event.StreamActivity, event.StreamQuotes} {
+		st, err := js.Stream(ctx, name)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		info, err := st.Info(ctx)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		v.Streams = append(v.Streams, info)
+		for ci := range st.ListConsumers(ctx).Info() {
+			v.Consumers = append(v.Consumers, ci)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return v, fmt.Errorf("system figures: %w", err)
+	}
+	return v, nil
+}
+
+func (s *Server) serveSystem(w http.ResponseWriter, r *http.Request) {
+	v, err := s.system(r.Context())
+	if err != nil {
+		s.log.Warn("system page", "err", err)
+	}
+	s.render(w, r, http.StatusOK, systemPage(meFrom(r.Context()), v))
+}
+
+// serveSystemSSE sends the System page's figures every systemRefresh.
+// They are gathered per stream, as few admins watch this page.
+func (s *Server) serveSystemSSE(w http.ResponseWriter, r *http.Request) {
+	rc := http.NewResponseController(w)
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	write := func(b []byte) bool {
+		_ = rc.SetWriteDeadline(time.Now().Add(sseWriteTimeout))
+		if _, err := w.Write(b); err != nil {
+			return false
+		}
+		return rc.Flush() == nil
+	}
+	s.metrics.sseClients.Inc()
+	defer s.metrics.sseClients.Dec()
+	t := time.NewTicker(systemRefresh)
+	defer t.Stop()
+	for version := uint64(time.Now().UnixMilli()); ; version++ {
+		v, err := s.system(r.Context())
+		if err != nil {
+			s.log.Debug("system figures", "err", err)
+		}
+		u, err := encodeFrame(r.Context(), "system", version, map[string]int64{"version": int64(version), "updated": v.Updated.UnixMilli()}, nil, nil,
+			map[string]templ.Component{"system": systemFigures(v)})
+		if err != nil || !write(u.frame) {
+			return
+		}
+		select {
+		case <-t.C:
+		case <-s.hub.closed:
+			write([]byte("retry: 500\n\n"))
+			return
+		case <-r.Context().Done():
+			return
+		}
+	}
+}
+
+// figure formats a reported figure.
+func figure(v float64) string {
+	if v == float64(int64(v)) {
+		return count(uint64(max(v, 0)))
+	}
+	return fmt.Sprintf("%.1f", v)
+}
+
+// bytesOf formats a byte count.
+func bytesOf(n uint64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := uint64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+func sortedFigures(m map[string]float64) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
