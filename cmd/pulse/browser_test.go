@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,8 @@ import (
 
 	"github.com/chromedp/cdproto/input"
 	"github.com/chromedp/chromedp"
+
+	"github.com/pulse-analytics/pulse/event"
 )
 
 // browser starts headless Chromium for a test. Without Chromium the test is
@@ -303,4 +306,93 @@ func TestBrowserQuotes(t *testing.T) {
 		t.Errorf("price line did not grow from %d points: %v", n0, err)
 	}
 	screenshot(t, ctx, "quotes")
+}
+
+// TestBrowserDashboardProduct: log in, watch the site page through a
+// network cut (the SSE stream resumes and the numbers catch up with
+// nothing missing), visit every page, switch theme, log out. Screenshots
+// of every page go to PULSE_ARTIFACTS.
+func TestBrowserDashboardProduct(t *testing.T) {
+	ctx := browser(t)
+	m := startPulse(t, t.TempDir(), nil)
+	proxy := startCutProxy(t, m.DashboardURL)
+	dash := proxy.URL()
+
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(dash+"/sites/demo"),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid=login-form]`)),
+		chromedp.SendKeys(chromedp.CSS(`input[name=password]`), testPassword),
+		chromedp.Submit(chromedp.CSS(`[data-testid=login-form]`)),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid=events-total]`)),
+		chromedp.Poll[chromedp.Void](`document.querySelector('[data-testid=live-status]').textContent.startsWith('live')`, chromedp.WithPollingTimeout(15*time.Second)),
+	); err != nil {
+		t.Fatalf("log in and open the site: %v", err)
+	}
+	// An empty site says what to do next.
+	if txt, _ := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`[data-fragment=stats] .empty`))); !strings.Contains(txt, "snippet") {
+		t.Errorf("empty state: %q", txt)
+	}
+	tc := dialTracker(t, m.IngestURL, "demo", "")
+	tc.sendBatch(t, 1, "click", 5)
+	waitText := func(want int) {
+		t.Helper()
+		expr := `+document.querySelector('[data-testid=events-total]').textContent.replace(/\D/g, '') === ` + strconv.Itoa(want)
+		if _, err := chromedp.Run(ctx, chromedp.Poll[bool](expr, chromedp.WithPollingTimeout(15*time.Second))); err != nil {
+			got, _ := textInt(ctx, `[data-testid=events-total]`)
+			t.Fatalf("events counter shows %d, want %d: %v", got, want, err)
+		}
+	}
+	waitText(5)
+
+	// Cut the network; events keep coming meanwhile.
+	proxy.cut()
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`document.querySelector('[data-testid=live-status]').textContent.startsWith('reconnecting')`, chromedp.WithPollingTimeout(10*time.Second))); err != nil {
+		t.Errorf("the page did not notice the cut: %v", err)
+	}
+	for seq := uint64(2); seq <= 4; seq++ {
+		tc.sendBatch(t, seq, "click", 7)
+	}
+	waitStats(t, m.DashboardURL, "demo", func(ov event.Overview) error {
+		if ov.Events != 26 {
+			return fmt.Errorf("events %d", ov.Events)
+		}
+		return nil
+	})
+	proxy.restore()
+	// EventSource reconnects by itself (retry: 2 s) with Last-Event-ID and
+	// the page catches up: nothing sent during the cut is missing.
+	waitText(26)
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`document.querySelector('[data-testid=live-status]').textContent.startsWith('live')`, chromedp.WithPollingTimeout(10*time.Second))); err != nil {
+		t.Errorf("not live after the cut: %v", err)
+	}
+	screenshot(t, ctx, "dashboard-site")
+
+	for _, page := range []struct{ path, ready, name string }{
+		{"/", `[data-testid=sites]`, "dashboard-sites"},
+		{"/quotes", `[data-testid=live-status]`, "dashboard-quotes"},
+		{"/users", `[data-testid=users]`, "dashboard-users"},
+		{"/system", `[data-testid=nodes]`, "dashboard-system"},
+	} {
+		if err := chromedp.Do(ctx, chromedp.Navigate(dash+page.path), chromedp.WaitVisible(chromedp.CSS(page.ready))); err != nil {
+			t.Errorf("%s: %v", page.path, err)
+			continue
+		}
+		screenshot(t, ctx, page.name)
+	}
+	// The dark theme, chosen by the admin, stays across pages.
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`[data-testid=theme-toggle]`)), chromedp.Navigate(dash+"/sites/demo"), chromedp.WaitVisible(chromedp.CSS(`[data-testid=events-total]`))); err != nil {
+		t.Fatal(err)
+	}
+	if theme, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.documentElement.dataset.theme`)); theme != "dark" {
+		t.Errorf("theme %q after toggling, want dark", theme)
+	}
+	screenshot(t, ctx, "dashboard-site-dark")
+
+	// Log out: back to the login page, and pages are closed again.
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`[data-testid=logout]`)), chromedp.WaitVisible(chromedp.CSS(`[data-testid=login-form]`))); err != nil {
+		t.Fatalf("log out: %v", err)
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate(dash+"/sites/demo"), chromedp.WaitVisible(chromedp.CSS(`[data-testid=login-form]`))); err != nil {
+		t.Errorf("after logout the site page is still open: %v", err)
+	}
 }
