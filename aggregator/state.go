@@ -71,13 +71,16 @@ type Minute struct {
 
 // Page is the activity on one page.
 type Page struct {
-	Events        uint64         `json:"events"`
-	Clicks        uint64         `json:"clicks"`
-	RageClicks    uint64         `json:"rageClicks"`
-	ScrollReached [10]uint64     `json:"scrollReached"`
-	PageViews     uint64         `json:"pageViews"`
-	ClickHeat     map[int]uint64 `json:"clickHeat"`
-	MoveHeat      map[int]uint64 `json:"moveHeat"`
+	// Minutes holds the page's activity by Unix minute, for hourWindow:
+	// events by kind, and arrivals and departures of page views.
+	Minutes       map[int64]*Minute `json:"minutes"`
+	Events        uint64            `json:"events"`
+	Clicks        uint64            `json:"clicks"`
+	RageClicks    uint64            `json:"rageClicks"`
+	ScrollReached [10]uint64        `json:"scrollReached"`
+	PageViews     uint64            `json:"pageViews"`
+	ClickHeat     map[int]uint64    `json:"clickHeat"`
+	MoveHeat      map[int]uint64    `json:"moveHeat"`
 }
 
 // click is a click remembered for rage detection.
@@ -106,6 +109,8 @@ type SessionState struct {
 	// RageStart is the start of the session's ongoing rage burst, 0 when
 	// none is ongoing.
 	RageStart int64 `json:"rageStart,omitempty"`
+	// Conns counts the session's open connections.
+	Conns int `json:"conns,omitempty"`
 }
 
 // Site is the aggregated state of one site. It is what a snapshot stores, so
@@ -164,6 +169,9 @@ func (s *Site) fill() {
 		s.Pages = make(map[string]*Page)
 	}
 	for _, p := range s.Pages {
+		if p.Minutes == nil {
+			p.Minutes = make(map[int64]*Minute)
+		}
 		if p.ClickHeat == nil {
 			p.ClickHeat = make(map[int]uint64)
 		}
@@ -176,11 +184,13 @@ func (s *Site) fill() {
 	}
 }
 
-func (s *Site) minute(unixMs int64) *Minute {
-	m := s.Minutes[unixMs/60_000]
+func (s *Site) minute(unixMs int64) *Minute { return minuteOf(s.Minutes, unixMs) }
+
+func minuteOf(minutes map[int64]*Minute, unixMs int64) *Minute {
+	m := minutes[unixMs/60_000]
 	if m == nil {
 		m = &Minute{}
-		s.Minutes[unixMs/60_000] = m
+		minutes[unixMs/60_000] = m
 	}
 	return m
 }
@@ -197,7 +207,7 @@ func (s *Site) page(path string) *Page {
 				return p
 			}
 		}
-		p = &Page{ClickHeat: make(map[int]uint64), MoveHeat: make(map[int]uint64)}
+		p = &Page{Minutes: make(map[int64]*Minute), ClickHeat: make(map[int]uint64), MoveHeat: make(map[int]uint64)}
 		s.Pages[path] = p
 	}
 	return p
@@ -255,8 +265,17 @@ func (s *Site) applyBatch(b *event.Batch) {
 
 		p := s.page(e.Path)
 		p.Events++
+		minuteOf(p.Minutes, t).ByKind[k]++
 		if b.Session != "" && e.Path != "" {
-			s.session(b.Session, t).Path = e.Path
+			// A session on a new page: a page view ends and one begins.
+			ss := s.session(b.Session, t)
+			if ss.Path != e.Path {
+				if ss.Path != "" {
+					minuteOf(s.page(ss.Path).Minutes, t).Departures++
+				}
+				minuteOf(p.Minutes, t).Arrivals++
+				ss.Path = e.Path
+			}
 		}
 		switch e.Kind {
 		case event.KindMove:
@@ -375,6 +394,9 @@ func (s *Site) applyPresence(p *event.Presence) {
 			return
 		}
 		s.Conns[p.Conn] = Conn{Visitor: p.Visitor, Session: p.Session}
+		if p.Session != "" {
+			s.session(p.Session, p.Time).Conns++
+		}
 		s.Present[p.Visitor]++
 		if s.Present[p.Visitor] == 1 {
 			s.Arrivals++
@@ -387,6 +409,13 @@ func (s *Site) applyPresence(p *event.Presence) {
 		}
 		v := c.Visitor
 		delete(s.Conns, p.Conn)
+		// The session's last connection closing ends its page view.
+		if ss := s.Sessions[c.Session]; ss != nil {
+			if ss.Conns--; ss.Conns <= 0 && ss.Path != "" {
+				minuteOf(s.page(ss.Path).Minutes, p.Time).Departures++
+				ss.Path = ""
+			}
+		}
 		s.Present[v]--
 		if s.Present[v] <= 0 {
 			delete(s.Present, v)
@@ -413,9 +442,16 @@ func (s *Site) prune(now time.Time, maxVisitors int) {
 			delete(s.Minutes, m)
 		}
 	}
+	for _, p := range s.Pages {
+		for m := range p.Minutes {
+			if m < now.Unix()/60-hourWindow {
+				delete(p.Minutes, m)
+			}
+		}
+	}
 	idle := now.Add(-sessionIdle).UnixMilli()
 	for id, ss := range s.Sessions {
-		if ss.LastSeen < idle {
+		if ss.LastSeen < idle && ss.Conns <= 0 {
 			delete(s.Sessions, id)
 		}
 	}
@@ -463,7 +499,6 @@ func (s *Site) overview(name string, now time.Time) event.Overview {
 		Departures:      s.Departures,
 		PerSecond:       make([]event.Point, chartWindow),
 		PerSecondByKind: make(map[string][]uint64),
-		PerMinute:       make([]event.MinutePoint, hourWindow),
 		Day:             make([]event.Point, keepMinutes/dayBucket),
 		RageClicks:      s.RageClicks,
 		RecentRage:      slices.Clone(s.RecentRage),
@@ -492,14 +527,7 @@ func (s *Site) overview(name string, now time.Time) event.Overview {
 	}
 	// The hour and day charts end with the current minute.
 	thisMinute := now.Unix() / 60
-	for i := range ov.PerMinute {
-		m := thisMinute - hourWindow + 1 + int64(i)
-		p := event.MinutePoint{T: m * 60_000}
-		if mm := s.Minutes[m]; mm != nil {
-			p.Events, p.ByKind, p.Arrivals, p.Departures = mm.ByKind.total(), kindsMap(&mm.ByKind), mm.Arrivals, mm.Departures
-		}
-		ov.PerMinute[i] = p
-	}
+	ov.PerMinute = hourSeries(s.Minutes, thisMinute)
 	firstBucket := thisMinute/dayBucket - int64(len(ov.Day)) + 1
 	for i := range ov.Day {
 		ov.Day[i].T = (firstBucket + int64(i)) * dayBucket * 60_000
@@ -549,9 +577,24 @@ func (s *Site) overview(name string, now time.Time) event.Overview {
 			Path: path, Visitors: len(onPage[path]), Events: p.Events, Clicks: p.Clicks, RageClicks: p.RageClicks,
 			ScrollReached: p.ScrollReached, PageViews: p.PageViews,
 			ClickHeat: heatCells(p.ClickHeat), MoveHeat: heatCells(p.MoveHeat),
+			PerMinute: hourSeries(p.Minutes, thisMinute),
 		})
 	}
 	return ov
+}
+
+// hourSeries is the last hour of minutes, ending with thisMinute, zeros
+// included.
+func hourSeries(minutes map[int64]*Minute, thisMinute int64) []event.MinutePoint {
+	out := make([]event.MinutePoint, hourWindow)
+	for i := range out {
+		m := thisMinute - hourWindow + 1 + int64(i)
+		out[i] = event.MinutePoint{T: m * 60_000}
+		if mm := minutes[m]; mm != nil {
+			out[i].Events, out[i].ByKind, out[i].Arrivals, out[i].Departures = mm.ByKind.total(), kindsMap(&mm.ByKind), mm.Arrivals, mm.Departures
+		}
+	}
+	return out
 }
 
 // heatCells lists a heatmap's hottest cells, hottest first.

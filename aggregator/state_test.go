@@ -190,3 +190,35 @@ func TestPruneBounds(t *testing.T) {
 		t.Errorf("%d pages kept, want at most %d plus %q", len(s.Pages), maxPages, otherPage)
 	}
 }
+
+// TestPageViews: a session moving from page to page ends one page view and
+// starts the next; its last connection closing ends the last one.
+func TestPageViews(t *testing.T) {
+	s := newSite()
+	at := int64(1_700_000_000_000)
+	s.applyPresence(&event.Presence{Kind: event.Join, Conn: "c1", Session: "s1", Visitor: "ann", Time: at})
+	s.applyPresence(&event.Presence{Kind: event.Join, Conn: "c2", Session: "s1", Visitor: "ann", Time: at}) // a reconnect overlapping
+	for i, path := range []string{"/a", "/a", "/b", "/a"} {
+		s.applyBatch(&event.Batch{Session: "s1", Received: at, Events: []event.Event{{Kind: event.KindMove, T: at + int64(i), Path: path}}})
+	}
+	s.applyPresence(&event.Presence{Kind: event.Leave, Conn: "c1", Time: at})
+	views := func(path string) (arrivals, departures uint64) {
+		m := s.Pages[path].Minutes[at/60_000]
+		return m.Arrivals, m.Departures
+	}
+	if a, d := views("/a"); a != 2 || d != 1 {
+		t.Errorf("/a: %d arrivals, %d departures; want 2, 1 (the session is still there)", a, d)
+	}
+	s.applyPresence(&event.Presence{Kind: event.Leave, Conn: "c2", Time: at})
+	if a, d := views("/a"); a != 2 || d != 2 {
+		t.Errorf("/a after leaving: %d arrivals, %d departures; want 2, 2", a, d)
+	}
+	if a, d := views("/b"); a != 1 || d != 1 {
+		t.Errorf("/b: %d arrivals, %d departures; want 1, 1", a, d)
+	}
+	ov := s.overview("demo", time.UnixMilli(at))
+	last := ov.Pages[0].PerMinute[len(ov.Pages[0].PerMinute)-1]
+	if ov.Pages[0].Path != "/a" || last.Events != 3 || last.ByKind["move"] != 3 {
+		t.Errorf("page series %+v", ov.Pages[0])
+	}
+}

@@ -23,6 +23,7 @@ const (
 	chartClickHeat       = "click-heat"
 	chartMoveHeat        = "move-heat"
 	chartScrollDepth     = "scroll-depth"
+	chartPageActivity    = "page-activity"
 )
 
 // siteCharts returns the options of every site-wide chart by chart id.
@@ -42,9 +43,10 @@ func pageCharts(ov event.Overview) map[string]map[string]any {
 	for i := range ov.Pages {
 		p := &ov.Pages[i]
 		out[p.Path] = map[string]any{
-			chartClickHeat:   heatmapOptions(chartClickHeat, "Clicks", p.ClickHeat),
-			chartMoveHeat:    heatmapOptions(chartMoveHeat, "Mouse moves", p.MoveHeat),
-			chartScrollDepth: scrollDepthOptions(p),
+			chartClickHeat:    heatmapOptions(chartClickHeat, "Clicks", p.ClickHeat),
+			chartMoveHeat:     heatmapOptions(chartMoveHeat, "Mouse moves", p.MoveHeat),
+			chartScrollDepth:  scrollDepthOptions(p),
+			chartPageActivity: pageActivityOptions(p),
 		}
 	}
 	return out
@@ -207,6 +209,39 @@ func scrollDepthOptions(p *event.PageStats) map[string]any {
 	}
 	bar.SetXAxis(labels)
 	bar.AddSeries("Reached", data, charts.WithSeriesId("scroll"))
+	bar.Validate()
+	return bar.JSON()
+}
+
+// pageActivityOptions: a page's last hour, events per minute stacked by
+// kind, with page views arriving and leaving.
+func pageActivityOptions(p *event.PageStats) map[string]any {
+	bar := charts.NewBar()
+	bar.SetGlobalOptions(append(baseOpts(chartPageActivity),
+		charts.WithLegendOpts(opts.Legend{Show: opts.Bool(true), Top: "0"}),
+		charts.WithXAxisOpts(opts.XAxis{Type: "time", SplitNumber: 6}),
+		charts.WithYAxisOpts(opts.YAxis{Type: "value", Name: "per minute", MinInterval: 1}),
+	)...)
+	for _, k := range event.Kinds() {
+		data := make([]opts.BarData, len(p.PerMinute))
+		for i, m := range p.PerMinute {
+			data[i] = opts.BarData{Value: []any{m.T, m.ByKind[k.String()]}}
+		}
+		bar.AddSeries(k.String(), data, charts.WithSeriesId("page-"+k.String()), charts.WithBarChartOpts(opts.BarChart{Stack: "events"}))
+	}
+	for _, sr := range []struct {
+		id, name string
+		get      func(event.MinutePoint) uint64
+	}{
+		{"page-arrivals", "page views started", func(m event.MinutePoint) uint64 { return m.Arrivals }},
+		{"page-departures", "page views ended", func(m event.MinutePoint) uint64 { return m.Departures }},
+	} {
+		data := make([]opts.BarData, len(p.PerMinute))
+		for i, m := range p.PerMinute {
+			data[i] = opts.BarData{Value: []any{m.T, sr.get(m)}}
+		}
+		bar.AddSeries(sr.name, data, charts.WithSeriesId(sr.id))
+	}
 	bar.Validate()
 	return bar.JSON()
 }

@@ -469,6 +469,9 @@ type PageStats struct {
 	PageViews uint64     `json:"pageViews"`
 	ClickHeat []HeatCell `json:"clickHeat"`
 	MoveHeat  []HeatCell `json:"moveHeat"`
+	// PerMinute is the page's last hour: events by kind, and arrivals and
+	// departures of page views (a session coming to or leaving the page).
+	PerMinute []MinutePoint `json:"perMinute"`
 }
 
 // Decode unmarshals data into v with a wrapped error naming what.

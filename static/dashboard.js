@@ -48,9 +48,8 @@
   var pageCharts = json('page-charts') || {};
   var select = document.querySelector('[data-page-select]');
   function drawPage() {
-    var box = document.querySelector('[data-page-charts]');
     var path = select && select.value;
-    if (box) box.hidden = !path || !pageCharts[path];
+    document.querySelectorAll('[data-page-charts]').forEach(function (box) { box.hidden = !path || !pageCharts[path]; });
     if (!path || !pageCharts[path]) return;
     Object.keys(pageCharts[path]).forEach(function (id) { draw(id, pageCharts[path][id]); });
   }
