@@ -84,6 +84,8 @@ type auth struct {
 	// apiToken, when set, is one more token, acting as an admin.
 	apiToken string
 	limiter  *loginLimiter
+	// cost is bcrypt's cost for new password hashes.
+	cost int
 }
 
 // ensureAdmin makes sure the admin account exists. With a password given,
@@ -101,7 +103,7 @@ func (a *auth) ensureAdmin(ctx context.Context, password string) (generated stri
 		return "", a.putAccount(ctx, account{User: adminUser, Admin: true}, password)
 	}
 	generated = randomToken(12)
-	acc, err := newAccount(account{User: adminUser, Admin: true}, generated)
+	acc, err := newAccount(account{User: adminUser, Admin: true}, generated, a.cost)
 	if err != nil {
 		return "", err
 	}
@@ -114,8 +116,8 @@ func (a *auth) ensureAdmin(ctx context.Context, password string) (generated stri
 	return generated, nil
 }
 
-func newAccount(acc account, password string) ([]byte, error) {
-	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost)
+func newAccount(acc account, password string, cost int) ([]byte, error) {
+	hash, err := bcrypt.GenerateFromPassword([]byte(password), cost)
 	if err != nil {
 		return nil, fmt.Errorf("hash password: %w", err)
 	}
@@ -132,7 +134,7 @@ func (a *auth) putAccount(ctx context.Context, acc account, password string) err
 	var data []byte
 	var err error
 	if password != "" {
-		data, err = newAccount(acc, password)
+		data, err = newAccount(acc, password, a.cost)
 	} else {
 		old, gerr := a.account(ctx, acc.User)
 		if gerr != nil {
@@ -348,11 +350,13 @@ func sessionCookie(r *http.Request, token string, maxAge int) *http.Cookie {
 	}
 }
 
-// loginLimiter bounds login attempts per client address: a burst of 10,
-// then one every 6 s, enough for people who mistype and far too few to
-// guess a password. It is per replica, and bounded: addresses idle for 10
-// minutes are forgotten.
+// loginLimiter bounds login attempts per client address: a burst, then one
+// attempt per interval. It is per replica, and bounded: addresses idle for
+// 10 minutes are forgotten.
 type loginLimiter struct {
+	burst int
+	every time.Duration
+
 	mu    sync.Mutex
 	seen  map[string]*limited
 	sweep time.Time
@@ -363,7 +367,9 @@ type limited struct {
 	last time.Time
 }
 
-func newLoginLimiter() *loginLimiter { return &loginLimiter{seen: make(map[string]*limited)} }
+func newLoginLimiter(burst int, every time.Duration) *loginLimiter {
+	return &loginLimiter{burst: burst, every: every, seen: make(map[string]*limited)}
+}
 
 func (l *loginLimiter) allow(addr string, now time.Time) bool {
 	l.mu.Lock()
@@ -378,7 +384,7 @@ func (l *loginLimiter) allow(addr string, now time.Time) bool {
 	}
 	e := l.seen[addr]
 	if e == nil {
-		e = &limited{lim: rate.NewLimiter(rate.Every(6*time.Second), 10)}
+		e = &limited{lim: rate.NewLimiter(rate.Every(l.every), l.burst)}
 		l.seen[addr] = e
 	}
 	e.last = now

@@ -23,6 +23,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/pulse-analytics/pulse/event"
 	"github.com/pulse-analytics/pulse/natsutil"
@@ -53,6 +54,14 @@ type Config struct {
 	// Ready reports whether NATS is usable; /readyz uses it. Default:
 	// always ready.
 	Ready func() error
+	// LoginBurst and LoginEvery limit login attempts per address: a burst,
+	// then one per interval. Defaults 10 and 6 s: enough for people who
+	// mistype, far too few to guess a password.
+	LoginBurst int
+	LoginEvery time.Duration
+	// PasswordCost is bcrypt's cost for new passwords. Default
+	// bcrypt.DefaultCost; tests lower it.
+	PasswordCost int
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// Registerer receives the dashboard's metrics. Default: a private
@@ -82,6 +91,15 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.Ready == nil {
 		cfg.Ready = func() error { return nil }
+	}
+	if cfg.LoginBurst == 0 {
+		cfg.LoginBurst = 10
+	}
+	if cfg.LoginEvery == 0 {
+		cfg.LoginEvery = 6 * time.Second
+	}
+	if cfg.PasswordCost == 0 {
+		cfg.PasswordCost = bcrypt.DefaultCost
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -119,7 +137,10 @@ func (s *Server) Start(ctx context.Context) error {
 	if s.sites, err = js.KeyValue(ctx, natsutil.BucketSites); err != nil {
 		return fmt.Errorf("dashboard: sites bucket: %w", err)
 	}
-	s.auth = &auth{users: users, sessions: sessions, apiToken: s.cfg.APIToken, limiter: newLoginLimiter()}
+	s.auth = &auth{
+		users: users, sessions: sessions, apiToken: s.cfg.APIToken,
+		limiter: newLoginLimiter(s.cfg.LoginBurst, s.cfg.LoginEvery), cost: s.cfg.PasswordCost,
+	}
 	generated, err := s.auth.ensureAdmin(ctx, s.cfg.AdminPassword)
 	if err != nil {
 		return fmt.Errorf("dashboard: %w", err)

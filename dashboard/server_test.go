@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/pulse-analytics/pulse/event"
 	"github.com/pulse-analytics/pulse/natsutil"
@@ -40,6 +41,8 @@ func startDash(t *testing.T, cfg Config) *testDash {
 	t.Helper()
 	ns := natstest.Run(t)
 	cfg.JetStream, cfg.Subscriber = ns.JS, ns.NC
+	// Cheap hashes: the tests log in often, under the race detector.
+	cfg.PasswordCost = bcrypt.MinCost
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -544,7 +547,8 @@ func TestPerSiteAccessAndTokens(t *testing.T) {
 }
 
 func TestLoginRateLimit(t *testing.T) {
-	d := startDash(t, Config{AdminPassword: password})
+	// No refill during the test, however slow the machine.
+	d := startDash(t, Config{AdminPassword: password, LoginEvery: time.Hour})
 	c := &http.Client{CheckRedirect: noRedirect}
 	codes := map[int]int{}
 	for range 12 {
