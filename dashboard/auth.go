@@ -198,9 +198,14 @@ func (a *auth) tokens(ctx context.Context, user string) ([]apiToken, error) {
 
 // each calls fn for every entry of the users bucket.
 func (a *auth) each(ctx context.Context, fn func(key string, value []byte)) error {
-	keys, err := a.users.ListKeys(ctx)
+	return kvEach(ctx, a.users, fn)
+}
+
+// kvEach calls fn for every entry of kv, once per key.
+func kvEach(ctx context.Context, kv jetstream.KeyValue, fn func(key string, value []byte)) error {
+	keys, err := kv.ListKeys(ctx)
 	if err != nil {
-		return fmt.Errorf("list users: %w", err)
+		return fmt.Errorf("list %s: %w", kv.Bucket(), err)
 	}
 	seen := make(map[string]bool)
 	for k := range keys.Keys() {
@@ -208,9 +213,9 @@ func (a *auth) each(ctx context.Context, fn func(key string, value []byte)) erro
 			continue // a key written during listing may be listed twice
 		}
 		seen[k] = true
-		e, err := a.users.Get(ctx, k)
+		e, err := kv.Get(ctx, k)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			continue
+			continue // deleted or expired meanwhile
 		}
 		if err != nil {
 			return fmt.Errorf("load %s: %w", k, err)

@@ -411,32 +411,20 @@ func (s *Server) serveSaveSite(w http.ResponseWriter, r *http.Request) {
 
 // siteRows lists the registered sites with their latest figures.
 func (s *Server) siteRows(ctx context.Context) ([]siteRow, error) {
-	keys, err := s.sites.ListKeys(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("list sites: %w", err)
-	}
 	var rows []siteRow
-	seen := make(map[string]bool)
-	for k := range keys.Keys() {
-		if seen[k] {
-			continue // a key written during listing may be listed twice
-		}
-		seen[k] = true
-		e, err := s.sites.Get(ctx, k)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("load site %s: %w", k, err)
-		}
+	err := kvEach(ctx, s.sites, func(key string, value []byte) {
 		var row siteRow
-		if err := json.Unmarshal(e.Value(), &row.Site); err != nil {
-			continue
+		if json.Unmarshal(value, &row.Site) == nil {
+			rows = append(rows, row)
 		}
-		if row.Overview, err = s.overview(ctx, k); err != nil {
+	})
+	if err != nil {
+		return nil, err
+	}
+	for i := range rows {
+		if rows[i].Overview, err = s.overview(ctx, rows[i].Site.Key); err != nil {
 			return nil, err
 		}
-		rows = append(rows, row)
 	}
 	slices.SortFunc(rows, func(a, b siteRow) int { return strings.Compare(a.Site.Key, b.Site.Key) })
 	return rows, nil

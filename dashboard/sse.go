@@ -164,6 +164,24 @@ func (h *hub) forget(key string) {
 // close ends every stream; clients reconnect after the retry interval.
 func (h *hub) close() { h.once.Do(func() { close(h.closed) }) }
 
+// startSSE answers with an event stream and returns a writer that sends
+// and flushes b within sseWriteTimeout, reporting whether it could.
+func startSSE(w http.ResponseWriter) (write func(b []byte) bool) {
+	rc := http.NewResponseController(w)
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	return func(b []byte) bool {
+		_ = rc.SetWriteDeadline(time.Now().Add(sseWriteTimeout))
+		if _, err := w.Write(b); err != nil {
+			return false
+		}
+		return rc.Flush() == nil
+	}
+}
+
 // SSE timings.
 const (
 	// sseHeartbeat keeps proxies from closing an idle stream; 15 s is
@@ -206,23 +224,10 @@ func quotesKey(sym string) string { return "quotes:" + sym }
 // shows the browser has it, then every update. Each event holds the whole
 // panel, so resuming after a gap only needs the newest.
 func (s *Server) sse(w http.ResponseWriter, r *http.Request, key string, load func(context.Context) (*update, error)) {
-	rc := http.NewResponseController(w)
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
-
+	write := startSSE(w)
 	c := s.hub.subscribe(key)
 	defer s.hub.unsubscribe(c)
 
-	write := func(b []byte) bool {
-		_ = rc.SetWriteDeadline(time.Now().Add(sseWriteTimeout))
-		if _, err := w.Write(b); err != nil {
-			return false
-		}
-		return rc.Flush() == nil
-	}
 	if !write([]byte("retry: " + strconv.Itoa(int(sseRetry/time.Millisecond)) + "\n\n")) {
 		return
 	}

@@ -38,24 +38,12 @@ func (s *Server) system(ctx context.Context) (systemView, error) {
 	var errs []error
 	nodes, err := js.KeyValue(ctx, natsutil.BucketNodes)
 	if err == nil {
-		var keys jetstream.KeyLister
-		if keys, err = nodes.ListKeys(ctx); err == nil {
-			seen := map[string]bool{}
-			for k := range keys.Keys() {
-				if seen[k] {
-					continue
-				}
-				seen[k] = true
-				e, err := nodes.Get(ctx, k)
-				if err != nil {
-					continue // expired while listing
-				}
-				var st event.NodeStatus
-				if json.Unmarshal(e.Value(), &st) == nil {
-					v.Nodes = append(v.Nodes, st)
-				}
+		err = kvEach(ctx, nodes, func(_ string, value []byte) {
+			var st event.NodeStatus
+			if json.Unmarshal(value, &st) == nil {
+				v.Nodes = append(v.Nodes, st)
 			}
-		}
+		})
 	}
 	errs = append(errs, err)
 	slices.SortFunc(v.Nodes, func(a, b event.NodeStatus) int {
@@ -96,18 +84,7 @@ func (s *Server) serveSystem(w http.ResponseWriter, r *http.Request) {
 // serveSystemSSE sends the System page's figures every systemRefresh.
 // They are gathered per stream, as few admins watch this page.
 func (s *Server) serveSystemSSE(w http.ResponseWriter, r *http.Request) {
-	rc := http.NewResponseController(w)
-	w.Header().Set("Content-Type", "text/event-stream")
-	w.Header().Set("Cache-Control", "no-cache")
-	w.Header().Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
-	write := func(b []byte) bool {
-		_ = rc.SetWriteDeadline(time.Now().Add(sseWriteTimeout))
-		if _, err := w.Write(b); err != nil {
-			return false
-		}
-		return rc.Flush() == nil
-	}
+	write := startSSE(w)
 	s.metrics.sseClients.Inc()
 	defer s.metrics.sseClients.Dec()
 	t := time.NewTicker(systemRefresh)

@@ -46,8 +46,8 @@ const (
 	BucketSessions = "pulse_sessions"
 )
 
-// Stream limits of ACTIVITY. The stream is the replay log behind the
-// aggregator's snapshots, so it must outlive the longest window the
+// Stream limits of ACTIVITY and QUOTES. The streams are the replay logs
+// behind the aggregator's snapshots, so it must outlive the longest window the
 // aggregator rebuilds (24 h); a week and 1 GiB leave room for an aggregator
 // that is down for a while without letting a flood fill the disk.
 const (
@@ -162,33 +162,24 @@ func Ensure(ctx context.Context, js jetstream.JetStream, replicas int) error {
 	if replicas < 1 {
 		replicas = 1
 	}
-	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:       event.StreamActivity,
-		Subjects:   event.ActivitySubjects,
-		Storage:    jetstream.FileStorage,
-		Retention:  jetstream.LimitsPolicy,
-		MaxAge:     activityMaxAge,
-		MaxBytes:   activityMaxBytes,
-		Discard:    jetstream.DiscardOld,
-		Duplicates: activityDuplicates,
-		Replicas:   replicas,
-	})
-	if err != nil {
-		return fmt.Errorf("ensure stream %s: %w", event.StreamActivity, err)
-	}
-	_, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:       event.StreamQuotes,
-		Subjects:   event.QuoteSubjects,
-		Storage:    jetstream.FileStorage,
-		Retention:  jetstream.LimitsPolicy,
-		MaxAge:     activityMaxAge,
-		MaxBytes:   activityMaxBytes,
-		Discard:    jetstream.DiscardOld,
-		Duplicates: activityDuplicates,
-		Replicas:   replicas,
-	})
-	if err != nil {
-		return fmt.Errorf("ensure stream %s: %w", event.StreamQuotes, err)
+	// Both streams replay into the aggregator's snapshots, so they share
+	// the limits above.
+	streams := map[string][]string{event.StreamActivity: event.ActivitySubjects, event.StreamQuotes: event.QuoteSubjects}
+	for name, subjects := range streams {
+		_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+			Name:       name,
+			Subjects:   subjects,
+			Storage:    jetstream.FileStorage,
+			Retention:  jetstream.LimitsPolicy,
+			MaxAge:     activityMaxAge,
+			MaxBytes:   activityMaxBytes,
+			Discard:    jetstream.DiscardOld,
+			Duplicates: activityDuplicates,
+			Replicas:   replicas,
+		})
+		if err != nil {
+			return fmt.Errorf("ensure stream %s: %w", name, err)
+		}
 	}
 	buckets := []jetstream.KeyValueConfig{
 		{Bucket: BucketState, Description: "aggregator snapshots", History: 1},
@@ -206,7 +197,7 @@ func Ensure(ctx context.Context, js jetstream.JetStream, replicas int) error {
 			return fmt.Errorf("ensure bucket %s: %w", b.Bucket, err)
 		}
 	}
-	_, err = js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+	_, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
 		Bucket:      BucketSnapshots,
 		Description: "aggregator snapshots",
 		Storage:     jetstream.FileStorage,

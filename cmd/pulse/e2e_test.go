@@ -275,18 +275,9 @@ func TestSeparateProcessParts(t *testing.T) {
 			c.NATSURL = ns.URL()
 		})
 	}
-	for _, u := range []string{parts[ModeIngest].IngestURL, parts[ModeDashboard].DashboardURL, parts[ModeAggregator].MetricsURL} {
-		checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
-			resp, err := http.Get(u + "/readyz")
-			if err != nil {
-				return err
-			}
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				return fmt.Errorf("%s/readyz: %s", u, resp.Status)
-			}
-			return nil
-		})
+	urls := []string{parts[ModeIngest].IngestURL, parts[ModeDashboard].DashboardURL, parts[ModeAggregator].MetricsURL}
+	for _, u := range urls {
+		waitReadyz(t, u, http.StatusOK)
 	}
 	tc := dialTracker(t, parts[ModeIngest].IngestURL, "demo", "")
 	tc.sendBatch(t, 1, "move", 33)
@@ -299,22 +290,28 @@ func TestSeparateProcessParts(t *testing.T) {
 
 	// Without NATS no part is ready, though each still answers /healthz.
 	ns.NS.Shutdown()
-	for _, u := range []string{parts[ModeIngest].IngestURL, parts[ModeDashboard].DashboardURL, parts[ModeAggregator].MetricsURL} {
-		checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
-			resp, err := http.Get(u + "/readyz")
-			if err != nil {
-				return err
-			}
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusServiceUnavailable {
-				return fmt.Errorf("%s/readyz: %s, want 503", u, resp.Status)
-			}
-			return nil
-		})
+	for _, u := range urls {
+		waitReadyz(t, u, http.StatusServiceUnavailable)
 		if body := get(t, u+"/healthz"); body != "ok\n" {
 			t.Errorf("%s/healthz: %q", u, body)
 		}
 	}
+}
+
+// waitReadyz waits until base/readyz answers status.
+func waitReadyz(t *testing.T, base string, status int) {
+	t.Helper()
+	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		resp, err := http.Get(base + "/readyz")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != status {
+			return fmt.Errorf("%s/readyz: %s, want %d", base, resp.Status, status)
+		}
+		return nil
+	})
 }
 
 func TestParseFlags(t *testing.T) {
