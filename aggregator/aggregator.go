@@ -39,8 +39,6 @@ type Config struct {
 	JetStream jetstream.JetStream
 	// Notifier receives panel updates. Required.
 	Notifier Notifier
-	// Durable is the name of the durable consumer. Default "aggregator".
-	Durable string
 	// Tick is how often snapshots are written and panels published.
 	// Default 1 s: the resolution of the events-per-second chart.
 	Tick time.Duration
@@ -67,20 +65,19 @@ type Aggregator struct {
 
 	// mu guards everything below; the consumers' handlers and the ticker
 	// take it.
-	mu      sync.Mutex
-	quotes  *quoteState
-	seq     uint64 // last stream sequence applied, over all sites
-	sites   map[string]*Site
-	lastMsg jetstream.Msg // newest applied message, acked at the next snapshot
+	mu     sync.Mutex
+	quotes *quoteState
+	seq    uint64 // last stream sequence applied, over all sites
+	sites  map[string]*Site
+	// savedSeq is the sequence the stored snapshot covers; only the
+	// ticker touches it.
+	savedSeq uint64
 }
 
 // New returns an Aggregator.
 func New(cfg Config) (*Aggregator, error) {
 	if cfg.JetStream == nil || cfg.Notifier == nil {
 		return nil, errors.New("aggregator: jetstream and notifier are required")
-	}
-	if cfg.Durable == "" {
-		cfg.Durable = "aggregator"
 	}
 	if cfg.Tick == 0 {
 		cfg.Tick = time.Second
@@ -105,6 +102,19 @@ func New(cfg Config) (*Aggregator, error) {
 		sites:   make(map[string]*Site),
 		quotes:  newQuoteState(),
 	}, nil
+}
+
+// appliedSeq and quotesSeq are the last sequences applied of each stream.
+func (a *Aggregator) appliedSeq() uint64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.seq
+}
+
+func (a *Aggregator) quotesSeq() uint64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.quotes.Seq
 }
 
 // Figures are the aggregator's numbers for its status report.
@@ -149,11 +159,11 @@ func (a *Aggregator) Run(ctx context.Context) error {
 		return err
 	}
 	a.log.Info("aggregator consuming", "activity_from_seq", a.seq+1, "sites", len(a.sites), "quotes_from_seq", a.quotes.Seq+1)
-	activity, err := a.consume(ctx, event.StreamActivity, a.cfg.Durable, a.seq, a.handle)
+	activity, err := a.consume(ctx, event.StreamActivity, a.seq, a.handle)
 	if err != nil {
 		return err
 	}
-	quotesCC, err := a.consume(ctx, event.StreamQuotes, a.cfg.Durable+"-quotes", a.quotes.Seq, a.handleQuote)
+	quotesCC, err := a.consume(ctx, event.StreamQuotes, a.quotes.Seq, a.handleQuote)
 	if err != nil {
 		activity.Stop()
 		return err
@@ -167,6 +177,24 @@ func (a *Aggregator) Run(ctx context.Context) error {
 		case now := <-t.C:
 			a.tick(ctx, now)
 			a.tickQuotes(ctx, now)
+		case <-activity.Closed():
+			// The client gave the consumer up (it was lost in a failover):
+			// consume again from what the state has.
+			a.log.Warn("activity consumer stopped; consuming again", "from_seq", a.appliedSeq()+1)
+			if cc, err := a.consume(ctx, event.StreamActivity, a.appliedSeq(), a.handle); err == nil {
+				activity = cc
+			} else {
+				a.log.Error("consume again", "err", err)
+				time.Sleep(time.Second)
+			}
+		case <-quotesCC.Closed():
+			a.log.Warn("quotes consumer stopped; consuming again")
+			if cc, err := a.consume(ctx, event.StreamQuotes, a.quotesSeq(), a.handleQuote); err == nil {
+				quotesCC = cc
+			} else {
+				a.log.Error("consume again", "err", err)
+				time.Sleep(time.Second)
+			}
 		case <-ctx.Done():
 			a.running.Store(false)
 			// Drain applies what was delivered; it needs the server, so
@@ -190,53 +218,32 @@ func (a *Aggregator) Run(ctx context.Context) error {
 	}
 }
 
-// consume consumes stream with the durable consumer, positioned just after
-// seq, the sequence the snapshot covers. A consumer whose ack floor lies
-// past the snapshot (the snapshot was lost) is recreated, since it would
-// skip messages the state lacks.
-func (a *Aggregator) consume(ctx context.Context, stream, durable string, seq uint64, handle jetstream.MessageHandler) (jetstream.ConsumeContext, error) {
-	js := a.cfg.JetStream
-	cons, err := js.Consumer(ctx, stream, durable)
-	if err == nil {
-		info, err := cons.Info(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("aggregator: consumer info: %w", err)
-		}
-		if info.AckFloor.Stream > seq {
-			a.log.Warn("consumer is ahead of the snapshot; recreating it", "stream", stream, "ack_floor", info.AckFloor.Stream, "snapshot_seq", seq)
-			if err := js.DeleteConsumer(ctx, stream, durable); err != nil {
-				return nil, fmt.Errorf("aggregator: delete consumer: %w", err)
-			}
-			cons = nil
-		}
-	} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return nil, fmt.Errorf("aggregator: consumer: %w", err)
+// consume consumes stream in order from the message after seq, the
+// sequence the state covers. It uses an ordered consumer: the client checks
+// that sequences follow one another and, on a gap, a lost heartbeat or a
+// server failover, recreates the consumer after the last message it
+// delivered. A durable consumer with acks cannot do this: after a crash or
+// a leader change it redelivers unacked messages only when their ack wait
+// runs out, behind later ones, which the state would then have to take out
+// of order. The snapshot's sequence, not an ack floor, says where to start.
+func (a *Aggregator) consume(ctx context.Context, stream string, seq uint64, handle jetstream.MessageHandler) (jetstream.ConsumeContext, error) {
+	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy, MaxResetAttempts: -1}
+	if seq > 0 {
+		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		cfg.OptStartSeq = seq + 1
 	}
-	if cons == nil {
-		cfg := jetstream.ConsumerConfig{
-			Durable:       durable,
-			Description:   "Pulse aggregator",
-			AckPolicy:     jetstream.AckAllPolicy,
-			DeliverPolicy: jetstream.DeliverAllPolicy,
-			// Acks come once per tick, covering everything before; this
-			// many messages may wait for one, enough for a tick at full load.
-			MaxAckPending: 200_000,
-			// A tick that cannot write its snapshot for this long lets the
-			// server redeliver; redeliveries are skipped by sequence.
-			AckWait: time.Minute,
-		}
-		if seq > 0 {
-			cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
-			cfg.OptStartSeq = seq + 1
-		}
-		if cons, err = js.CreateOrUpdateConsumer(ctx, stream, cfg); err != nil {
-			return nil, fmt.Errorf("aggregator: create consumer: %w", err)
-		}
+	cons, err := a.cfg.JetStream.OrderedConsumer(ctx, stream, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("aggregator: consumer of %s: %w", stream, err)
 	}
 	cc, err := cons.Consume(handle, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		if !errors.Is(err, jetstream.ErrNoHeartbeat) {
-			a.log.Warn("consume", "stream", stream, "err", err)
+		// Missed heartbeats come with every NATS failover; the client
+		// recreates the consumer by itself.
+		if errors.Is(err, jetstream.ErrNoHeartbeat) {
+			a.log.Debug("consume", "stream", stream, "err", err)
+			return
 		}
+		a.log.Warn("consume", "stream", stream, "err", err)
 	}))
 	if err != nil {
 		return nil, fmt.Errorf("aggregator: consume %s: %w", stream, err)
@@ -255,7 +262,6 @@ func (a *Aggregator) handle(msg jetstream.Msg) {
 	seq := meta.Sequence.Stream
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.lastMsg = msg
 	if seq <= a.seq {
 		return
 	}
@@ -298,7 +304,7 @@ func (a *Aggregator) handle(msg jetstream.Msg) {
 }
 
 // tick writes the snapshot of every changed site, then the sequence all
-// sites cover, then acks the stream up to it, and publishes the panels.
+// sites cover, and publishes the panels.
 func (a *Aggregator) tick(ctx context.Context, now time.Time) {
 	type out struct {
 		site     string
@@ -307,8 +313,7 @@ func (a *Aggregator) tick(ctx context.Context, now time.Time) {
 	}
 	var outs []out
 	a.mu.Lock()
-	seq, last := a.seq, a.lastMsg
-	a.lastMsg = nil
+	seq := a.seq
 	for name, s := range a.sites {
 		changed := s.dirty
 		if !changed && !s.activeWithin(now) {
@@ -329,19 +334,17 @@ func (a *Aggregator) tick(ctx context.Context, now time.Time) {
 	for _, o := range outs {
 		if o.snapshot != nil {
 			if _, err := a.snapshots.PutBytes(ctx, siteKey(o.site), o.snapshot); err != nil {
-				a.snapshotFailed(o.site, last, err)
+				a.snapshotFailed(o.site, err)
 				return
 			}
 		}
 	}
-	if last != nil {
+	if seq > a.savedSeq {
 		if _, err := a.state.Put(ctx, seqKey, []byte(strconv.FormatUint(seq, 10))); err != nil {
-			a.snapshotFailed("", last, err)
+			a.snapshotFailed("", err)
 			return
 		}
-		if err := last.Ack(); err != nil {
-			a.log.Warn("ack failed; the stream will redeliver, and redeliveries are skipped", "err", err)
-		}
+		a.savedSeq = seq
 		a.metrics.seq.Set(float64(seq))
 	}
 	for _, o := range outs {
@@ -354,17 +357,14 @@ func (a *Aggregator) tick(ctx context.Context, now time.Time) {
 	}
 }
 
-// snapshotFailed marks every site dirty again and keeps the unacked
-// message, so the next tick retries the whole snapshot.
-func (a *Aggregator) snapshotFailed(site string, last jetstream.Msg, err error) {
+// snapshotFailed marks every site dirty again, so the next tick retries
+// the whole snapshot.
+func (a *Aggregator) snapshotFailed(site string, err error) {
 	a.metrics.snapshotErrors.Inc()
 	a.log.Error("snapshot not written", "site", site, "err", err)
 	a.mu.Lock()
 	for _, s := range a.sites {
 		s.dirty = true
-	}
-	if a.lastMsg == nil {
-		a.lastMsg = last
 	}
 	a.mu.Unlock()
 }
@@ -415,6 +415,6 @@ func (a *Aggregator) load(ctx context.Context) error {
 		s.fill()
 		a.sites[name] = s
 	}
-	a.seq = seq
+	a.seq, a.savedSeq = seq, seq
 	return nil
 }

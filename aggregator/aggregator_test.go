@@ -102,10 +102,10 @@ func TestExactCountsThroughRestart(t *testing.T) {
 	stop()
 }
 
-// TestSnapshotLostRecreatesConsumer: when the snapshot is gone but the
-// durable consumer has acked past it, the aggregator must replay from the
-// start rather than skip what its state lacks.
-func TestSnapshotLostRecreatesConsumer(t *testing.T) {
+// TestSnapshotLostReplaysFromStart: when the snapshot is gone, the
+// aggregator replays the stream from its start rather than skip what its
+// state lacks.
+func TestSnapshotLostReplaysFromStart(t *testing.T) {
 	ns := natstest.Run(t)
 	stop := runAggregator(t, ns)
 	publishBatches(t, ns.JS, "demo", 6, 3)

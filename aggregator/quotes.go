@@ -59,8 +59,7 @@ type quoteState struct {
 	Minutes map[int64]*PollMinute   `json:"minutes"`
 	Version uint64                  `json:"version"`
 
-	dirty   bool
-	lastMsg jetstream.Msg
+	dirty bool
 }
 
 func newQuoteState() *quoteState {
@@ -215,7 +214,6 @@ func (a *Aggregator) handleQuote(msg jetstream.Msg) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	q := a.quotes
-	q.lastMsg = msg
 	if seq <= q.Seq {
 		return
 	}
@@ -242,7 +240,7 @@ func (a *Aggregator) handleQuote(msg jetstream.Msg) {
 }
 
 // tickQuotes writes the quotes snapshot (one object, holding the sequence
-// it covers), acks the stream up to it, and publishes the panel.
+// it covers) and publishes the panel.
 func (a *Aggregator) tickQuotes(ctx context.Context, now time.Time) {
 	a.mu.Lock()
 	q := a.quotes
@@ -253,20 +251,17 @@ func (a *Aggregator) tickQuotes(ctx context.Context, now time.Time) {
 	q.prune(now)
 	q.Version++
 	q.dirty = false
-	last := q.lastMsg
-	q.lastMsg = nil
 	snapshot, _ := json.Marshal(q)
 	panel, _ := json.Marshal(q.panel(now))
 	a.mu.Unlock()
 
 	if _, err := a.snapshots.PutBytes(ctx, quotesObject, snapshot); err != nil {
-		a.quotesSnapshotFailed(last, err)
+		a.metrics.snapshotErrors.Inc()
+		a.log.Error("quotes snapshot not written", "err", err)
+		a.mu.Lock()
+		a.quotes.dirty = true
+		a.mu.Unlock()
 		return
-	}
-	if last != nil {
-		if err := last.Ack(); err != nil {
-			a.log.Warn("quotes ack failed; the stream will redeliver, and redeliveries are skipped", "err", err)
-		}
 	}
 	if _, err := a.views.Put(ctx, quotesObject, panel); err != nil {
 		a.log.Warn("quotes view not stored", "err", err)
@@ -274,17 +269,6 @@ func (a *Aggregator) tickQuotes(ctx context.Context, now time.Time) {
 	if err := a.cfg.Notifier.Publish(event.SubjectQuotesPanel, panel); err != nil {
 		a.log.Warn("quotes panel not published", "err", err)
 	}
-}
-
-func (a *Aggregator) quotesSnapshotFailed(last jetstream.Msg, err error) {
-	a.metrics.snapshotErrors.Inc()
-	a.log.Error("quotes snapshot not written", "err", err)
-	a.mu.Lock()
-	a.quotes.dirty = true
-	if a.quotes.lastMsg == nil {
-		a.quotes.lastMsg = last
-	}
-	a.mu.Unlock()
 }
 
 // loadQuotes reads the quotes snapshot, if there is one; its Seq tells

@@ -158,7 +158,7 @@ func Connect(url string, ns *server.Server, name string, logger *slog.Logger) (*
 
 // Ensure creates or updates the ACTIVITY stream and the key-value buckets.
 // replicas is the replication factor (1 for a single server, 3 on a cluster).
-func Ensure(ctx context.Context, js jetstream.JetStream, replicas int) error {
+func Ensure(ctx context.Context, js jetstream.JetStream, replicas int, logger *slog.Logger) error {
 	if replicas < 1 {
 		replicas = 1
 	}
@@ -166,16 +166,19 @@ func Ensure(ctx context.Context, js jetstream.JetStream, replicas int) error {
 	// the limits above.
 	streams := map[string][]string{event.StreamActivity: event.ActivitySubjects, event.StreamQuotes: event.QuoteSubjects}
 	for name, subjects := range streams {
-		_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-			Name:       name,
-			Subjects:   subjects,
-			Storage:    jetstream.FileStorage,
-			Retention:  jetstream.LimitsPolicy,
-			MaxAge:     activityMaxAge,
-			MaxBytes:   activityMaxBytes,
-			Discard:    jetstream.DiscardOld,
-			Duplicates: activityDuplicates,
-			Replicas:   replicas,
+		err := retry(ctx, logger, func(ctx context.Context) error {
+			_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+				Name:       name,
+				Subjects:   subjects,
+				Storage:    jetstream.FileStorage,
+				Retention:  jetstream.LimitsPolicy,
+				MaxAge:     activityMaxAge,
+				MaxBytes:   activityMaxBytes,
+				Discard:    jetstream.DiscardOld,
+				Duplicates: activityDuplicates,
+				Replicas:   replicas,
+			})
+			return err
 		})
 		if err != nil {
 			return fmt.Errorf("ensure stream %s: %w", name, err)
@@ -193,20 +196,55 @@ func Ensure(ctx context.Context, js jetstream.JetStream, replicas int) error {
 	for _, b := range buckets {
 		b.Storage = jetstream.FileStorage
 		b.Replicas = replicas
-		if _, err := js.CreateOrUpdateKeyValue(ctx, b); err != nil {
+		err := retry(ctx, logger, func(ctx context.Context) error {
+			_, err := js.CreateOrUpdateKeyValue(ctx, b)
+			return err
+		})
+		if err != nil {
 			return fmt.Errorf("ensure bucket %s: %w", b.Bucket, err)
 		}
 	}
-	_, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
-		Bucket:      BucketSnapshots,
-		Description: "aggregator snapshots",
-		Storage:     jetstream.FileStorage,
-		Replicas:    replicas,
+	err := retry(ctx, logger, func(ctx context.Context) error {
+		_, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+			Bucket:      BucketSnapshots,
+			Description: "aggregator snapshots",
+			Storage:     jetstream.FileStorage,
+			Replicas:    replicas,
+		})
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("ensure object store %s: %w", BucketSnapshots, err)
 	}
 	return nil
+}
+
+// ensureTimeout bounds how long a part waits at start for JetStream: a
+// cluster that starts with it elects its leaders within seconds.
+const ensureTimeout = time.Minute
+
+// retry calls fn until it succeeds or ensureTimeout passes. Parts start
+// together with the NATS cluster, and several may declare the same stream
+// at once; both make the first calls fail for a moment.
+func retry(ctx context.Context, logger *slog.Logger, fn func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, ensureTimeout)
+	defer cancel()
+	wait := 100 * time.Millisecond
+	for {
+		callCtx, callCancel := context.WithTimeout(ctx, 10*time.Second)
+		err := fn(callCtx)
+		callCancel()
+		if err == nil {
+			return nil
+		}
+		logger.Warn("waiting for JetStream", "err", err)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 2*time.Second)
+	}
 }
 
 // Ready reports nil when nc is connected.

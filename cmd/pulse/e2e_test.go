@@ -301,7 +301,7 @@ func TestSeparateProcessParts(t *testing.T) {
 // waitReadyz waits until base/readyz answers status.
 func waitReadyz(t *testing.T, base string, status int) {
 	t.Helper()
-	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+	checkFor(t, 60*time.Second, 20*time.Millisecond, func() error {
 		resp, err := http.Get(base + "/readyz")
 		if err != nil {
 			return err

@@ -277,7 +277,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
-	if err := natsutil.Ensure(ctx, js, c.Replicas); err != nil {
+	if err := natsutil.Ensure(ctx, js, c.Replicas, log); err != nil {
 		return err
 	}
 	if err := m.seedSites(ctx, js); err != nil {

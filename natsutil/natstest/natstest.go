@@ -47,7 +47,7 @@ func Run(t testing.TB) *Server {
 	if err != nil {
 		t.Fatalf("jetstream: %v", err)
 	}
-	if err := natsutil.Ensure(context.Background(), js, 1); err != nil {
+	if err := natsutil.Ensure(context.Background(), js, 1, slog.New(slog.DiscardHandler)); err != nil {
 		t.Fatalf("ensure: %v", err)
 	}
 	return &Server{NS: ns, NC: nc, JS: js}
