@@ -156,7 +156,8 @@ func Connect(url string, ns *server.Server, name string, logger *slog.Logger) (*
 	return nc, nil
 }
 
-// Ensure creates or updates the ACTIVITY stream and the key-value buckets.
+// Ensure creates the streams and buckets that are missing. It changes
+// none that exist: a change of limits is an operator's decision.
 // replicas is the replication factor (1 for a single server, 3 on a cluster).
 func Ensure(ctx context.Context, js jetstream.JetStream, replicas int, logger *slog.Logger) error {
 	if replicas < 1 {
@@ -166,18 +167,27 @@ func Ensure(ctx context.Context, js jetstream.JetStream, replicas int, logger *s
 	// the limits above.
 	streams := map[string][]string{event.StreamActivity: event.ActivitySubjects, event.StreamQuotes: event.QuoteSubjects}
 	for name, subjects := range streams {
-		err := retry(ctx, logger, func(ctx context.Context) error {
-			_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-				Name:       name,
-				Subjects:   subjects,
-				Storage:    jetstream.FileStorage,
-				Retention:  jetstream.LimitsPolicy,
-				MaxAge:     activityMaxAge,
-				MaxBytes:   activityMaxBytes,
-				Discard:    jetstream.DiscardOld,
-				Duplicates: activityDuplicates,
-				Replicas:   replicas,
-			})
+		cfg := jetstream.StreamConfig{
+			Name:       name,
+			Subjects:   subjects,
+			Storage:    jetstream.FileStorage,
+			Retention:  jetstream.LimitsPolicy,
+			MaxAge:     activityMaxAge,
+			MaxBytes:   activityMaxBytes,
+			Discard:    jetstream.DiscardOld,
+			Duplicates: activityDuplicates,
+			Replicas:   replicas,
+		}
+		err := retry(ctx, logger, "stream "+name, func(ctx context.Context) error {
+			// Declare only what is missing: every part calls Ensure at
+			// start, and identical creates racing on a new cluster time out.
+			if _, err := js.Stream(ctx, name); !errors.Is(err, jetstream.ErrStreamNotFound) {
+				return err
+			}
+			_, err := js.CreateStream(ctx, cfg)
+			if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+				return nil
+			}
 			return err
 		})
 		if err != nil {
@@ -196,21 +206,33 @@ func Ensure(ctx context.Context, js jetstream.JetStream, replicas int, logger *s
 	for _, b := range buckets {
 		b.Storage = jetstream.FileStorage
 		b.Replicas = replicas
-		err := retry(ctx, logger, func(ctx context.Context) error {
-			_, err := js.CreateOrUpdateKeyValue(ctx, b)
+		err := retry(ctx, logger, "bucket "+b.Bucket, func(ctx context.Context) error {
+			if _, err := js.KeyValue(ctx, b.Bucket); !errors.Is(err, jetstream.ErrBucketNotFound) {
+				return err
+			}
+			_, err := js.CreateKeyValue(ctx, b)
+			if errors.Is(err, jetstream.ErrBucketExists) || errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+				return nil
+			}
 			return err
 		})
 		if err != nil {
 			return fmt.Errorf("ensure bucket %s: %w", b.Bucket, err)
 		}
 	}
-	err := retry(ctx, logger, func(ctx context.Context) error {
-		_, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+	err := retry(ctx, logger, "object store "+BucketSnapshots, func(ctx context.Context) error {
+		if _, err := js.ObjectStore(ctx, BucketSnapshots); !errors.Is(err, jetstream.ErrBucketNotFound) {
+			return err
+		}
+		_, err := js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{
 			Bucket:      BucketSnapshots,
 			Description: "aggregator snapshots",
 			Storage:     jetstream.FileStorage,
 			Replicas:    replicas,
 		})
+		if errors.Is(err, jetstream.ErrBucketExists) || errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			return nil
+		}
 		return err
 	})
 	if err != nil {
@@ -226,18 +248,18 @@ const ensureTimeout = time.Minute
 // retry calls fn until it succeeds or ensureTimeout passes. Parts start
 // together with the NATS cluster, and several may declare the same stream
 // at once; both make the first calls fail for a moment.
-func retry(ctx context.Context, logger *slog.Logger, fn func(context.Context) error) error {
+func retry(ctx context.Context, logger *slog.Logger, what string, fn func(context.Context) error) error {
 	ctx, cancel := context.WithTimeout(ctx, ensureTimeout)
 	defer cancel()
 	wait := 100 * time.Millisecond
 	for {
-		callCtx, callCancel := context.WithTimeout(ctx, 10*time.Second)
+		callCtx, callCancel := context.WithTimeout(ctx, 3*time.Second)
 		err := fn(callCtx)
 		callCancel()
 		if err == nil {
 			return nil
 		}
-		logger.Warn("waiting for JetStream", "err", err)
+		logger.Warn("waiting for JetStream", "declaring", what, "err", err)
 		select {
 		case <-ctx.Done():
 			return err

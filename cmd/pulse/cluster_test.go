@@ -138,6 +138,14 @@ func startCluster(t *testing.T) *cluster {
 		}
 		if t.Failed() {
 			logs, _ := filepath.Glob(filepath.Join(dir, "*.log"))
+			// PULSE_CLUSTER_LOGS=dir keeps the whole logs of a failed run.
+			if keep := os.Getenv("PULSE_CLUSTER_LOGS"); keep != "" {
+				_ = os.MkdirAll(keep, 0o755)
+				for _, l := range logs {
+					b, _ := os.ReadFile(l)
+					_ = os.WriteFile(filepath.Join(keep, filepath.Base(l)), b, 0o644)
+				}
+			}
 			for _, l := range logs {
 				b, _ := os.ReadFile(l)
 				var keep []string
