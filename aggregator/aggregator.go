@@ -139,7 +139,7 @@ func (a *Aggregator) Ready() error {
 
 // Run loads the snapshot, consumes the stream from the sequence after it,
 // and publishes panels every tick until ctx ends; then it writes a last
-// snapshot and returns.
+// snapshot and returns. After an error it may be called again.
 func (a *Aggregator) Run(ctx context.Context) error {
 	js := a.cfg.JetStream
 	var err error
@@ -152,6 +152,10 @@ func (a *Aggregator) Run(ctx context.Context) error {
 	if a.views, err = js.KeyValue(ctx, natsutil.BucketViews); err != nil {
 		return fmt.Errorf("aggregator: views bucket: %w", err)
 	}
+	// Run may be called again after a failure: start from the snapshot.
+	a.mu.Lock()
+	a.seq, a.savedSeq, a.sites, a.quotes = 0, 0, make(map[string]*Site), newQuoteState()
+	a.mu.Unlock()
 	if err := a.load(ctx); err != nil {
 		return err
 	}

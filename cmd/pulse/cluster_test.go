@@ -60,6 +60,7 @@ type proc struct {
 	env  []string
 	log  string
 	bin  string
+	done chan struct{} // closed when the process has ended
 }
 
 func (p *proc) start(t *testing.T) {
@@ -74,8 +75,9 @@ func (p *proc) start(t *testing.T) {
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", p.name, err)
 	}
-	cmd := p.cmd
-	go func() { _ = cmd.Wait(); f.Close() }()
+	cmd, done := p.cmd, make(chan struct{})
+	p.done = done
+	go func() { _ = cmd.Wait(); f.Close(); close(done) }()
 }
 
 // kill ends the process at once, as a crash would (SIGKILL).
@@ -84,13 +86,12 @@ func (p *proc) kill() { _ = p.cmd.Process.Kill() }
 // stop ends the process gracefully (SIGTERM) and waits for it.
 func (p *proc) stop(t *testing.T) {
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	deadline := time.Now().Add(30 * time.Second)
-	for p.cmd.ProcessState == nil && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if p.cmd.ProcessState == nil {
+	select {
+	case <-p.done:
+	case <-time.After(30 * time.Second):
 		t.Errorf("%s did not stop on SIGTERM", p.name)
 		p.kill()
+		<-p.done
 	}
 }
 

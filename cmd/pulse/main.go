@@ -303,11 +303,20 @@ func (m *Main) Run(ctx context.Context) error {
 		m.aggStop, m.aggDone = stop, make(chan error, 1)
 		report("aggregator", randomNodeID(), agg.Figures)
 		go func() {
-			err := agg.Run(aggCtx)
-			if err != nil {
-				log.Error("aggregator stopped", "err", err)
+			// The aggregator outlives NATS hiccups: after a failed start
+			// or run it starts again from its snapshot.
+			for {
+				err := agg.Run(aggCtx)
+				if aggCtx.Err() != nil {
+					m.aggDone <- err
+					return
+				}
+				log.Error("aggregator stopped; starting again", "err", err)
+				select {
+				case <-aggCtx.Done():
+				case <-time.After(time.Second):
+				}
 			}
-			m.aggDone <- err
 		}()
 		if c.Mode == ModeAggregator {
 			mux := http.NewServeMux()
