@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -176,11 +177,16 @@ func (a *Aggregator) Run(ctx context.Context) error {
 
 	t := time.NewTicker(a.cfg.Tick)
 	defer t.Stop()
+	var lastSweep time.Time
 	for {
 		select {
 		case now := <-t.C:
 			a.tick(ctx, now)
 			a.tickQuotes(ctx, now)
+			if now.Sub(lastSweep) >= nodeSweep {
+				a.sweepLostNodes(ctx, now)
+				lastSweep = now
+			}
 		case <-activity.Closed():
 			// The client gave the consumer up (it was lost in a failover):
 			// consume again from what the state has.
@@ -374,6 +380,67 @@ func (a *Aggregator) snapshotFailed(site string, err error) {
 }
 
 const seqKey = "seq"
+
+// nodeSweep is how often the aggregator looks for connections of ingest
+// nodes that stopped reporting; lostGrace is how long a connection must be
+// known before it can be given up, so a node that has just started and not
+// yet reported keeps its visitors.
+const (
+	nodeSweep = 5 * time.Second
+	lostGrace = 30 * time.Second
+)
+
+// sweepLostNodes ends the presence of connections held by ingest nodes
+// that no longer report (killed, or cut off): their leaves would otherwise
+// never come, and their visitors would stay present for ever. The leaves
+// go through the stream like any other, with the message id a real leave
+// would have, so the state stays a replay of the stream.
+func (a *Aggregator) sweepLostNodes(ctx context.Context, now time.Time) {
+	kv, err := a.cfg.JetStream.KeyValue(ctx, natsutil.BucketNodes)
+	if err != nil {
+		return
+	}
+	live := map[string]bool{}
+	keys, err := kv.ListKeys(ctx)
+	if err != nil {
+		return
+	}
+	for k := range keys.Keys() {
+		if id, ok := strings.CutPrefix(k, "ingest."); ok {
+			live[id] = true
+		}
+	}
+	type lost struct {
+		site, conn string
+		c          Conn
+	}
+	var leaves []lost
+	a.mu.Lock()
+	for name, s := range a.sites {
+		for id, c := range s.Conns {
+			if c.Node != "" && !live[c.Node] && now.Sub(time.UnixMilli(c.Joined)) > lostGrace {
+				leaves = append(leaves, lost{name, id, c})
+			}
+		}
+	}
+	a.mu.Unlock()
+	for _, l := range leaves {
+		p := event.Presence{
+			Kind: event.Leave, Site: l.site, Conn: l.conn, Session: l.c.Session, Visitor: l.c.Visitor,
+			Node: l.c.Node, Reason: "node lost", Time: now.UnixMilli(),
+		}
+		data, _ := json.Marshal(p)
+		msg := &nats.Msg{Subject: event.PresenceSubject(l.site), Data: data, Header: nats.Header{}}
+		msg.Header.Set(jetstream.MsgIDHeader, l.conn+":"+string(event.Leave))
+		if _, err := a.cfg.JetStream.PublishMsg(ctx, msg); err != nil {
+			a.log.Warn("leave of a lost node not published", "node", l.c.Node, "err", err)
+			return
+		}
+	}
+	if len(leaves) > 0 {
+		a.log.Info("ended the presence of connections of ingest nodes that stopped reporting", "connections", len(leaves))
+	}
+}
 
 // drainWait bounds how long a stopping aggregator waits for delivered
 // messages; a healthy server drains in milliseconds.

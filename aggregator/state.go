@@ -95,6 +95,10 @@ type click struct {
 type Conn struct {
 	Visitor string `json:"v"`
 	Session string `json:"s,omitempty"`
+	// Node is the ingest node holding the connection; Joined is when, in
+	// Unix ms.
+	Node   string `json:"n,omitempty"`
+	Joined int64  `json:"j,omitempty"`
 }
 
 // SessionState is what a site remembers of one session between events.
@@ -393,7 +397,7 @@ func (s *Site) applyPresence(p *event.Presence) {
 		if _, ok := s.Conns[p.Conn]; ok {
 			return
 		}
-		s.Conns[p.Conn] = Conn{Visitor: p.Visitor, Session: p.Session}
+		s.Conns[p.Conn] = Conn{Visitor: p.Visitor, Session: p.Session, Node: p.Node, Joined: p.Time}
 		if p.Session != "" {
 			s.session(p.Session, p.Time).Conns++
 		}

@@ -223,15 +223,28 @@ func (c *conn) presence(kind event.PresenceKind, reason string) {
 		Kind: kind, Site: c.site, Conn: c.id, Session: c.session, Visitor: c.visitor,
 		Node: c.s.cfg.NodeID, Reason: reason, Time: time.Now().UnixMilli(),
 	}
-	payload, err := json.Marshal(&p)
-	if err == nil {
-		err = c.s.publish(event.PresenceSubject(c.site), c.id+":"+string(kind), payload)
-	}
-	if err != nil {
-		c.s.metrics.dropped.WithLabelValues(c.site, "presence").Inc()
-		c.s.log.Warn("presence not published", "site", c.site, "kind", kind, "err", err)
+	payload, _ := json.Marshal(&p)
+	// A lost leave would keep a visitor present for ever, so presence is
+	// retried through a NATS failover (about half a minute); the message
+	// id makes a retry of a stored message harmless.
+	wait := 250 * time.Millisecond
+	for try := 1; ; try++ {
+		err := c.s.publish(event.PresenceSubject(c.site), c.id+":"+string(kind), payload)
+		if err == nil {
+			return
+		}
+		if try == presenceTries {
+			c.s.metrics.dropped.WithLabelValues(c.site, "presence").Inc()
+			c.s.log.Warn("presence not published", "site", c.site, "kind", kind, "err", err)
+			return
+		}
+		time.Sleep(wait)
+		wait = min(2*wait, 4*time.Second)
 	}
 }
+
+// presenceTries bounds the attempts to publish a join or leave.
+const presenceTries = 10
 
 // errRateLimit marks a connection over its event rate; it is closed with
 // 1008 (policy violation).

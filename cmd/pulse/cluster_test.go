@@ -391,6 +391,16 @@ func TestClusterFailuresKeepExactCounts(t *testing.T) {
 	if ov.ByKind["move"] != total {
 		t.Errorf("by kind %v", ov.ByKind)
 	}
+	// Every tracker has gone. The killed node never said so for its
+	// trackers; the aggregator ends their presence once the node stops
+	// reporting.
+	checkFor(t, 90*time.Second, 500*time.Millisecond, func() error {
+		ov, err := stats(c.dashURL, "demo")
+		if err == nil && ov.Visitors != 0 {
+			err = fmt.Errorf("%d visitors still present", ov.Visitors)
+		}
+		return err
+	})
 	for ev := range readSSE(resp.Body) {
 		if ev.Event == "overview" && strings.Contains(ev.Data, fmt.Sprintf(`"events":%d`, total)) {
 			break
