@@ -8,6 +8,8 @@ package aggregator
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -43,6 +45,15 @@ type Config struct {
 	// Tick is how often snapshots are written and panels published.
 	// Default 1 s: the resolution of the events-per-second chart.
 	Tick time.Duration
+	// Slice and Slices say which partitions of the activity this
+	// aggregator owns: those p with p % Slices == Slice. Several
+	// aggregators with the same Slices and different Slice share the load;
+	// one with the same Slice as a running one stands by. Default 0 of 1:
+	// every partition. Only slice 0 aggregates quotes.
+	Slice, Slices int
+	// InstanceID names this aggregator in its ownership lease. Default:
+	// random.
+	InstanceID string
 	// MaxVisitors bounds the visitors kept per site. Default 10,000: the
 	// snapshot of a site then stays well under NATS's 1 MB message limit.
 	MaxVisitors int
@@ -73,6 +84,9 @@ type Aggregator struct {
 	// savedSeq is the sequence the stored snapshot covers; only the
 	// ticker touches it.
 	savedSeq uint64
+	// nodes and leaseRev hold the slice lease; only Run touches them.
+	nodes    jetstream.KeyValue
+	leaseRev uint64
 }
 
 // New returns an Aggregator.
@@ -82,6 +96,17 @@ func New(cfg Config) (*Aggregator, error) {
 	}
 	if cfg.Tick == 0 {
 		cfg.Tick = time.Second
+	}
+	if cfg.Slices <= 0 {
+		cfg.Slices = 1
+	}
+	if cfg.Slice < 0 || cfg.Slice >= cfg.Slices {
+		return nil, fmt.Errorf("aggregator: slice %d of %d", cfg.Slice, cfg.Slices)
+	}
+	if cfg.InstanceID == "" {
+		var b [4]byte
+		_, _ = rand.Read(b[:])
+		cfg.InstanceID = hex.EncodeToString(b[:])
 	}
 	if cfg.MaxVisitors == 0 {
 		cfg.MaxVisitors = 10_000
@@ -104,6 +129,25 @@ func New(cfg Config) (*Aggregator, error) {
 		quotes:  newQuoteState(),
 	}, nil
 }
+
+// owns reports whether site is in this aggregator's slice.
+func (a *Aggregator) owns(site string) bool {
+	return event.Partition(site)%a.cfg.Slices == a.cfg.Slice
+}
+
+// filter lists the subjects of this aggregator's slice.
+func (a *Aggregator) filter() []string {
+	var subjects []string
+	for p := range event.Partitions {
+		if p%a.cfg.Slices == a.cfg.Slice {
+			subjects = append(subjects, event.PartitionSubjects(p)...)
+		}
+	}
+	return subjects
+}
+
+// quotesOwner reports whether this aggregator aggregates quotes.
+func (a *Aggregator) quotesOwner() bool { return a.cfg.Slice == 0 }
 
 // appliedSeq and quotesSeq are the last sequences applied of each stream.
 func (a *Aggregator) appliedSeq() uint64 {
@@ -153,6 +197,9 @@ func (a *Aggregator) Run(ctx context.Context) error {
 	if a.views, err = js.KeyValue(ctx, natsutil.BucketViews); err != nil {
 		return fmt.Errorf("aggregator: views bucket: %w", err)
 	}
+	if err := a.acquireSlice(ctx); err != nil {
+		return err
+	}
 	// Run may be called again after a failure: start from the snapshot.
 	a.mu.Lock()
 	a.seq, a.savedSeq, a.sites, a.quotes = 0, 0, make(map[string]*Site), newQuoteState()
@@ -164,14 +211,20 @@ func (a *Aggregator) Run(ctx context.Context) error {
 		return err
 	}
 	a.log.Info("aggregator consuming", "activity_from_seq", a.seq+1, "sites", len(a.sites), "quotes_from_seq", a.quotes.Seq+1)
-	activity, err := a.consume(ctx, event.StreamActivity, a.seq, a.handle)
+	activity, err := a.consume(ctx, event.StreamActivity, a.filter(), a.seq, a.handle)
 	if err != nil {
 		return err
 	}
-	quotesCC, err := a.consume(ctx, event.StreamQuotes, a.quotes.Seq, a.handleQuote)
-	if err != nil {
-		activity.Stop()
-		return err
+	// Only slice 0 aggregates quotes; the others wait on a context that
+	// never ends instead.
+	quotesClosed := make(<-chan struct{})
+	var quotesCC jetstream.ConsumeContext
+	if a.quotesOwner() {
+		if quotesCC, err = a.consume(ctx, event.StreamQuotes, nil, a.quotes.Seq, a.handleQuote); err != nil {
+			activity.Stop()
+			return err
+		}
+		quotesClosed = quotesCC.Closed()
 	}
 	a.running.Store(true)
 
@@ -182,8 +235,18 @@ func (a *Aggregator) Run(ctx context.Context) error {
 		select {
 		case now := <-t.C:
 			a.tick(ctx, now)
-			a.tickQuotes(ctx, now)
+			if a.quotesOwner() {
+				a.tickQuotes(ctx, now)
+			}
 			if now.Sub(lastSweep) >= nodeSweep {
+				if err := a.holdSlice(ctx); err != nil {
+					activity.Stop()
+					if quotesCC != nil {
+						quotesCC.Stop()
+					}
+					a.running.Store(false)
+					return err
+				}
 				a.sweepLostNodes(ctx, now)
 				lastSweep = now
 			}
@@ -191,16 +254,16 @@ func (a *Aggregator) Run(ctx context.Context) error {
 			// The client gave the consumer up (it was lost in a failover):
 			// consume again from what the state has.
 			a.log.Warn("activity consumer stopped; consuming again", "from_seq", a.appliedSeq()+1)
-			if cc, err := a.consume(ctx, event.StreamActivity, a.appliedSeq(), a.handle); err == nil {
+			if cc, err := a.consume(ctx, event.StreamActivity, a.filter(), a.appliedSeq(), a.handle); err == nil {
 				activity = cc
 			} else {
 				a.log.Error("consume again", "err", err)
 				time.Sleep(time.Second)
 			}
-		case <-quotesCC.Closed():
+		case <-quotesClosed:
 			a.log.Warn("quotes consumer stopped; consuming again")
-			if cc, err := a.consume(ctx, event.StreamQuotes, a.quotesSeq(), a.handleQuote); err == nil {
-				quotesCC = cc
+			if cc, err := a.consume(ctx, event.StreamQuotes, nil, a.quotesSeq(), a.handleQuote); err == nil {
+				quotesCC, quotesClosed = cc, cc.Closed()
 			} else {
 				a.log.Error("consume again", "err", err)
 				time.Sleep(time.Second)
@@ -211,6 +274,9 @@ func (a *Aggregator) Run(ctx context.Context) error {
 			// without one, stop after a short wait. What was not applied
 			// is not acked and is replayed at the next start.
 			for _, cc := range []jetstream.ConsumeContext{activity, quotesCC} {
+				if cc == nil {
+					continue
+				}
 				cc.Drain()
 				select {
 				case <-cc.Closed():
@@ -222,7 +288,10 @@ func (a *Aggregator) Run(ctx context.Context) error {
 			stopCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
 			a.tick(stopCtx, time.Now())
-			a.tickQuotes(stopCtx, time.Now())
+			if a.quotesOwner() {
+				a.tickQuotes(stopCtx, time.Now())
+			}
+			a.releaseSlice(stopCtx)
 			return nil
 		}
 	}
@@ -236,8 +305,8 @@ func (a *Aggregator) Run(ctx context.Context) error {
 // a leader change it redelivers unacked messages only when their ack wait
 // runs out, behind later ones, which the state would then have to take out
 // of order. The snapshot's sequence, not an ack floor, says where to start.
-func (a *Aggregator) consume(ctx context.Context, stream string, seq uint64, handle jetstream.MessageHandler) (jetstream.ConsumeContext, error) {
-	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy, MaxResetAttempts: -1}
+func (a *Aggregator) consume(ctx context.Context, stream string, filter []string, seq uint64, handle jetstream.MessageHandler) (jetstream.ConsumeContext, error) {
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: filter, DeliverPolicy: jetstream.DeliverAllPolicy, MaxResetAttempts: -1}
 	if seq > 0 {
 		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
 		cfg.OptStartSeq = seq + 1
@@ -276,8 +345,14 @@ func (a *Aggregator) handle(msg jetstream.Msg) {
 		return
 	}
 	a.seq = seq
-	kind, site, ok := strings.Cut(msg.Subject(), ".")
-	if !ok || !event.ValidSite(site) {
+	// activity.<partition>.<site> or presence.<partition>.<site>
+	parts := strings.Split(msg.Subject(), ".")
+	if len(parts) != 3 || !event.ValidSite(parts[2]) {
+		a.metrics.invalid.Inc()
+		return
+	}
+	kind, site := parts[0], parts[2]
+	if !a.owns(site) {
 		a.metrics.invalid.Inc()
 		return
 	}
@@ -350,7 +425,7 @@ func (a *Aggregator) tick(ctx context.Context, now time.Time) {
 		}
 	}
 	if seq > a.savedSeq {
-		if _, err := a.state.Put(ctx, seqKey, []byte(strconv.FormatUint(seq, 10))); err != nil {
+		if _, err := a.state.Put(ctx, a.seqKey(), []byte(strconv.FormatUint(seq, 10))); err != nil {
 			a.snapshotFailed("", err)
 			return
 		}
@@ -379,7 +454,76 @@ func (a *Aggregator) snapshotFailed(site string, err error) {
 	a.mu.Unlock()
 }
 
+// seqKey is the key of the sequence the snapshot covers; slices of
+// partitions each have their own.
 const seqKey = "seq"
+
+func (a *Aggregator) seqKey() string {
+	if a.cfg.Slices == 1 {
+		return seqKey
+	}
+	return fmt.Sprintf("%s.%dof%d", seqKey, a.cfg.Slice, a.cfg.Slices)
+}
+
+// The slice lease: the aggregator that owns a slice holds a key in the
+// nodes bucket, whose entries expire after 15 s without a refresh. A second
+// aggregator for the same slice stands by until the key expires, so a
+// slice is never aggregated twice, and a dead owner is replaced within
+// about 15 s.
+func (a *Aggregator) sliceKey() string {
+	return fmt.Sprintf("aggregator-slice.%dof%d", a.cfg.Slice, a.cfg.Slices)
+}
+
+// acquireSlice waits until this aggregator holds its slice's lease.
+func (a *Aggregator) acquireSlice(ctx context.Context) error {
+	kv, err := a.cfg.JetStream.KeyValue(ctx, natsutil.BucketNodes)
+	if err != nil {
+		return fmt.Errorf("aggregator: nodes bucket: %w", err)
+	}
+	a.nodes = kv
+	logged := false
+	for {
+		rev, err := kv.Create(ctx, a.sliceKey(), []byte(a.cfg.InstanceID))
+		if err == nil {
+			a.leaseRev = rev
+			return nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			return fmt.Errorf("aggregator: slice lease: %w", err)
+		}
+		if e, err := kv.Get(ctx, a.sliceKey()); err == nil && string(e.Value()) == a.cfg.InstanceID {
+			a.leaseRev = e.Revision() // ours, from an earlier run
+			return nil
+		}
+		if !logged {
+			a.log.Info("another aggregator owns this slice; standing by", "slice", a.sliceKey())
+			logged = true
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+// holdSlice refreshes the lease; an error means it was lost.
+func (a *Aggregator) holdSlice(ctx context.Context) error {
+	rev, err := a.nodes.Update(ctx, a.sliceKey(), []byte(a.cfg.InstanceID), a.leaseRev)
+	if err != nil {
+		return fmt.Errorf("aggregator: slice lease lost: %w", err)
+	}
+	a.leaseRev = rev
+	return nil
+}
+
+// releaseSlice gives the lease up at shutdown, for a standby to take over
+// at once.
+func (a *Aggregator) releaseSlice(ctx context.Context) {
+	if a.nodes != nil {
+		_ = a.nodes.Delete(ctx, a.sliceKey(), jetstream.LastRevision(a.leaseRev))
+	}
+}
 
 // nodeSweep is how often the aggregator looks for connections of ingest
 // nodes that stopped reporting; lostGrace is how long a connection must be
@@ -455,7 +599,7 @@ func viewKey(site string) string { return site + "." + event.PanelOverview }
 // A site's own sequence may be newer than the common one when a tick died
 // half-way; handle skips what each site already has.
 func (a *Aggregator) load(ctx context.Context) error {
-	e, err := a.state.Get(ctx, seqKey)
+	e, err := a.state.Get(ctx, a.seqKey())
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
 		return nil
@@ -472,7 +616,7 @@ func (a *Aggregator) load(ctx context.Context) error {
 	}
 	for _, o := range objects {
 		name, ok := strings.CutPrefix(o.Name, "site.")
-		if !ok || o.Deleted {
+		if !ok || o.Deleted || !a.owns(name) {
 			continue
 		}
 		data, err := a.snapshots.GetBytes(ctx, o.Name)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"sync"
 	"testing"
 	"time"
 
@@ -156,5 +157,48 @@ func TestPanelUpdatesOnNATS(t *testing.T) {
 		case <-timeout:
 			t.Fatal("no panel update with 4 events")
 		}
+	}
+}
+
+// TestSlicesShareThePartitions: two aggregators, each owning half of the
+// partitions, count every site exactly once between them; a third for a
+// slice already owned stands by and takes over when the owner stops.
+func TestSlicesShareThePartitions(t *testing.T) {
+	ns := natstest.Run(t)
+	start := func(slice int) (stop func()) {
+		a, err := New(Config{JetStream: ns.JS, Notifier: ns.NC, Tick: 20 * time.Millisecond, Slice: slice, Slices: 2, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); _ = a.Run(ctx) }()
+		var once sync.Once
+		stop = func() { once.Do(func() { cancel(); <-done }) }
+		t.Cleanup(stop)
+		return stop
+	}
+	stop0 := start(0)
+	start(1)
+	standby := start(0)
+	defer standby()
+	sites := []string{"alpha", "beta", "gamma", "delta", "epsilon", "zeta"}
+	slices := map[int]bool{}
+	for i, site := range sites {
+		publishBatches(t, ns.JS, site, i+1, 3)
+		slices[event.Partition(site)%2] = true
+	}
+	if len(slices) != 2 {
+		t.Fatalf("the test's sites all fall in one slice: %v", slices)
+	}
+	for i, site := range sites {
+		waitEvents(t, ns.JS, site, uint64((i+1)*3))
+	}
+	// The owner of slice 0 stops; the standby takes over (at once: the
+	// owner gave its lease up) and counts on from the snapshot.
+	stop0()
+	for i, site := range sites {
+		publishBatches(t, ns.JS, site, 1, 3)
+		waitEvents(t, ns.JS, site, uint64((i+2)*3))
 	}
 }

@@ -7,8 +7,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 )
 
@@ -154,18 +156,42 @@ type PollStats struct {
 	StalenessMs uint64 `json:"stalenessMs"`
 }
 
-// ActivitySubject is the subject tracker batches of site are published on.
-func ActivitySubject(site string) string { return "activity." + site }
+// Partitions is the number of partitions the activity of all sites is
+// spread over, by site, so that several aggregators can share the load:
+// each owns a slice of the partitions. It is fixed: changing it would move
+// sites between subjects.
+const Partitions = 16
 
-// PresenceSubject is the subject join and leave events of site are published on.
-func PresenceSubject(site string) string { return "presence." + site }
+// Partition returns the partition of site.
+func Partition(site string) int {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(site))
+	return int(h.Sum32() % Partitions)
+}
+
+// ActivitySubject is the subject tracker batches of site are published on:
+// activity.<partition>.<site>.
+func ActivitySubject(site string) string {
+	return "activity." + strconv.Itoa(Partition(site)) + "." + site
+}
+
+// PresenceSubject is the subject join and leave events of site are
+// published on: presence.<partition>.<site>.
+func PresenceSubject(site string) string {
+	return "presence." + strconv.Itoa(Partition(site)) + "." + site
+}
+
+// PartitionSubjects are the subjects of partition p.
+func PartitionSubjects(p int) []string {
+	return []string{"activity." + strconv.Itoa(p) + ".*", "presence." + strconv.Itoa(p) + ".*"}
+}
 
 // DashSubject is the core NATS subject the aggregator publishes panel
 // updates of site on.
 func DashSubject(site, panel string) string { return "dash." + site + "." + panel }
 
 // ActivitySubjects are the subjects of the ACTIVITY stream.
-var ActivitySubjects = []string{"activity.*", "presence.*"}
+var ActivitySubjects = []string{"activity.*.*", "presence.*.*"}
 
 var siteKey = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 

@@ -177,7 +177,7 @@ func TestHelloAckAndDedupeAfterReconnect(t *testing.T) {
 		if err := json.Unmarshal(m.Data, &b); err != nil {
 			t.Fatal(err)
 		}
-		if b.Site != "shop" || b.Session != hello.Session || len(b.Events) != 4 || m.Subject != "activity.shop" {
+		if b.Site != "shop" || b.Session != hello.Session || len(b.Events) != 4 || m.Subject != event.ActivitySubject("shop") {
 			t.Errorf("batch %+v on %s", b, m.Subject)
 		}
 		if got, want := m.Header.Get(jetstream.MsgIDHeader), fmt.Sprintf("shop:%s:%d", hello.Session, b.Seq); got != want {

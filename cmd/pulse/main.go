@@ -104,7 +104,10 @@ type Config struct {
 	MarketHours          string
 	AlphaVantageKey      string
 	AlphaVantageURL      string
-	LogLevel             string
+	// AggregatorSlice is "i/n": this aggregator owns the activity
+	// partitions p with p % n == i.
+	AggregatorSlice string
+	LogLevel        string
 }
 
 // Main is one run of the command. Tests build it directly, with a Config,
@@ -139,15 +142,16 @@ type Main struct {
 // NewMain returns a Main with the default configuration.
 func NewMain() *Main {
 	return &Main{Config: Config{
-		Mode:          ModeAll,
-		IngestAddr:    ":8081",
-		DashboardAddr: ":2112",
-		MetricsAddr:   ":2113",
-		DataDir:       "./pulse-data",
-		Replicas:      1,
-		QuoteSource:   "simulated",
-		QuoteSeed:     1,
-		LogLevel:      "info",
+		Mode:            ModeAll,
+		IngestAddr:      ":8081",
+		DashboardAddr:   ":2112",
+		MetricsAddr:     ":2113",
+		DataDir:         "./pulse-data",
+		Replicas:        1,
+		QuoteSource:     "simulated",
+		QuoteSeed:       1,
+		AggregatorSlice: "0/1",
+		LogLevel:        "info",
 	}, LogOutput: os.Stderr}
 }
 
@@ -223,6 +227,7 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 	str(&c.QuoteSymbols, "quote-symbols", "PULSE_QUOTE_SYMBOLS", "comma-separated symbols to serve (required for alphavantage; default: the source's own)")
 	str(&c.MarketHours, "market-hours", "PULSE_MARKET_HOURS", `trading hours, like "09:30-16:00 America/New_York", or "always"`)
 	str(&c.AlphaVantageKey, "alphavantage-key", "PULSE_ALPHAVANTAGE_KEY", "Alpha Vantage API key")
+	str(&c.AggregatorSlice, "aggregator-slice", "PULSE_AGGREGATOR_SLICE", `which partitions of the activity this aggregator owns, "i/n" (n aggregators share them; a second one with the same i stands by)`)
 	str(&c.AlphaVantageURL, "alphavantage-url", "PULSE_ALPHAVANTAGE_URL", "Alpha Vantage base URL (default https://www.alphavantage.co)")
 	if err := errors.Join(
 		num(&c.Replicas, "replicas", "PULSE_REPLICAS", "replicas of streams and buckets (3 on a NATS cluster)"),
@@ -295,7 +300,13 @@ func (m *Main) Run(ctx context.Context) error {
 
 	all := c.Mode == ModeAll
 	if all || c.Mode == ModeAggregator {
-		agg, err := aggregator.New(aggregator.Config{JetStream: js, Notifier: nc, Logger: log, Registerer: reg})
+		var slice, slices int
+		if _, err := fmt.Sscanf(c.AggregatorSlice, "%d/%d", &slice, &slices); err != nil {
+			return fmt.Errorf("aggregator slice %q: want i/n, like 0/2: %w", c.AggregatorSlice, err)
+		}
+		agg, err := aggregator.New(aggregator.Config{
+			JetStream: js, Notifier: nc, Slice: slice, Slices: slices, Logger: log, Registerer: reg,
+		})
 		if err != nil {
 			return err
 		}
