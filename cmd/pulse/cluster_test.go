@@ -104,10 +104,10 @@ type cluster struct {
 	ingestURL []string
 	// aggs are two aggregators sharing the partitions (slices 0/2, 1/2);
 	// agg is the one that owns site demo's.
-	aggs []*proc
-	agg  *proc
-	dash *proc
-	dashURL   string
+	aggs    []*proc
+	agg     *proc
+	dash    *proc
+	dashURL string
 }
 
 func startCluster(t *testing.T) *cluster {
