@@ -1,9 +1,12 @@
-// Package aggregator turns the ACTIVITY stream into live figures per site:
-// events by kind and per second, per-visitor activity and presence. It is
-// the only place where state is computed. Its state survives restarts as a
-// snapshot in KV together with the stream sequence the snapshot covers: on
-// start it loads the snapshot and replays the stream after that sequence,
-// which gives exact counts through a crash, where acks alone could not.
+// Package aggregator turns the ACTIVITY stream into live figures per site
+// and page (events, windows, presence, heatmaps, scroll depth, rage clicks)
+// and the QUOTES stream into the quotes panel. It is the only place where
+// state is computed. Its state survives restarts as snapshots in a
+// JetStream object store with an index in KV (the stream sequence they
+// cover, and the sites): on start it loads them and reads the stream in
+// order from the next sequence, which gives exact counts through a crash,
+// where acks alone could not. Several aggregators share the activity by
+// partition (see Config.Slice).
 package aggregator
 
 import (
@@ -14,7 +17,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -359,6 +363,9 @@ func (a *Aggregator) handle(msg jetstream.Msg) {
 	s := a.sites[site]
 	if s == nil {
 		s = newSite()
+		// Snapshotted at the next tick even if nothing is applied to it,
+		// as the snapshot index will name it.
+		s.dirty = true
 		a.sites[site] = s
 	}
 	if seq <= s.Seq {
@@ -398,7 +405,8 @@ func (a *Aggregator) tick(ctx context.Context, now time.Time) {
 	}
 	var outs []out
 	a.mu.Lock()
-	seq := a.seq
+	idx := snapshotIndex{Seq: a.seq, Sites: slices.Sorted(maps.Keys(a.sites))}
+	seq := idx.Seq
 	for name, s := range a.sites {
 		changed := s.dirty
 		if !changed && !s.activeWithin(now) {
@@ -425,7 +433,8 @@ func (a *Aggregator) tick(ctx context.Context, now time.Time) {
 		}
 	}
 	if seq > a.savedSeq {
-		if _, err := a.state.Put(ctx, a.seqKey(), []byte(strconv.FormatUint(seq, 10))); err != nil {
+		data, _ := json.Marshal(idx)
+		if _, err := a.state.Put(ctx, a.seqKey(), data); err != nil {
 			a.snapshotFailed("", err)
 			return
 		}
@@ -595,7 +604,14 @@ func siteKey(site string) string { return "site." + site }
 // viewKey is the key of a site's overview in the views bucket.
 func viewKey(site string) string { return site + "." + event.PanelOverview }
 
-// load reads the snapshot: the sequence all sites cover, then every site.
+// snapshotIndex is the value of the sequence key: the sequence every site
+// snapshot of the slice covers, and which sites have one.
+type snapshotIndex struct {
+	Seq   uint64   `json:"seq"`
+	Sites []string `json:"sites"`
+}
+
+// load reads the snapshot: the index, then every site it names.
 // A site's own sequence may be newer than the common one when a tick died
 // half-way; handle skips what each site already has.
 func (a *Aggregator) load(ctx context.Context) error {
@@ -606,30 +622,25 @@ func (a *Aggregator) load(ctx context.Context) error {
 	case err != nil:
 		return fmt.Errorf("aggregator: load snapshot: %w", err)
 	}
-	seq, err := strconv.ParseUint(string(e.Value()), 10, 64)
-	if err != nil {
-		return fmt.Errorf("aggregator: snapshot sequence %q: %w", e.Value(), err)
+	var idx snapshotIndex
+	if err := json.Unmarshal(e.Value(), &idx); err != nil {
+		return fmt.Errorf("aggregator: snapshot index %q: %w", e.Value(), err)
 	}
-	objects, err := a.snapshots.List(ctx)
-	if err != nil && !errors.Is(err, jetstream.ErrNoObjectsFound) {
-		return fmt.Errorf("aggregator: list snapshots: %w", err)
-	}
-	for _, o := range objects {
-		name, ok := strings.CutPrefix(o.Name, "site.")
-		if !ok || o.Deleted || !a.owns(name) {
-			continue
-		}
-		data, err := a.snapshots.GetBytes(ctx, o.Name)
+	// Every site the index names must load: a missing one would silently
+	// drop its counts, so it is an error, and Run is tried again.
+	for _, name := range idx.Sites {
+		data, err := a.snapshots.GetBytes(ctx, siteKey(name))
 		if err != nil {
-			return fmt.Errorf("aggregator: load %s: %w", o.Name, err)
+			return fmt.Errorf("aggregator: load snapshot of %s: %w", name, err)
 		}
 		s := newSite()
 		if err := json.Unmarshal(data, s); err != nil {
-			return fmt.Errorf("aggregator: decode %s: %w", o.Name, err)
+			return fmt.Errorf("aggregator: decode snapshot of %s: %w", name, err)
 		}
 		s.fill()
 		a.sites[name] = s
 	}
+	seq := idx.Seq
 	a.seq, a.savedSeq = seq, seq
 	return nil
 }
