@@ -49,7 +49,8 @@ type Config struct {
 	// APIToken, when set, is accepted as "Authorization: Bearer" on the API.
 	APIToken string
 	// TrackerURL is the public URL of the ingest nodes, used in the
-	// snippets the Sites page shows. Default: a placeholder to replace.
+	// snippets the Sites page shows. Default: https://YOUR-INGEST-HOST,
+	// which the admin edits in the copied snippet.
 	TrackerURL string
 	// Ready reports whether NATS is usable; /readyz uses it. Default:
 	// always ready.
