@@ -92,8 +92,14 @@ func moveMouse(ctx context.Context, from, n int) error {
 	return nil
 }
 
+// textOf reads an element's text in one evaluation: SSE replaces fragments
+// every second, so a node found by one call may be gone by the next.
+func textOf(ctx context.Context, sel string) (string, error) {
+	return chromedp.Run(ctx, chromedp.Evaluate[string](`(document.querySelector(`+strconv.Quote(sel)+`) || {}).textContent || ''`))
+}
+
 func textInt(ctx context.Context, sel string) (int, error) {
-	s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
+	s, err := textOf(ctx, sel)
 	if err != nil {
 		return 0, err
 	}
@@ -246,7 +252,7 @@ func TestBrowserQuotes(t *testing.T) {
 		t.Fatalf("IBM quote not shown: %v", err)
 	}
 	// The widget polls again after callIn: its quote's time moves on.
-	first, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`[data-testid=quote-ibm] [data-testid=quote-meta]`)))
+	first, err := textOf(ctx, `[data-testid=quote-ibm] [data-testid=quote-meta]`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +266,7 @@ func TestBrowserQuotes(t *testing.T) {
 	); err != nil {
 		t.Errorf("unknown symbol did not stop the widget: %v", err)
 	}
-	if msg, _ := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`[data-testid=quote-pick] [data-testid=quote-error]`))); !strings.Contains(msg, "unknown symbol ZZZZ") {
+	if msg, _ := textOf(ctx, `[data-testid=quote-pick] [data-testid=quote-error]`); !strings.Contains(msg, "unknown symbol ZZZZ") {
 		t.Errorf("error shown: %q", msg)
 	}
 	if err := chromedp.Do(ctx,
@@ -289,11 +295,11 @@ func TestBrowserQuotes(t *testing.T) {
 		t.Fatalf("log in: %v", err)
 	}
 	checkFor(t, 20*time.Second, 200*time.Millisecond, waitQuotes)
-	movers, _ := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`[data-testid=movers]`)))
-	for _, sym := range []string{"IBM", "AAPL", "NVDA", "MSFT"} {
-		if !strings.Contains(movers, sym) {
-			t.Errorf("movers lack %s: %q", sym, movers)
-		}
+	// The movers table is a fragment SSE replaces; read it in one go.
+	moversHave := `(() => { const m = document.querySelector('[data-testid=movers]'); return !!m && ['IBM', 'AAPL', 'NVDA', 'MSFT'].every(s => m.textContent.includes(s)); })()`
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](moversHave, chromedp.WithPollingTimeout(15*time.Second))); err != nil {
+		movers, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`(document.querySelector('[data-testid=movers]') || {}).textContent || ''`))
+		t.Errorf("movers lack a symbol of the demo page: %q: %v", movers, err)
 	}
 	for _, id := range []string{"price", "candles", "polls", "callin"} {
 		if ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`!!echarts.getInstanceByDom(document.getElementById('`+id+`'))`)); err != nil || !ok {
@@ -329,7 +335,7 @@ func TestBrowserDashboardProduct(t *testing.T) {
 		t.Fatalf("log in and open the site: %v", err)
 	}
 	// An empty site says what to do next.
-	if txt, _ := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`[data-fragment=stats] .empty`))); !strings.Contains(txt, "snippet") {
+	if txt, _ := textOf(ctx, `[data-fragment=stats] .empty`); !strings.Contains(txt, "snippet") {
 		t.Errorf("empty state: %q", txt)
 	}
 	tc := dialTracker(t, m.IngestURL, "demo", "")
