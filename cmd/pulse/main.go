@@ -43,6 +43,13 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if len(os.Args) > 1 && os.Args[1] == "loadgen" {
+		if err := runLoadgen(ctx, os.Args[2:], os.Stdout); err != nil && !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "pulse loadgen:", err)
+			os.Exit(2)
+		}
+		return
+	}
 	m := NewMain()
 	if err := m.ParseFlags(os.Args[1:], os.Getenv); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -155,12 +162,13 @@ func NewMain() *Main {
 	}, LogOutput: os.Stderr}
 }
 
-const usage = `Usage: pulse [all|ingest|aggregator|dashboard] [flags]
+const usage = `Usage: pulse [all|ingest|aggregator|dashboard|loadgen] [flags]
 
   all         everything in one process on an embedded NATS server (default)
   ingest      an ingest node: tracker WebSockets, static files, demo page
   aggregator  the aggregator: turns the ACTIVITY stream into live figures
   dashboard   the admin dashboard
+  loadgen     tracker load at an ingest node on loopback (pulse loadgen -h)
 
 Every flag can also be set by the environment variable shown with it.
 

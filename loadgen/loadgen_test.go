@@ -1,0 +1,54 @@
+package loadgen
+
+import (
+	"context"
+	"log/slog"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pulse-analytics/pulse/event"
+	"github.com/pulse-analytics/pulse/ingest"
+	"github.com/pulse-analytics/pulse/natsutil/natstest"
+)
+
+type sites map[string]event.Site
+
+func (s sites) Site(key string) (event.Site, bool) { v, ok := s[key]; return v, ok }
+
+func TestRunAgainstARealNode(t *testing.T) {
+	ns := natstest.Run(t)
+	node, err := ingest.New(ingest.Config{Publisher: ns.JS, Sites: sites{"demo": {Key: "demo"}}, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(node.Handler())
+	defer srv.Close()
+	defer func() { _ = node.Shutdown(context.Background()) }()
+
+	for _, batched := range []bool{false, true} {
+		r, err := Run(context.Background(), Config{
+			URL: srv.URL, Trackers: 20, Rate: 20, Duration: 1500 * time.Millisecond, Ramp: 200 * time.Millisecond,
+			Batched: batched, BatchEvery: 250 * time.Millisecond, Sources: 3,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s", r.JSON())
+		if r.Connected != 20 || r.Errors != 0 || r.Sent < 20*20 {
+			t.Errorf("batched %v: %+v", batched, r)
+		}
+		if batched && (r.Acked == 0 || r.Acked > r.Sent) {
+			t.Errorf("acked %d of %d", r.Acked, r.Sent)
+		}
+	}
+}
+
+func TestOnlyLoopback(t *testing.T) {
+	for _, u := range []string{"http://10.0.0.1:8081", "http://example.com", "http://192.168.1.2", "nonsense"} {
+		if _, err := Run(context.Background(), Config{URL: u}); err == nil || !strings.Contains(err.Error(), "loadgen") {
+			t.Errorf("%s: %v", u, err)
+		}
+	}
+}
