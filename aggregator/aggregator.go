@@ -375,7 +375,7 @@ func (a *Aggregator) handle(msg jetstream.Msg) {
 	switch kind {
 	case "activity":
 		var b event.Batch
-		if err := event.Decode("batch", msg.Data(), &b); err != nil {
+		if err := event.DecodeBatch(msg.Data(), &b); err != nil {
 			a.metrics.invalid.Inc()
 			a.log.Warn("skipping message", "seq", seq, "err", err)
 			return

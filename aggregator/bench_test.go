@@ -12,8 +12,19 @@ import (
 // BenchmarkApplyBatch measures the aggregator's cost per event: decoding a
 // 50-event tracker batch as it arrives from the stream, and applying it
 // (counts, windows, heatmaps, scroll depth, rage clicks), for 1,000
-// sessions on 20 pages. `go test -bench ApplyBatch -benchmem ./aggregator`.
+// sessions on 20 pages, with the batch in the binary form ingest writes and
+// in the JSON form earlier versions wrote.
+// `go test -run '^$' -bench ApplyBatch -benchmem ./aggregator`.
 func BenchmarkApplyBatch(b *testing.B) {
+	b.Run("binary", func(b *testing.B) {
+		benchmarkApplyBatch(b, func(batch *event.Batch) []byte { return batch.AppendBinary(nil) })
+	})
+	b.Run("json", func(b *testing.B) {
+		benchmarkApplyBatch(b, func(batch *event.Batch) []byte { data, _ := json.Marshal(batch); return data })
+	})
+}
+
+func benchmarkApplyBatch(b *testing.B, encode func(*event.Batch) []byte) {
 	const perBatch = 50
 	now := time.Now().UnixMilli()
 	payloads := make([][]byte, 1000)
@@ -26,14 +37,14 @@ func BenchmarkApplyBatch(b *testing.B) {
 				VW: 1280, VH: 800, PH: 4000, Path: fmt.Sprintf("/page/%d", i%20),
 			})
 		}
-		payloads[i], _ = json.Marshal(batch)
+		payloads[i] = encode(&batch)
 	}
 	s := newSite()
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		var batch event.Batch
-		if err := json.Unmarshal(payloads[i%len(payloads)], &batch); err != nil {
+		if err := event.DecodeBatch(payloads[i%len(payloads)], &batch); err != nil {
 			b.Fatal(err)
 		}
 		s.applyBatch(&batch)

@@ -2,7 +2,6 @@ package ingest
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"sync"
@@ -121,12 +120,9 @@ func (b *classicBatcher) flush() {
 func (b *classicBatcher) publish(site string, events []event.Event, now int64) {
 	b.seq++
 	batch := event.Batch{Site: site, Node: b.s.cfg.NodeID, Received: now, Events: events}
-	payload, err := json.Marshal(&batch)
-	if err != nil {
-		b.s.log.Error("classic batch not encoded", "site", site, "err", err)
-		return
-	}
+	payload := batch.AppendBinary(nil)
 	msgID := "classic:" + b.s.cfg.NodeID + ":" + strconv.FormatUint(b.seq, 10)
+	var err error
 	for try := 1; ; try++ {
 		err = b.s.publish(event.ActivitySubject(site), msgID, payload)
 		if err == nil {

@@ -197,10 +197,7 @@ func (c *conn) handleBatch(data []byte) error {
 		Site: c.site, Session: c.session, Visitor: c.visitor, Seq: seq,
 		Node: c.s.cfg.NodeID, Received: now, Events: events,
 	}
-	payload, err := json.Marshal(&b)
-	if err != nil {
-		return err
-	}
+	payload := b.AppendBinary(nil)
 	msgID := c.site + ":" + c.session + ":" + strconv.FormatUint(seq, 10)
 	if err := c.s.publish(event.ActivitySubject(c.site), msgID, payload); err != nil {
 		return err

@@ -174,7 +174,7 @@ func TestHelloAckAndDedupeAfterReconnect(t *testing.T) {
 			continue
 		}
 		var b event.Batch
-		if err := json.Unmarshal(m.Data, &b); err != nil {
+		if err := event.DecodeBatch(m.Data, &b); err != nil {
 			t.Fatal(err)
 		}
 		if b.Site != "shop" || b.Session != hello.Session || len(b.Events) != 4 || m.Subject != event.ActivitySubject("shop") {
@@ -355,7 +355,7 @@ func TestClassicBatchesAndShutdownFlush(t *testing.T) {
 			for _, m := range n.messages(t) {
 				if strings.HasPrefix(m.Subject, "activity.") {
 					var b event.Batch
-					_ = json.Unmarshal(m.Data, &b)
+					_ = event.DecodeBatch(m.Data, &b)
 					events += len(b.Events)
 					batches++
 				}

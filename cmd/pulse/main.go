@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -115,6 +116,9 @@ type Config struct {
 	// partitions p with p % n == i.
 	AggregatorSlice string
 	LogLevel        string
+	// DebugAddr, when set, serves net/http/pprof there. It exposes
+	// internals, so it is off by default and meant for loopback.
+	DebugAddr string
 }
 
 // Main is one run of the command. Tests build it directly, with a Config,
@@ -199,6 +203,7 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 	}
 	str(&c.IngestAddr, "ingest-addr", "PULSE_INGEST_ADDR", "ingest listen address")
 	str(&c.DashboardAddr, "dashboard-addr", "PULSE_DASHBOARD_ADDR", "dashboard listen address")
+	str(&c.DebugAddr, "debug-addr", "PULSE_DEBUG_ADDR", "listen address of the pprof profiler, like 127.0.0.1:6060 (empty: off)")
 	str(&c.MetricsAddr, "metrics-addr", "PULSE_METRICS_ADDR", "health and metrics listen address of a separate aggregator")
 	str(&c.DataDir, "data-dir", "PULSE_DATA_DIR", "data directory; the embedded NATS server stores JetStream under it")
 	str(&c.NATSURL, "nats", "PULSE_NATS_URL", "NATS URL(s), comma-separated; empty embeds a NATS server (all-in-one only)")
@@ -295,6 +300,13 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	if err := m.seedSites(ctx, js); err != nil {
 		return err
+	}
+	if c.DebugAddr != "" {
+		url, err := m.serve(c.DebugAddr, debugHandler())
+		if err != nil {
+			return err
+		}
+		log.Info("profiler listening", "url", url+"/debug/pprof/")
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -500,6 +512,17 @@ func (m *Main) seedSites(ctx context.Context, js jetstream.JetStream) error {
 		return err
 	}
 	return natsutil.SeedSites(ctx, js, sites, true)
+}
+
+// debugHandler serves the pprof profiles.
+func debugHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }
 
 func both(a, b func() error) func() error {

@@ -1,0 +1,191 @@
+package event
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+)
+
+// Batches travel from ingest to the aggregator in a compact binary form:
+// JSON on that hop cost more CPU per event than everything else the
+// aggregator does (BenchmarkApplyBatch). The form is
+//
+//	0xB1 (format 1)
+//	site, session, visitor, node: strings
+//	seq: uvarint; received: varint (Unix ms)
+//	events: uvarint count, then per event
+//	  kind: byte; t: varint, ms after received (negative: before)
+//	  x, y, vw, vh, ph: varints
+//	  path, visitor, target: strings
+//
+// where a string is a uvarint length and its bytes. DecodeBatch also reads
+// the JSON form, which streams written by earlier versions hold.
+
+// batchFormat1 starts a binary batch; JSON starts with '{'.
+const batchFormat1 = 0xB1
+
+// AppendBinary appends b's binary form to dst.
+func (b *Batch) AppendBinary(dst []byte) []byte {
+	dst = append(dst, batchFormat1)
+	dst = appendString(dst, b.Site)
+	dst = appendString(dst, b.Session)
+	dst = appendString(dst, b.Visitor)
+	dst = appendString(dst, b.Node)
+	dst = binary.AppendUvarint(dst, b.Seq)
+	dst = binary.AppendVarint(dst, b.Received)
+	dst = binary.AppendUvarint(dst, uint64(len(b.Events)))
+	for i := range b.Events {
+		e := &b.Events[i]
+		dst = append(dst, byte(e.Kind))
+		dst = binary.AppendVarint(dst, e.T-b.Received)
+		dst = binary.AppendVarint(dst, int64(e.X))
+		dst = binary.AppendVarint(dst, int64(e.Y))
+		dst = binary.AppendVarint(dst, int64(e.VW))
+		dst = binary.AppendVarint(dst, int64(e.VH))
+		dst = binary.AppendVarint(dst, int64(e.PH))
+		dst = appendString(dst, e.Path)
+		dst = appendString(dst, e.Visitor)
+		dst = appendString(dst, e.Target)
+	}
+	return dst
+}
+
+func appendString(dst []byte, s string) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(s)))
+	return append(dst, s...)
+}
+
+// minEventSize is the fewest bytes an event takes in the binary form: the
+// kind, five one-byte varints, one time varint and three empty strings.
+const minEventSize = 10
+
+// DecodeBatch decodes a batch in the binary or the JSON form into b,
+// reusing b.Events' storage.
+func DecodeBatch(data []byte, b *Batch) error {
+	if len(data) > 0 && data[0] == '{' {
+		*b = Batch{Events: b.Events[:0]}
+		return Decode("batch", data, b)
+	}
+	if err := decodeBinary(data, b); err != nil {
+		return fmt.Errorf("decode batch: %w", err)
+	}
+	return nil
+}
+
+var errShort = errors.New("truncated")
+
+func decodeBinary(data []byte, b *Batch) error {
+	if len(data) == 0 || data[0] != batchFormat1 {
+		return errors.New("unknown batch format")
+	}
+	r := reader{data: data[1:]}
+	b.Site = r.string()
+	b.Session = r.string()
+	b.Visitor = r.string()
+	b.Node = r.string()
+	b.Seq = r.uvarint()
+	b.Received = r.varint()
+	n := r.uvarint()
+	if r.err != nil {
+		return r.err
+	}
+	if n > uint64(len(r.data)/minEventSize) {
+		return fmt.Errorf("%d events cannot fit in %d bytes", n, len(r.data))
+	}
+	events := b.Events[:0]
+	var last Event // the events of a batch mostly share their strings
+	for range n {
+		var e Event
+		e.Kind = Kind(r.byte())
+		e.T = b.Received + r.varint()
+		e.X = r.int32()
+		e.Y = r.int32()
+		e.VW = r.int32()
+		e.VH = r.int32()
+		e.PH = r.int32()
+		e.Path = r.stringLike(last.Path)
+		e.Visitor = r.stringLike(last.Visitor)
+		e.Target = r.stringLike(last.Target)
+		if r.err != nil {
+			return r.err
+		}
+		events = append(events, e)
+		last = e
+	}
+	b.Events = events
+	if len(r.data) != 0 {
+		return fmt.Errorf("%d bytes after the last event", len(r.data))
+	}
+	return nil
+}
+
+// reader reads the binary form; the first error sticks.
+type reader struct {
+	data []byte
+	err  error
+}
+
+func (r *reader) fail(err error) {
+	if r.err == nil {
+		r.err = err
+	}
+	r.data = nil
+}
+
+func (r *reader) byte() byte {
+	if len(r.data) == 0 {
+		r.fail(errShort)
+		return 0
+	}
+	c := r.data[0]
+	r.data = r.data[1:]
+	return c
+}
+
+func (r *reader) uvarint() uint64 {
+	v, n := binary.Uvarint(r.data)
+	if n <= 0 {
+		r.fail(errShort)
+		return 0
+	}
+	r.data = r.data[n:]
+	return v
+}
+
+func (r *reader) varint() int64 {
+	v, n := binary.Varint(r.data)
+	if n <= 0 {
+		r.fail(errShort)
+		return 0
+	}
+	r.data = r.data[n:]
+	return v
+}
+
+func (r *reader) int32() int32 {
+	v := r.varint()
+	if v < math.MinInt32 || v > math.MaxInt32 {
+		r.fail(errors.New("number out of range"))
+		return 0
+	}
+	return int32(v)
+}
+
+func (r *reader) string() string { return r.stringLike("") }
+
+// stringLike reads a string, returning prev itself when they are equal, so
+// that repeated strings are not allocated again.
+func (r *reader) stringLike(prev string) string {
+	n := r.uvarint()
+	if n > uint64(len(r.data)) {
+		r.fail(errShort)
+		return ""
+	}
+	b := r.data[:n]
+	r.data = r.data[n:]
+	if string(b) == prev {
+		return prev
+	}
+	return string(b)
+}
