@@ -1,143 +1,282 @@
 package ingest
 
 import (
+	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
 	"golang.org/x/time/rate"
 
 	"github.com/pulse-analytics/pulse/event"
+	"github.com/pulse-analytics/pulse/ingest/netpoll"
+	"github.com/pulse-analytics/pulse/ingest/wsframe"
 )
 
 // writeWait bounds one write to a tracker, so a client that stopped reading
-// cannot hold its reader goroutine.
+// cannot hold a connection's writer.
 const writeWait = 5 * time.Second
 
-// conn is one tracker connection. Its reader runs in the HTTP handler's
-// goroutine; data frames (hello, acks, rate directives) are written under
-// wmu, pings through WriteControl, which gorilla allows concurrently.
+// maxQueued is how many tasks (batches to store, frames to write) a
+// connection may have waiting; beyond it the node stops reading the
+// connection until they are done, so TCP slows the tracker down and a flood
+// holds a bounded amount of memory.
+const maxQueued = 8
+
+// conn is one tracker connection. Nothing runs for it while it is idle:
+// the node's poller calls Data when bytes arrive, and work that blocks
+// (storing a batch, writing a frame, publishing presence) goes to a queue
+// that a goroutine drains only while it has something (do). gorilla writes
+// the frames; wsframe reads them.
 type conn struct {
 	s        *Server
 	ws       *websocket.Conn
+	ip       string
 	id       string // unique per connection, names presence messages
 	site     string
 	session  string
 	protocol bool // false: classic single-event frames only
+	limiter  *rate.Limiter
+	frames   *wsframe.Reader
 
-	visitor   string // set on join
-	joined    bool
-	lastAck   uint64
-	limiter   *rate.Limiter
-	wmu       sync.Mutex
-	closeOnce sync.Once
+	// lastRead is when bytes last arrived (Unix ns); the sweeper pings
+	// and times out idle connections by it. lastPing is the sweeper's.
+	lastRead atomic.Int64
+	lastPing int64
+
+	// mu guards the fields below: Data runs on a poller, the rest
+	// wherever a connection is closed from.
+	mu      sync.Mutex
+	reg     *netpoll.Registration
+	visitor string // set on join
+	joined  bool
+	ended   bool
+	queue   []func()
+	working bool
+	paused  bool
+
+	// lastAck is the queue's: the highest batch seq stored.
+	lastAck uint64
 }
 
 // newConn makes a connection; visitor is the tracker's visitor id, unused
 // for classic clients, which name theirs in every frame.
-func newConn(s *Server, ws *websocket.Conn, site, session, visitor string, protocol bool) *conn {
+func newConn(s *Server, ws *websocket.Conn, ip, site, session, visitor string, protocol bool) *conn {
 	perSecond := s.cfg.MaxConnEventsPerSecond
-	return &conn{
-		s: s, ws: ws, id: newID(), site: site, session: session, visitor: visitor, protocol: protocol,
+	c := &conn{
+		s: s, ws: ws, ip: ip, id: newID(), site: site, session: session, visitor: visitor, protocol: protocol,
 		limiter: rate.NewLimiter(rate.Limit(perSecond), 10*perSecond),
+		frames:  wsframe.NewReader(int(s.cfg.ReadLimit)),
 	}
+	c.lastRead.Store(time.Now().UnixNano())
+	c.lastPing = c.lastRead.Load()
+	return c
 }
 
-// serve runs the connection until it ends, then publishes the leave.
-func (c *conn) serve() {
-	defer c.closeOnce.Do(func() { _ = c.ws.Close() })
-	c.ws.SetReadLimit(c.s.cfg.ReadLimit)
-	_ = c.ws.SetReadDeadline(time.Now().Add(c.s.cfg.PongWait))
-	c.ws.SetPongHandler(func(string) error {
-		return c.ws.SetReadDeadline(time.Now().Add(c.s.cfg.PongWait))
-	})
-	stopPing := make(chan struct{})
-	defer close(stopPing)
-	go c.ping(stopPing)
-
+// start says hello to a tracker and starts reading the connection.
+func (c *conn) start() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.protocol {
-		if err := c.writeJSON(helloMsg{Type: "hello", Session: c.session, rates: c.s.rates()}); err != nil {
-			c.closeWith(websocket.CloseInternalServerErr, "hello failed")
-			return
-		}
-		c.join(c.visitor)
+		hello := helloMsg{Type: "hello", Session: c.session, rates: c.s.rates()}
+		c.doLocked(func() { c.write(hello) })
+		c.joinLocked(c.visitor)
 	}
-	reason := c.readLoop()
-	if c.joined {
-		c.leave(reason)
+	reg, err := c.s.poller.Add(c.ws.NetConn(), c)
+	if err != nil {
+		return err
+	}
+	c.reg = reg
+	return nil
+}
+
+// Data is called by the poller with the bytes the tracker sent.
+func (c *conn) Data(b []byte) {
+	c.lastRead.Store(time.Now().UnixNano())
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ended {
+		return
+	}
+	if err := c.frames.Feed(b, c.message); err != nil {
+		c.fail(err)
 	}
 }
 
-func (c *conn) ping(stop <-chan struct{}) {
-	t := time.NewTicker(c.s.cfg.PingInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-stop:
-			return
-		case <-t.C:
-			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait)); err != nil {
-				return
-			}
-		}
-	}
+// Closed is called by the poller when the tracker's socket closed without
+// a close frame, or failed.
+func (c *conn) Closed(error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.endLocked("error", nil)
 }
 
-// readLoop reads frames until the connection ends and returns why it did,
-// in words for the leave event.
-func (c *conn) readLoop() string {
-	for {
-		mt, data, err := c.ws.ReadMessage()
-		if err != nil {
-			return c.endReason(err)
+// errBinary marks a binary message: trackers send text.
+var errBinary = errors.New("text frames only")
+
+// errClosing stops reading after the tracker's close frame.
+var errClosing = errors.New("closing")
+
+// message handles one message or control frame; c.mu is held.
+func (c *conn) message(op wsframe.Opcode, payload []byte) error {
+	switch op {
+	case wsframe.Text:
+		return c.handle(payload)
+	case wsframe.Binary:
+		return errBinary
+	case wsframe.Ping:
+		data := bytes.Clone(payload)
+		c.doLocked(func() {
+			_ = c.ws.WriteControl(websocket.PongMessage, data, time.Now().Add(writeWait))
+		})
+	case wsframe.Close:
+		code, reason := websocket.CloseNoStatusReceived, "closed"
+		if len(payload) >= 2 {
+			code = int(binary.BigEndian.Uint16(payload))
 		}
-		if mt != websocket.TextMessage {
-			c.s.metrics.rejected.WithLabelValues("binary").Inc()
-			c.closeWith(websocket.CloseUnsupportedData, "text frames only")
-			return "error"
+		switch code {
+		case websocket.CloseNormalClosure, websocket.CloseGoingAway, websocket.CloseNoStatusReceived:
+		default:
+			reason = "error"
 		}
-		if err := c.handle(data); err != nil {
-			switch {
-			case errors.Is(err, errFrame):
-				c.s.metrics.rejected.WithLabelValues("invalid_frame").Inc()
-				c.closeWith(websocket.CloseInvalidFramePayloadData, err.Error())
-			case errors.Is(err, errRateLimit):
-				c.s.metrics.rejected.WithLabelValues("rate_limit").Inc()
-				c.closeWith(websocket.ClosePolicyViolation, err.Error())
-			default:
-				c.s.log.Warn("tracker frame failed", "site", c.site, "err", err)
-				c.closeWith(websocket.CloseTryAgainLater, "could not store events, reconnect and re-send")
-			}
-			return "error"
+		echo := websocket.FormatCloseMessage(websocket.CloseNormalClosure, "")
+		if code != websocket.CloseNoStatusReceived {
+			echo = websocket.FormatCloseMessage(code, "")
 		}
+		c.endLocked(reason, echo)
+		return errClosing
 	}
+	return nil
 }
 
-func (c *conn) endReason(err error) string {
-	var ne net.Error
+// fail closes the connection for err, the first error of its frames;
+// c.mu is held.
+func (c *conn) fail(err error) {
+	var code int
+	var label string
 	switch {
-	case errors.As(err, &ne) && ne.Timeout():
-		c.s.metrics.rejected.WithLabelValues("timeout").Inc()
-		return "timeout"
-	case errors.Is(err, websocket.ErrReadLimit):
-		c.s.metrics.rejected.WithLabelValues("too_large").Inc()
-		// gorilla has already sent 1009 (message too big).
-		return "error"
-	case c.s.shutdown.Load():
-		return "shutdown"
-	case websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway, websocket.CloseNoStatusReceived):
-		return "closed"
+	case errors.Is(err, errClosing):
+		return
+	case errors.Is(err, wsframe.ErrTooLarge):
+		code, label = websocket.CloseMessageTooBig, "too_large"
+		err = fmt.Errorf("frames are limited to %d bytes", c.s.cfg.ReadLimit)
+	case errors.Is(err, wsframe.ErrProtocol):
+		code, label = websocket.CloseProtocolError, "protocol"
+	case errors.Is(err, errBinary):
+		code, label = websocket.CloseUnsupportedData, "binary"
+	case errors.Is(err, errFrame):
+		code, label = websocket.CloseInvalidFramePayloadData, "invalid_frame"
+	case errors.Is(err, errRateLimit):
+		code, label = websocket.ClosePolicyViolation, "rate_limit"
 	default:
-		return "error"
+		c.s.log.Warn("tracker frame failed", "site", c.site, "err", err)
+		c.closeLocked(websocket.CloseTryAgainLater, "could not store events, reconnect and re-send", "error")
+		return
+	}
+	c.s.metrics.rejected.WithLabelValues(label).Inc()
+	c.closeLocked(code, err.Error(), "error")
+}
+
+// do queues f to run after the connection's earlier tasks.
+func (c *conn) do(f func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.doLocked(f)
+}
+
+func (c *conn) doLocked(f func()) {
+	c.queue = append(c.queue, f)
+	if len(c.queue) >= maxQueued && !c.paused && c.reg != nil {
+		c.paused = true
+		c.reg.Pause()
+	}
+	if !c.working {
+		c.working = true
+		go c.work()
 	}
 }
 
+// work runs the queued tasks and ends when there are none.
+func (c *conn) work() {
+	for {
+		c.mu.Lock()
+		if len(c.queue) == 0 {
+			c.working = false
+			c.queue = nil
+			c.mu.Unlock()
+			return
+		}
+		f := c.queue[0]
+		c.queue[0] = nil
+		c.queue = c.queue[1:]
+		if c.paused && len(c.queue) <= maxQueued/2 && !c.ended {
+			c.paused = false
+			c.reg.Resume()
+		}
+		c.mu.Unlock()
+		f()
+	}
+}
+
+// closeWith sends a close frame with code and reason, after the frames
+// already queued, and closes the connection. leaveReason says why in the
+// leave event. Safe to call from any goroutine, more than once.
+func (c *conn) closeWith(code int, reason, leaveReason string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closeLocked(code, reason, leaveReason)
+}
+
+func (c *conn) closeLocked(code int, reason, leaveReason string) {
+	// A close reason must fit a control frame (125 bytes with the code).
+	c.endLocked(leaveReason, websocket.FormatCloseMessage(code, truncate(reason, 123)))
+}
+
+// endLocked stops reading and queues the end of the connection: the close
+// frame (if any), closing the socket, the leave, and forgetting it. Only
+// the first call counts.
+func (c *conn) endLocked(leaveReason string, closeFrame []byte) {
+	if c.ended {
+		return
+	}
+	c.ended = true
+	if c.reg != nil {
+		c.reg.Remove()
+	}
+	if c.paused {
+		c.paused = false // the queue drains; nothing is read any more
+	}
+	c.doLocked(func() {
+		if closeFrame != nil {
+			_ = c.ws.WriteControl(websocket.CloseMessage, closeFrame, time.Now().Add(time.Second))
+		}
+		_ = c.ws.Close()
+		c.mu.Lock()
+		joined := c.joined
+		c.mu.Unlock()
+		if joined {
+			c.leave(leaveReason)
+		}
+		c.s.unregister(c)
+	})
+}
+
+// handle handles a text message; c.mu is held.
 func (c *conn) handle(data []byte) error {
+	// Most frames are plain: try the fast paths before asking
+	// encoding/json for the frame's type.
+	if _, _, _, ok := fastClassic(data); ok {
+		return c.handleClassic(data)
+	}
+	if c.protocol && bytes.HasPrefix(data, []byte(`{"type":"batch",`)) {
+		return c.handleBatch(data)
+	}
 	var ft frameType
 	if err := json.Unmarshal(data, &ft); err != nil {
 		return frameErr("not a JSON object: %v", err)
@@ -153,12 +292,12 @@ func (c *conn) handle(data []byte) error {
 }
 
 func (c *conn) handleClassic(data []byte) error {
-	visitor, x, y, err := decodeClassic(data)
+	visitor, x, y, err := decodeClassic(data, c.visitor)
 	if err != nil {
 		return err
 	}
 	if !c.joined {
-		c.join(visitor)
+		c.joinLocked(visitor)
 	}
 	if !c.limiter.Allow() {
 		// Classic clients cannot be told to slow down or re-send, so
@@ -174,18 +313,15 @@ func (c *conn) handleClassic(data []byte) error {
 	return nil
 }
 
-// handleBatch stores a tracker batch and acks it only after JetStream has,
-// so an acked batch is never lost. A re-sent batch carries the same message
-// id (site, session, seq), so the stream drops it if it already has it.
+// handleBatch checks a tracker batch and queues storing it; the batch is
+// acked only after JetStream has stored it, so an acked batch is never
+// lost. A re-sent batch carries the same message id (site, session, seq),
+// so the stream drops it if it already has it. c.mu is held.
 func (c *conn) handleBatch(data []byte) error {
 	now := time.Now().UnixMilli()
 	seq, events, err := decodeBatch(data, now, c.s.cfg.MaxBatchEvents)
 	if err != nil {
 		return err
-	}
-	if seq <= c.lastAck {
-		// Already stored on this connection: the tracker missed the ack.
-		return c.writeJSON(ackMsg{Type: "ack", Seq: seq})
 	}
 	if !c.limiter.AllowN(time.Now(), len(events)) {
 		// The batch is not acked: the tracker keeps it and re-sends it
@@ -197,27 +333,43 @@ func (c *conn) handleBatch(data []byte) error {
 		Site: c.site, Session: c.session, Visitor: c.visitor, Seq: seq,
 		Node: c.s.cfg.NodeID, Received: now, Events: events,
 	}
-	payload := b.AppendBinary(nil)
-	msgID := c.site + ":" + c.session + ":" + strconv.FormatUint(seq, 10)
-	if err := c.s.publish(event.ActivitySubject(c.site), msgID, payload); err != nil {
-		return err
-	}
-	c.s.metrics.countEvents(c.site, events)
-	c.lastAck = seq
-	return c.writeJSON(ackMsg{Type: "ack", Seq: seq})
+	c.doLocked(func() { c.store(&b) })
+	return nil
 }
 
-func (c *conn) join(visitor string) {
+// store publishes a batch and acks it; it runs in the connection's queue.
+func (c *conn) store(b *event.Batch) {
+	if b.Seq > c.lastAck {
+		msgID := c.site + ":" + c.session + ":" + strconv.FormatUint(b.Seq, 10)
+		if err := c.s.publish(event.ActivitySubject(c.site), msgID, b.AppendBinary(nil)); err != nil {
+			c.s.log.Warn("tracker batch not stored", "site", c.site, "err", err)
+			c.closeWith(websocket.CloseTryAgainLater, "could not store events, reconnect and re-send", "error")
+			return
+		}
+		c.s.metrics.countEvents(c.site, b.Events)
+		c.lastAck = b.Seq
+	}
+	// Not stored again: the tracker missed the ack.
+	c.write(ackMsg{Type: "ack", Seq: b.Seq})
+}
+
+// joinLocked queues the join of visitor; c.mu is held.
+func (c *conn) joinLocked(visitor string) {
 	c.visitor = visitor
 	c.joined = true
-	c.presence(event.Join, "")
+	c.doLocked(func() { c.presence(event.Join, "", visitor) })
 }
 
-func (c *conn) leave(reason string) { c.presence(event.Leave, reason) }
+func (c *conn) leave(reason string) {
+	c.mu.Lock()
+	visitor := c.visitor
+	c.mu.Unlock()
+	c.presence(event.Leave, reason, visitor)
+}
 
-func (c *conn) presence(kind event.PresenceKind, reason string) {
+func (c *conn) presence(kind event.PresenceKind, reason, visitor string) {
 	p := event.Presence{
-		Kind: kind, Site: c.site, Conn: c.id, Session: c.session, Visitor: c.visitor,
+		Kind: kind, Site: c.site, Conn: c.id, Session: c.session, Visitor: visitor,
 		Node: c.s.cfg.NodeID, Reason: reason, Time: time.Now().UnixMilli(),
 	}
 	payload, _ := json.Marshal(&p)
@@ -247,20 +399,26 @@ const presenceTries = 10
 // 1008 (policy violation).
 var errRateLimit = errors.New("event rate limit exceeded")
 
-func (c *conn) writeJSON(v any) error {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
+// write sends v as a JSON text frame; it runs in the connection's queue,
+// the only writer of data frames. A tracker that cannot take a small frame
+// in writeWait is stuck and is closed.
+func (c *conn) write(v any) {
 	_ = c.ws.SetWriteDeadline(time.Now().Add(writeWait))
-	return c.ws.WriteJSON(v)
+	if err := c.ws.WriteJSON(v); err != nil {
+		c.closeWith(websocket.CloseGoingAway, "write failed", "error")
+	}
 }
 
-// closeWith sends a close frame with code and reason and closes the socket;
-// the reader then ends. Safe to call from any goroutine, more than once.
-func (c *conn) closeWith(code int, reason string) {
-	c.closeOnce.Do(func() {
-		// A close reason must fit a control frame (125 bytes with the code).
-		reason = truncate(reason, 123)
-		_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(time.Second))
-		_ = c.ws.Close()
-	})
+// sweep pings connections idle for PingInterval and ends those that sent
+// nothing, not even a pong, for PongWait.
+func (c *conn) sweep(now int64) {
+	idle := time.Duration(now - c.lastRead.Load())
+	switch {
+	case idle > c.s.cfg.PongWait:
+		c.s.metrics.rejected.WithLabelValues("timeout").Inc()
+		c.closeWith(websocket.CloseGoingAway, "no pong", "timeout")
+	case idle >= c.s.cfg.PingInterval && time.Duration(now-c.lastPing) >= c.s.cfg.PingInterval:
+		c.lastPing = now
+		c.do(func() { _ = c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait)) })
+	}
 }

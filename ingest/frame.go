@@ -42,25 +42,36 @@ type classicFrame struct {
 	Y  *float64 `json:"y"`
 }
 
-// decodeClassic decodes a classic frame into a move event of visitor id.
-func decodeClassic(data []byte) (visitor string, x, y int32, err error) {
-	var f classicFrame
-	if err := json.Unmarshal(data, &f); err != nil {
-		return "", 0, 0, frameErr("not a JSON object: %v", err)
+// decodeClassic decodes a classic frame into a move event of visitor id;
+// prev is the connection's last visitor, reused rather than allocated again
+// when the frame names the same.
+func decodeClassic(data []byte, prev string) (visitor string, x, y int32, err error) {
+	id, fx, fy, ok := fastClassic(data)
+	if ok {
+		visitor = prev
+		if string(id) != prev {
+			visitor = string(id)
+		}
+	} else {
+		var f classicFrame
+		if err := json.Unmarshal(data, &f); err != nil {
+			return "", 0, 0, frameErr("not a JSON object: %v", err)
+		}
+		if f.ID == nil || f.X == nil || f.Y == nil {
+			return "", 0, 0, frameErr(`want {"id":string,"x":number,"y":number}`)
+		}
+		visitor, fx, fy = *f.ID, *f.X, *f.Y
 	}
-	if f.ID == nil || f.X == nil || f.Y == nil {
-		return "", 0, 0, frameErr(`want {"id":string,"x":number,"y":number}`)
-	}
-	if err := checkVisitor(*f.ID); err != nil {
+	if err := checkVisitor(visitor); err != nil {
 		return "", 0, 0, err
 	}
-	if x, err = coord("x", *f.X); err != nil {
+	if x, err = coord("x", fx); err != nil {
 		return "", 0, 0, err
 	}
-	if y, err = coord("y", *f.Y); err != nil {
+	if y, err = coord("y", fy); err != nil {
 		return "", 0, 0, err
 	}
-	return *f.ID, x, y, nil
+	return visitor, x, y, nil
 }
 
 func checkVisitor(id string) error {
@@ -111,8 +122,11 @@ type frameType struct {
 // receivedMs. maxEvents bounds the events in one batch.
 func decodeBatch(data []byte, receivedMs int64, maxEvents int) (seq uint64, events []event.Event, err error) {
 	var f batchFrame
-	if err := json.Unmarshal(data, &f); err != nil {
-		return 0, nil, frameErr("not a batch: %v", err)
+	if !fastBatch(data, &f) {
+		f = batchFrame{}
+		if err := json.Unmarshal(data, &f); err != nil {
+			return 0, nil, frameErr("not a batch: %v", err)
+		}
 	}
 	if f.Type != "batch" {
 		return 0, nil, frameErr("unknown frame type %q", f.Type)

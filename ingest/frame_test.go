@@ -31,7 +31,7 @@ func TestDecodeClassic(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			v, x, y, err := decodeClassic([]byte(tt.frame))
+			v, x, y, err := decodeClassic([]byte(tt.frame), "")
 			if tt.wantErr != "" {
 				if err == nil || !errors.Is(err, errFrame) || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("err = %v, want invalid frame containing %q", err, tt.wantErr)
@@ -101,7 +101,7 @@ func FuzzDecodeClassic(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		v, x, y, err := decodeClassic(data)
+		v, x, y, err := decodeClassic(data, "")
 		if err != nil {
 			if !errors.Is(err, errFrame) {
 				t.Fatalf("error %v is not an invalid-frame error", err)

@@ -4,7 +4,6 @@ import (
 	"math"
 	"time"
 
-	"github.com/gorilla/websocket"
 )
 
 // The load signal of a node is the events it accepted in the last interval
@@ -77,11 +76,7 @@ func (s *Server) watchLoad() {
 		}
 		s.mu.Unlock()
 		for _, c := range conns {
-			// A tracker that cannot take a small frame in writeWait is
-			// stuck; its reader will notice.
-			if err := c.writeJSON(msg); err != nil {
-				c.closeWith(websocket.CloseGoingAway, "write failed")
-			}
+			c.do(func() { c.write(msg) })
 		}
 	}
 }

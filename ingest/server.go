@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pulse-analytics/pulse/event"
+	"github.com/pulse-analytics/pulse/ingest/netpoll"
 	"github.com/pulse-analytics/pulse/static"
 )
 
@@ -181,6 +182,10 @@ type Server struct {
 	level    atomic.Int32
 	stopLoad chan struct{}
 	loadDone chan struct{}
+	// poller reads every connection; sweepDone closes when the sweeper,
+	// which pings idle connections, has stopped.
+	poller    *netpoll.Poller
+	sweepDone chan struct{}
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
@@ -210,19 +215,26 @@ func New(cfg Config) (*Server, error) {
 		metrics:  m,
 		conns:    make(map[*conn]struct{}),
 		perIP:    make(map[string]int),
-		stopLoad: make(chan struct{}),
-		loadDone: make(chan struct{}),
+		stopLoad:  make(chan struct{}),
+		loadDone:  make(chan struct{}),
+		sweepDone: make(chan struct{}),
 	}
 	s.upgrader = websocket.Upgrader{
-		// Buffers are small: frames are small, and idle connections are
-		// what a tracker node mostly holds.
-		ReadBufferSize:  2048,
+		// gorilla only writes here; the poller reads. The smallest read
+		// buffer gorilla allows (it is never used) and pooled write
+		// buffers keep an idle connection to a few hundred bytes.
+		ReadBufferSize:  1,
 		WriteBufferSize: 1024,
+		WriteBufferPool: &sync.Pool{},
 		Subprotocols:    []string{"json"},
 		Error:           s.upgradeError,
 	}
+	if s.poller, err = netpoll.New(netpoll.Options{}); err != nil {
+		return nil, err
+	}
 	s.classic = newClassicBatcher(s)
 	go s.watchLoad()
+	go s.sweep()
 	return s, nil
 }
 
@@ -320,11 +332,11 @@ func (s *Server) serveTrack(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("too many connections from %s (limit %d)", ip, s.cfg.MaxConnsPerIP), http.StatusTooManyRequests)
 		return
 	}
-	defer s.untrack(ip)
 	up := s.upgrader
 	up.CheckOrigin = func(r *http.Request) bool { return s.originAllowed(r, &st) }
 	ws, err := up.Upgrade(w, r, nil)
 	if err != nil {
+		s.untrack(ip)
 		return // the upgrader has answered
 	}
 	if session == "" {
@@ -333,13 +345,17 @@ func (s *Server) serveTrack(w http.ResponseWriter, r *http.Request) {
 	if visitor == "" {
 		visitor = session
 	}
-	c := newConn(s, ws, site, session, visitor, protocol)
+	// From here the connection lives on without this goroutine: the
+	// poller reads it, and its end forgets it (unregister).
+	c := newConn(s, ws, ip, site, session, visitor, protocol)
 	if !s.register(c) {
-		c.closeWith(websocket.CloseServiceRestart, "ingest node shutting down")
+		c.closeWith(websocket.CloseServiceRestart, "ingest node shutting down", "shutdown")
 		return
 	}
-	defer s.unregister(c)
-	c.serve()
+	if err := c.start(); err != nil {
+		s.log.Warn("tracker connection not started", "err", err)
+		c.closeWith(websocket.CloseInternalServerErr, "could not start", "error")
+	}
 }
 
 type trackResult int
@@ -383,22 +399,48 @@ func clientIP(r *http.Request) string {
 	return host
 }
 
+// register adds an upgraded connection; unregister, at its end, removes
+// it and ends what track started.
 func (s *Server) register(c *conn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closing {
-		return false
-	}
 	s.conns[c] = struct{}{}
 	s.metrics.connections.Inc()
-	return true
+	return !s.closing
 }
 
 func (s *Server) unregister(c *conn) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	delete(s.conns, c)
 	s.metrics.connections.Dec()
+	s.mu.Unlock()
+	s.untrack(c.ip)
+}
+
+// sweep calls every connection's sweep, often enough to ping and time out
+// on time, until Shutdown.
+func (s *Server) sweep() {
+	defer close(s.sweepDone)
+	t := time.NewTicker(min(s.cfg.PingInterval, s.cfg.PongWait) / 4)
+	defer t.Stop()
+	var conns []*conn
+	for {
+		select {
+		case <-s.stopLoad:
+			return
+		case now := <-t.C:
+			s.mu.Lock()
+			conns = conns[:0]
+			for c := range s.conns {
+				conns = append(conns, c)
+			}
+			s.mu.Unlock()
+			for _, c := range conns {
+				c.sweep(now.UnixNano())
+			}
+			clear(conns)
+		}
+	}
 }
 
 // Shutdown tells every tracker to go elsewhere (close 1012), waits until
@@ -410,6 +452,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		close(s.stopLoad)
 	}
 	<-s.loadDone
+	<-s.sweepDone
 	s.mu.Lock()
 	s.closing = true
 	conns := make([]*conn, 0, len(s.conns))
@@ -418,7 +461,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	for _, c := range conns {
-		c.closeWith(websocket.CloseServiceRestart, "ingest node restarting, reconnect")
+		c.closeWith(websocket.CloseServiceRestart, "ingest node restarting, reconnect", "shutdown")
 	}
 	done := make(chan struct{})
 	go func() {
@@ -431,6 +474,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		err = fmt.Errorf("ingest shutdown: connections still open: %w", ctx.Err())
 	}
+	s.poller.Close()
 	return errors.Join(err, s.classic.stop(ctx))
 }
 

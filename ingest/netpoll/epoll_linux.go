@@ -1,0 +1,184 @@
+package netpoll
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"syscall"
+)
+
+const epollSupported = true
+
+// readBufferSize is a loop's read buffer: one read takes whatever a peer
+// sent since the last, up to a 64 KiB frame in one go.
+const readBufferSize = 64 << 10
+
+// loop is one epoll instance and the goroutine that waits on it. Sockets
+// are level-triggered: one read per readiness, and a socket with more
+// left is reported again by the next wait.
+type loop struct {
+	epfd   int
+	wake   [2]int // a pipe that ends the wait on close
+	mu     sync.Mutex
+	conns  map[int32]*epollConn
+	closed bool
+	done   chan struct{}
+}
+
+type epollConn struct {
+	l   *loop
+	fd  int32
+	raw syscall.RawConn
+	h   Handler
+	r   *Registration
+}
+
+const readEvents = syscall.EPOLLIN | syscall.EPOLLRDHUP
+
+func newLoop() (*loop, error) {
+	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("netpoll: epoll_create1: %w", err)
+	}
+	l := &loop{epfd: epfd, conns: make(map[int32]*epollConn), done: make(chan struct{})}
+	if err := syscall.Pipe2(l.wake[:], syscall.O_CLOEXEC|syscall.O_NONBLOCK); err != nil {
+		syscall.Close(epfd)
+		return nil, fmt.Errorf("netpoll: pipe: %w", err)
+	}
+	ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(l.wake[0])}
+	if err := syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, l.wake[0], &ev); err != nil {
+		l.closeFDs()
+		return nil, fmt.Errorf("netpoll: epoll_ctl: %w", err)
+	}
+	go l.run()
+	return l, nil
+}
+
+func (l *loop) closeFDs() {
+	syscall.Close(l.epfd)
+	syscall.Close(l.wake[0])
+	syscall.Close(l.wake[1])
+}
+
+// add registers c; ok is false if c is not a socket epoll can wait on.
+func (l *loop) add(c net.Conn, h Handler, r *Registration) (bool, error) {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return false, nil
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return false, nil
+	}
+	ec := &epollConn{l: l, raw: raw, h: h, r: r}
+	r.impl = ec // before the first event can arrive
+	var ctlErr error
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return false, ErrClosed
+	}
+	err = raw.Control(func(fd uintptr) {
+		ec.fd = int32(fd)
+		ev := syscall.EpollEvent{Events: readEvents, Fd: int32(fd)}
+		ctlErr = syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev)
+	})
+	if err == nil {
+		err = ctlErr
+	}
+	if err != nil {
+		return false, fmt.Errorf("netpoll: add: %w", err)
+	}
+	l.conns[ec.fd] = ec
+	return true, nil
+}
+
+func (ec *epollConn) remove() {
+	l := ec.l
+	l.mu.Lock()
+	if l.conns[ec.fd] == ec {
+		delete(l.conns, ec.fd)
+	}
+	l.mu.Unlock()
+	// A closed socket has left the epoll set by itself; Control then
+	// fails, which is fine.
+	_ = ec.raw.Control(func(fd uintptr) {
+		_ = syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_DEL, int(fd), nil)
+	})
+}
+
+func (ec *epollConn) setPaused(paused bool) {
+	ev := syscall.EpollEvent{Events: readEvents, Fd: ec.fd}
+	if paused {
+		ev.Events = 0
+	}
+	_ = ec.raw.Control(func(fd uintptr) {
+		_ = syscall.EpollCtl(ec.l.epfd, syscall.EPOLL_CTL_MOD, int(fd), &ev)
+	})
+}
+
+func (l *loop) run() {
+	defer close(l.done)
+	events := make([]syscall.EpollEvent, 256)
+	buf := make([]byte, readBufferSize)
+	for {
+		n, err := syscall.EpollWait(l.epfd, events, -1)
+		if err != nil {
+			if errors.Is(err, syscall.EINTR) {
+				continue
+			}
+			return
+		}
+		for i := range n {
+			fd := events[i].Fd
+			if fd == int32(l.wake[0]) {
+				return
+			}
+			l.mu.Lock()
+			ec := l.conns[fd]
+			l.mu.Unlock()
+			if ec != nil {
+				ec.read(buf)
+			}
+		}
+	}
+}
+
+// read reads once and hands the bytes to the handler. RawConn.Read keeps
+// the descriptor from being closed and reused while it reads, and returns
+// an error, without reading, once the connection is closed.
+func (ec *epollConn) read(buf []byte) {
+	var n int
+	var readErr error
+	err := ec.raw.Read(func(fd uintptr) bool {
+		n, readErr = syscall.Read(int(fd), buf)
+		return true
+	})
+	if err == nil {
+		err = readErr
+	}
+	switch {
+	case n > 0:
+		ec.h.Data(buf[:n])
+	case errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EINTR):
+	case err == nil: // n == 0: the peer closed
+		ec.r.closed(ec.h, io.EOF)
+	default:
+		ec.r.closed(ec.h, err)
+	}
+}
+
+func (l *loop) close() {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return
+	}
+	l.closed = true
+	l.mu.Unlock()
+	_, _ = syscall.Write(l.wake[1], []byte{0})
+	<-l.done
+	l.closeFDs()
+}

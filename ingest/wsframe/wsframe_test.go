@@ -1,0 +1,217 @@
+package wsframe
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// frame encodes one client frame, masked with key.
+func frame(fin bool, op Opcode, payload []byte, key [4]byte) []byte {
+	b0 := byte(op)
+	if fin {
+		b0 |= 0x80
+	}
+	out := []byte{b0}
+	switch n := len(payload); {
+	case n < 126:
+		out = append(out, 0x80|byte(n))
+	case n < 1<<16:
+		out = append(out, 0x80|126)
+		out = binary.BigEndian.AppendUint16(out, uint16(n))
+	default:
+		out = append(out, 0x80|127)
+		out = binary.BigEndian.AppendUint64(out, uint64(n))
+	}
+	out = append(out, key[:]...)
+	for i, c := range payload {
+		out = append(out, c^key[i&3])
+	}
+	return out
+}
+
+type message struct {
+	op      Opcode
+	payload string
+}
+
+// feedAll feeds data in chunks of size (all at once if size <= 0) and
+// returns the messages and the first error.
+func feedAll(r *Reader, data []byte, size int) ([]message, error) {
+	var got []message
+	fn := func(op Opcode, p []byte) error {
+		got = append(got, message{op, string(p)})
+		return nil
+	}
+	data = bytes.Clone(data) // Feed unmasks in place
+	if size <= 0 {
+		size = len(data) + 1
+	}
+	for len(data) > 0 {
+		n := min(size, len(data))
+		if err := r.Feed(data[:n], fn); err != nil {
+			return got, err
+		}
+		data = data[n:]
+	}
+	return got, nil
+}
+
+var key = [4]byte{0x12, 0x34, 0x56, 0x78}
+
+func TestReaderMessages(t *testing.T) {
+	long := strings.Repeat("0123456789", 7000) // 70,000 bytes: 64-bit length
+	mid := strings.Repeat("x", 300)             // 16-bit length
+	var stream []byte
+	stream = append(stream, frame(true, Text, []byte(`{"id":"u1","x":1,"y":2}`), key)...)
+	stream = append(stream, frame(true, Ping, []byte("hi"), key)...)
+	stream = append(stream, frame(false, Text, []byte("frag-"), key)...)
+	stream = append(stream, frame(true, Pong, nil, key)...) // control frame between fragments
+	stream = append(stream, frame(false, Continuation, []byte(mid), key)...)
+	stream = append(stream, frame(true, Continuation, []byte("-end"), key)...)
+	stream = append(stream, frame(true, Binary, []byte(long), key)...)
+	stream = append(stream, frame(true, Text, nil, key)...)
+	stream = append(stream, frame(true, Close, []byte{0x03, 0xE8, 'b', 'y', 'e'}, key)...)
+	want := []message{
+		{Text, `{"id":"u1","x":1,"y":2}`},
+		{Ping, "hi"},
+		{Pong, ""},
+		{Text, "frag-" + mid + "-end"},
+		{Binary, long},
+		{Text, ""},
+		{Close, "\x03\xe8bye"},
+	}
+	for _, size := range []int{0, 1, 2, 3, 7, 100, 4096} {
+		r := NewReader(100_000)
+		got, err := feedAll(r, stream, size)
+		if err != nil {
+			t.Fatalf("chunks of %d: %v", size, err)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("chunks of %d: got %d messages %.200v, want %.200v", size, len(got), got, want)
+		}
+		if r.Pending() != 0 {
+			t.Errorf("chunks of %d: %d bytes pending after whole frames", size, r.Pending())
+		}
+	}
+}
+
+func TestReaderErrors(t *testing.T) {
+	unmasked := frame(true, Text, []byte("x"), key)
+	unmasked[1] &^= 0x80
+	rsv := frame(true, Text, []byte("x"), key)
+	rsv[0] |= 0x40
+	for _, tc := range []struct {
+		name string
+		data []byte
+		want error
+	}{
+		{"message over the limit", frame(true, Text, make([]byte, 101), key), ErrTooLarge},
+		{"fragments over the limit", append(frame(false, Text, make([]byte, 60), key), frame(true, Continuation, make([]byte, 60), key)...), ErrTooLarge},
+		{"unmasked", unmasked, ErrProtocol},
+		{"reserved bits", rsv, ErrProtocol},
+		{"unknown opcode", frame(true, Opcode(3), nil, key), ErrProtocol},
+		{"fragmented control", frame(false, Ping, nil, key), ErrProtocol},
+		{"long control", frame(true, Ping, make([]byte, 126), key), ErrProtocol},
+		{"continuation alone", frame(true, Continuation, []byte("x"), key), ErrProtocol},
+		{"message inside a message", append(frame(false, Text, []byte("a"), key), frame(true, Text, []byte("b"), key)...), ErrProtocol},
+		{"64-bit length top bit", []byte{0x81, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 0}, ErrProtocol},
+	} {
+		_, err := feedAll(NewReader(100), tc.data, 0)
+		if !errors.Is(err, tc.want) {
+			t.Errorf("%s: got %v, want %v", tc.name, err, tc.want)
+		}
+	}
+	// The limit is checked from the header, before the payload arrives.
+	r := NewReader(100)
+	if err := r.Feed(frame(true, Text, make([]byte, 1<<20), key)[:10], func(Opcode, []byte) error { return nil }); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("header of a 1 MiB frame: got %v, want ErrTooLarge", err)
+	}
+	// An error from fn stops Feed.
+	stop := errors.New("stop")
+	two := append(frame(true, Text, []byte("a"), key), frame(true, Text, []byte("b"), key)...)
+	calls := 0
+	if err := NewReader(100).Feed(two, func(Opcode, []byte) error { calls++; return stop }); err != stop || calls != 1 {
+		t.Errorf("fn error: got %v after %d calls", err, calls)
+	}
+}
+
+// TestReaderReadsGorilla: what a gorilla/websocket client writes, masked
+// and fragmented as it does, reads back message for message.
+func TestReaderReadsGorilla(t *testing.T) {
+	raw := make(chan []byte, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer ws.Close()
+		_ = ws.NetConn().SetReadDeadline(time.Now().Add(10 * time.Second))
+		data, _ := io.ReadAll(ws.NetConn())
+		raw <- data
+	}))
+	defer srv.Close()
+	d := websocket.Dialer{WriteBufferSize: 512} // messages over 512 bytes go in fragments
+	c, _, err := d.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []message
+	for i := range 50 {
+		p := strings.Repeat(fmt.Sprintf("m%d,", i), i*i)
+		if err := c.WriteMessage(websocket.TextMessage, []byte(p)); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, message{Text, p})
+	}
+	_ = c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+	want = append(want, message{Close, "\x03\xe8"})
+	c.NetConn().Close()
+	data := <-raw
+	for _, size := range []int{0, 5, 1000} {
+		got, err := feedAll(NewReader(1<<20), data, size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("chunks of %d: got %d messages, want %d", size, len(got), len(want))
+		}
+	}
+}
+
+// FuzzReader: no input panics or yields a message over the limit, and
+// feeding in pieces yields what feeding at once does.
+func FuzzReader(f *testing.F) {
+	f.Add(frame(true, Text, []byte(`{"id":"u"}`), key), 3)
+	f.Add(append(frame(false, Text, []byte("ab"), key), frame(true, Continuation, []byte("cd"), key)...), 1)
+	f.Add(frame(true, Ping, []byte("p"), key), 2)
+	f.Fuzz(func(t *testing.T, data []byte, size int) {
+		const limit = 1000
+		whole, errWhole := feedAll(NewReader(limit), data, 0)
+		pieces, errPieces := feedAll(NewReader(limit), data, 1+abs(size)%64)
+		if fmt.Sprint(whole) != fmt.Sprint(pieces) || (errWhole == nil) != (errPieces == nil) {
+			t.Fatalf("at once: %v, %v; in pieces: %v, %v", whole, errWhole, pieces, errPieces)
+		}
+		for _, m := range whole {
+			if len(m.payload) > limit {
+				t.Fatalf("message of %d bytes over the limit", len(m.payload))
+			}
+		}
+	})
+}
+
+func abs(n int) int {
+	if n < 0 {
+		return -n
+	}
+	return n
+}
