@@ -3,7 +3,6 @@ package ingest
 import (
 	"math"
 	"time"
-
 )
 
 // The load signal of a node is the events it accepted in the last interval

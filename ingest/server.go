@@ -210,11 +210,11 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		cfg:      cfg,
-		log:      cfg.Logger.With("component", "ingest", "node", cfg.NodeID),
-		metrics:  m,
-		conns:    make(map[*conn]struct{}),
-		perIP:    make(map[string]int),
+		cfg:       cfg,
+		log:       cfg.Logger.With("component", "ingest", "node", cfg.NodeID),
+		metrics:   m,
+		conns:     make(map[*conn]struct{}),
+		perIP:     make(map[string]int),
 		stopLoad:  make(chan struct{}),
 		loadDone:  make(chan struct{}),
 		sweepDone: make(chan struct{}),

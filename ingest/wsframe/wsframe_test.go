@@ -70,7 +70,7 @@ var key = [4]byte{0x12, 0x34, 0x56, 0x78}
 
 func TestReaderMessages(t *testing.T) {
 	long := strings.Repeat("0123456789", 7000) // 70,000 bytes: 64-bit length
-	mid := strings.Repeat("x", 300)             // 16-bit length
+	mid := strings.Repeat("x", 300)            // 16-bit length
 	var stream []byte
 	stream = append(stream, frame(true, Text, []byte(`{"id":"u1","x":1,"y":2}`), key)...)
 	stream = append(stream, frame(true, Ping, []byte("hi"), key)...)
