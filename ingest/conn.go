@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -32,11 +33,11 @@ const maxQueued = 8
 // conn is one tracker connection. Nothing runs for it while it is idle:
 // the node's poller calls Data when bytes arrive, and work that blocks
 // (storing a batch, writing a frame, publishing presence) goes to a queue
-// that a goroutine drains only while it has something (do). gorilla writes
-// the frames; wsframe reads them.
+// that one of the node's workers drains while it has something (do).
+// gorilla only does the handshake; wsframe reads and writes the frames.
 type conn struct {
 	s        *Server
-	ws       *websocket.Conn
+	nc       net.Conn // written only by the queue's tasks
 	ip       string
 	id       string // unique per connection, names presence messages
 	site     string
@@ -67,10 +68,10 @@ type conn struct {
 
 // newConn makes a connection; visitor is the tracker's visitor id, unused
 // for classic clients, which name theirs in every frame.
-func newConn(s *Server, ws *websocket.Conn, ip, site, session, visitor string, protocol bool) *conn {
+func newConn(s *Server, nc net.Conn, ip, site, session, visitor string, protocol bool) *conn {
 	perSecond := s.cfg.MaxConnEventsPerSecond
 	c := &conn{
-		s: s, ws: ws, ip: ip, id: newID(), site: site, session: session, visitor: visitor, protocol: protocol,
+		s: s, nc: nc, ip: ip, id: newID(), site: site, session: session, visitor: visitor, protocol: protocol,
 		limiter: rate.NewLimiter(rate.Limit(perSecond), 10*perSecond),
 		frames:  wsframe.NewReader(int(s.cfg.ReadLimit)),
 	}
@@ -88,7 +89,7 @@ func (c *conn) start() error {
 		c.doLocked(func() { c.write(hello) })
 		c.joinLocked(c.visitor)
 	}
-	reg, err := c.s.poller.Add(c.ws.NetConn(), c)
+	reg, err := c.s.poller.Add(c.nc, c)
 	if err != nil {
 		return err
 	}
@@ -132,9 +133,7 @@ func (c *conn) message(op wsframe.Opcode, payload []byte) error {
 		return errBinary
 	case wsframe.Ping:
 		data := bytes.Clone(payload)
-		c.doLocked(func() {
-			_ = c.ws.WriteControl(websocket.PongMessage, data, time.Now().Add(writeWait))
-		})
+		c.doLocked(func() { _ = c.writeFrame(wsframe.Pong, data) })
 	case wsframe.Close:
 		code, reason := websocket.CloseNoStatusReceived, "closed"
 		if len(payload) >= 2 {
@@ -198,11 +197,11 @@ func (c *conn) doLocked(f func()) {
 	}
 	if !c.working {
 		c.working = true
-		go c.work()
+		c.s.workers.schedule(c)
 	}
 }
 
-// work runs the queued tasks and ends when there are none.
+// work runs the queued tasks and returns when there are none.
 func (c *conn) work() {
 	for {
 		c.mu.Lock()
@@ -254,9 +253,9 @@ func (c *conn) endLocked(leaveReason string, closeFrame []byte) {
 	}
 	c.doLocked(func() {
 		if closeFrame != nil {
-			_ = c.ws.WriteControl(websocket.CloseMessage, closeFrame, time.Now().Add(time.Second))
+			_ = c.writeFrame(wsframe.Close, closeFrame)
 		}
-		_ = c.ws.Close()
+		_ = c.nc.Close()
 		c.mu.Lock()
 		joined := c.joined
 		c.mu.Unlock()
@@ -403,10 +402,21 @@ var errRateLimit = errors.New("event rate limit exceeded")
 // the only writer of data frames. A tracker that cannot take a small frame
 // in writeWait is stuck and is closed.
 func (c *conn) write(v any) {
-	_ = c.ws.SetWriteDeadline(time.Now().Add(writeWait))
-	if err := c.ws.WriteJSON(v); err != nil {
+	data, err := json.Marshal(v)
+	if err == nil {
+		err = c.writeFrame(wsframe.Text, data)
+	}
+	if err != nil {
 		c.closeWith(websocket.CloseGoingAway, "write failed", "error")
 	}
+}
+
+// writeFrame writes one frame within writeWait; only the queue's tasks
+// write, one at a time.
+func (c *conn) writeFrame(op wsframe.Opcode, payload []byte) error {
+	_ = c.nc.SetWriteDeadline(time.Now().Add(writeWait))
+	_, err := c.nc.Write(wsframe.AppendFrame(make([]byte, 0, len(payload)+10), op, payload))
+	return err
 }
 
 // sweep pings connections idle for PingInterval and ends those that sent
@@ -419,6 +429,6 @@ func (c *conn) sweep(now int64) {
 		c.closeWith(websocket.CloseGoingAway, "no pong", "timeout")
 	case idle >= c.s.cfg.PingInterval && time.Duration(now-c.lastPing) >= c.s.cfg.PingInterval:
 		c.lastPing = now
-		c.do(func() { _ = c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait)) })
+		c.do(func() { _ = c.writeFrame(wsframe.Ping, nil) })
 	}
 }

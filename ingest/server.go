@@ -186,6 +186,7 @@ type Server struct {
 	// which pings idle connections, has stopped.
 	poller    *netpoll.Poller
 	sweepDone chan struct{}
+	workers   workers
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
@@ -220,9 +221,8 @@ func New(cfg Config) (*Server, error) {
 		sweepDone: make(chan struct{}),
 	}
 	s.upgrader = websocket.Upgrader{
-		// gorilla only writes here; the poller reads. The smallest read
-		// buffer gorilla allows (it is never used) and pooled write
-		// buffers keep an idle connection to a few hundred bytes.
+		// gorilla only does the handshake here; its Conn is dropped
+		// once upgraded. Small, pooled buffers keep that cheap.
 		ReadBufferSize:  1,
 		WriteBufferSize: 1024,
 		WriteBufferPool: &sync.Pool{},
@@ -347,7 +347,7 @@ func (s *Server) serveTrack(w http.ResponseWriter, r *http.Request) {
 	}
 	// From here the connection lives on without this goroutine: the
 	// poller reads it, and its end forgets it (unregister).
-	c := newConn(s, ws, ip, site, session, visitor, protocol)
+	c := newConn(s, ws.NetConn(), ip, site, session, visitor, protocol)
 	if !s.register(c) {
 		c.closeWith(websocket.CloseServiceRestart, "ingest node shutting down", "shutdown")
 		return

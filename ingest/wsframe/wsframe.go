@@ -1,10 +1,9 @@
 // Package wsframe reads the WebSocket frames (RFC 6455) a server receives,
-// incrementally, from whatever bytes have arrived: it keeps no buffer of
-// its own while a connection is between frames, so an idle connection costs
-// nothing here. The handshake and the writing side stay with
-// gorilla/websocket; this is the part that lets a server read a socket only
-// when it is readable, with one buffer per poller instead of one per
-// connection.
+// incrementally, from whatever bytes have arrived, and writes the frames a
+// server sends. It keeps no buffer of its own while a connection is between
+// frames, so an idle connection costs nothing here: this is what lets a
+// server read a socket only when it is readable, with one buffer per poller
+// instead of one per connection. The handshake stays with gorilla/websocket.
 package wsframe
 
 import (
@@ -202,4 +201,21 @@ func unmask(payload, key []byte) {
 	for ; i < len(payload); i++ {
 		payload[i] ^= key[i&3]
 	}
+}
+
+// AppendFrame appends a whole, unmasked frame (as a server sends) of op
+// with payload to dst.
+func AppendFrame(dst []byte, op Opcode, payload []byte) []byte {
+	dst = append(dst, 0x80|byte(op))
+	switch n := len(payload); {
+	case n < 126:
+		dst = append(dst, byte(n))
+	case n < 1<<16:
+		dst = append(dst, 126)
+		dst = binary.BigEndian.AppendUint16(dst, uint16(n))
+	default:
+		dst = append(dst, 127)
+		dst = binary.BigEndian.AppendUint64(dst, uint64(n))
+	}
+	return append(dst, payload...)
 }

@@ -215,3 +215,39 @@ func abs(n int) int {
 	}
 	return n
 }
+
+// TestAppendFrameReadsInGorilla: frames written with AppendFrame are what a
+// gorilla client reads, at every length encoding.
+func TestAppendFrameReadsInGorilla(t *testing.T) {
+	payloads := []string{"", "hello", strings.Repeat("m", 200), strings.Repeat("l", 70_000)}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer ws.Close()
+		var out []byte
+		for _, p := range payloads {
+			out = AppendFrame(out, Text, []byte(p))
+		}
+		out = AppendFrame(out, Close, []byte{0x03, 0xF0, 'b', 'y', 'e'})
+		_, _ = ws.NetConn().Write(out)
+		time.Sleep(100 * time.Millisecond)
+	}))
+	defer srv.Close()
+	c, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, want := range payloads {
+		mt, got, err := c.ReadMessage()
+		if err != nil || mt != websocket.TextMessage || string(got) != want {
+			t.Fatalf("read %d %d bytes, %v; want a text message of %d bytes", mt, len(got), err, len(want))
+		}
+	}
+	_, _, err = c.ReadMessage()
+	if !websocket.IsCloseError(err, 1008) || !strings.Contains(err.Error(), "bye") {
+		t.Errorf("close: %v, want 1008 bye", err)
+	}
+}
