@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -21,7 +22,7 @@ import (
 
 // startQuoteNode runs an ingest node with a quote poller on a simulated
 // source with the given interval; it returns the node's base URL.
-func startQuoteNode(t *testing.T, interval time.Duration) string {
+func startQuoteNode(t testing.TB, interval time.Duration) string {
 	t.Helper()
 	ns := natstest.Run(t)
 	kv, err := ns.JS.KeyValue(context.Background(), natsutil.BucketQuotes)
@@ -249,4 +250,34 @@ func TestWidgetsFutilePollsAndStaleness(t *testing.T) {
 	if futileShare > 0.15 || p50 > interval {
 		t.Errorf("futile %.1f%%, staleness p50 %v: far off the goals (5%%, 1.2× interval)", 100*futileShare, p50)
 	}
+}
+
+// BenchmarkQuoteEndpoint measures GET /v1/quote for a cached quote over
+// loopback HTTP with keep-alive, as many widgets would poll it:
+// `go test -run '^$' -bench QuoteEndpoint -benchmem ./ingest`.
+func BenchmarkQuoteEndpoint(b *testing.B) {
+	base := startQuoteNode(b, time.Minute)
+	if code, _, _ := getQuote(b, base+"/v1/quote?symbol=IBM"); code != http.StatusOK {
+		b.Fatalf("status %d", code)
+	}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	url := base + "/v1/quote?symbol=IBM&since=1"
+	b.SetParallelism(8)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			resp, err := client.Get(url)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				b.Errorf("status %d", resp.StatusCode)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
 }

@@ -8,7 +8,6 @@ package loadgen
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -44,6 +43,21 @@ type Config struct {
 	// the trackers are spread over, so that tens of thousands of
 	// connections fit in the ephemeral port range. Default 1.
 	Sources int
+
+	// Dashboard, when set, is the dashboard (like http://127.0.0.1:2112,
+	// loopback only): the run logs in as User with Password, reads the
+	// site's total from the stats API before and after, and runs
+	// Consumers SSE streams of the site that measure delivery latency.
+	Dashboard string
+	User      string // default "admin"
+	Password  string
+	Consumers int // default 1 with a dashboard
+	// Settle bounds the wait, after sending, for the dashboard to count
+	// every event sent. Default 10 s, at most 1 min.
+	Settle time.Duration
+	// ServerPID, when set, is the server process whose CPU time and
+	// memory the report states (Linux /proc).
+	ServerPID int
 }
 
 // maxDuration bounds any run, whatever it is asked.
@@ -63,6 +77,24 @@ type Report struct {
 	Errors         int64   `json:"errors"`
 	SentPerSecond  float64 `json:"sentPerSecond"`
 	AckedPerSecond float64 `json:"ackedPerSecond"`
+
+	// With a dashboard: Counted is how much the site's total grew, and
+	// CountedRatio that over Sent; Latency is the delivery latency to the
+	// SSE consumers (see sendLog); Updates counts the SSE updates they
+	// got in all.
+	Consumers    int     `json:"consumers,omitempty"`
+	Counted      uint64  `json:"counted,omitempty"`
+	CountedRatio float64 `json:"countedRatio,omitempty"`
+	Latency      Latency `json:"latency,omitzero"`
+	Updates      int64   `json:"updates,omitempty"`
+	// With a server PID: its CPU time from the start of the run until
+	// everything was counted (or Settle ran out), in seconds and per
+	// event counted (or sent, without a dashboard), and its resident
+	// memory at the end.
+	ServerCPUSeconds   float64 `json:"serverCpuSeconds,omitempty"`
+	ServerCPUCores     float64 `json:"serverCpuCores,omitempty"`
+	ServerCPUPerEvent  float64 `json:"serverCpuPerEventUs,omitempty"`
+	ServerRSSMegabytes float64 `json:"serverRssMB,omitempty"`
 }
 
 // JSON returns the report as indented JSON.
@@ -84,18 +116,75 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		ws += "&v=1"
 		format = "batched"
 	}
-	ctx, cancel := context.WithTimeout(ctx, cfg.Ramp+cfg.Duration)
-	defer cancel()
-
 	var r struct{ connected, sent, acked, errors atomic.Int64 }
+	var dash *dashboard
+	var base uint64
+	if cfg.Dashboard != "" {
+		du, _ := url.Parse(cfg.Dashboard)
+		var err error
+		if dash, err = login(ctx, du, cfg.User, cfg.Password, cfg.Site); err != nil {
+			return Report{}, err
+		}
+		if base, err = dash.total(ctx); err != nil {
+			return Report{}, err
+		}
+	}
+	var before procStat
+	if cfg.ServerPID != 0 {
+		var err error
+		if before, err = readProc(cfg.ServerPID); err != nil {
+			return Report{}, err
+		}
+	}
 	start := time.Now()
+
+	// Consumers and the send log run until everything is counted.
+	var log sendLog
+	var hist histogram
+	var updates atomic.Int64
+	watchCtx, stopWatching := context.WithCancel(ctx)
+	defer stopWatching()
+	var watchers sync.WaitGroup
+	watchers.Go(func() {
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		for {
+			log.record(time.Now(), r.sent.Load())
+			select {
+			case <-watchCtx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	})
+	var consumerErr atomic.Value
+	if dash != nil {
+		for range cfg.Consumers {
+			watchers.Go(func() {
+				shown := base // what this consumer has seen
+				err := dash.consume(watchCtx, func(total uint64, at time.Time) {
+					updates.Add(1)
+					if total > shown {
+						log.delivered(int64(shown-base), int64(total-base), at, hist.add)
+						shown = total
+					}
+				})
+				if err != nil {
+					consumerErr.Store(err)
+				}
+			})
+		}
+	}
+
+	sendCtx, cancel := context.WithTimeout(ctx, cfg.Ramp+cfg.Duration)
+	defer cancel()
 	var wg sync.WaitGroup
 	for i := range cfg.Trackers {
 		delay := cfg.Ramp * time.Duration(i) / time.Duration(cfg.Trackers)
 		wg.Go(func() {
 			select {
 			case <-time.After(delay):
-			case <-ctx.Done():
+			case <-sendCtx.Done():
 				return
 			}
 			d := websocket.Dialer{
@@ -104,7 +193,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 					LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(1+i%cfg.Sources))},
 				}).DialContext,
 			}
-			conn, _, err := d.DialContext(ctx, ws, nil)
+			conn, _, err := d.DialContext(sendCtx, ws, nil)
 			if err != nil {
 				r.errors.Add(1)
 				return
@@ -112,32 +201,85 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 			defer conn.Close()
 			r.connected.Add(1)
 			t := tracker{conn: conn, id: i, cfg: &cfg, sent: &r.sent, acked: &r.acked}
-			if err := t.run(ctx); err != nil {
+			if err := t.run(sendCtx); err != nil {
 				r.errors.Add(1)
 			}
 		})
 	}
 	wg.Wait()
 	secs := time.Since(start).Seconds()
-	return Report{
+	rep := Report{
 		Trackers: cfg.Trackers, Connected: r.connected.Load(), Format: format, Seconds: secs,
 		Sent: r.sent.Load(), Acked: r.acked.Load(), Errors: r.errors.Load(),
 		SentPerSecond: float64(r.sent.Load()) / secs, AckedPerSecond: float64(r.acked.Load()) / secs,
-	}, nil
+	}
+	if dash != nil {
+		// Wait for the count to catch up, as long as it moves.
+		rep.Consumers = cfg.Consumers
+		last, lastMove := uint64(0), time.Now()
+		for {
+			total, err := dash.total(ctx)
+			if err == nil && total != last {
+				last, lastMove = total, time.Now()
+			}
+			if last-base >= uint64(rep.Sent) || time.Since(lastMove) > cfg.Settle || ctx.Err() != nil {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		// One more tick for the consumers to see the final total.
+		time.Sleep(1500 * time.Millisecond)
+		rep.Counted = last - base
+		if rep.Sent > 0 {
+			rep.CountedRatio = float64(rep.Counted) / float64(rep.Sent)
+		}
+	}
+	if cfg.ServerPID != 0 {
+		after, err := readProc(cfg.ServerPID)
+		if err != nil {
+			return rep, err
+		}
+		elapsed := time.Since(start).Seconds()
+		rep.ServerCPUSeconds = after.cpuSeconds - before.cpuSeconds
+		rep.ServerCPUCores = rep.ServerCPUSeconds / elapsed
+		rep.ServerRSSMegabytes = float64(after.rssBytes) / (1 << 20)
+		events := float64(rep.Counted)
+		if dash == nil {
+			events = float64(rep.Sent)
+		}
+		if events > 0 {
+			rep.ServerCPUPerEvent = rep.ServerCPUSeconds / events * 1e6
+		}
+	}
+	stopWatching()
+	watchers.Wait()
+	rep.Latency = hist.summary()
+	rep.Updates = updates.Load()
+	if err, ok := consumerErr.Load().(error); ok && rep.Updates == 0 {
+		return rep, err
+	}
+	return rep, nil
 }
 
 func (c *Config) defaults() error {
-	u, err := url.Parse(c.URL)
-	if err != nil || u.Host == "" {
-		return fmt.Errorf("loadgen: url %q: want like http://127.0.0.1:8081", c.URL)
+	if err := checkLoopback(c.URL); err != nil {
+		return err
 	}
-	ip := net.ParseIP(u.Hostname())
-	if u.Hostname() == "localhost" {
-		ip = net.IPv4(127, 0, 0, 1)
+	if c.Dashboard != "" {
+		if err := checkLoopback(c.Dashboard); err != nil {
+			return err
+		}
+		if c.User == "" {
+			c.User = "admin"
+		}
+		if c.Consumers <= 0 {
+			c.Consumers = 1
+		}
 	}
-	if ip == nil || !ip.IsLoopback() {
-		return errors.New("loadgen: only loopback targets (127.0.0.0/8, ::1, localhost) are allowed")
+	if c.Settle <= 0 {
+		c.Settle = 10 * time.Second
 	}
+	c.Settle = min(c.Settle, time.Minute)
 	if c.Site == "" {
 		c.Site = "demo"
 	}
@@ -161,6 +303,22 @@ func (c *Config) defaults() error {
 		c.Sources = 1
 	}
 	c.Sources = min(c.Sources, 254)
+	return nil
+}
+
+// checkLoopback refuses any URL whose host is not a loopback address.
+func checkLoopback(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("loadgen: url %q: want like http://127.0.0.1:8081", raw)
+	}
+	ip := net.ParseIP(u.Hostname())
+	if u.Hostname() == "localhost" {
+		ip = net.IPv4(127, 0, 0, 1)
+	}
+	if ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("loadgen: %s: only loopback targets (127.0.0.0/8, ::1, localhost) are allowed", raw)
+	}
 	return nil
 }
 

@@ -2,15 +2,18 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/pulse-analytics/pulse/loadgen"
 )
 
-// runLoadgen runs `pulse loadgen` with args and prints the JSON report.
-func runLoadgen(ctx context.Context, args []string, out io.Writer) error {
+// runLoadgen runs `pulse loadgen` with args and prints the JSON report;
+// getenv supplies the default dashboard password.
+func runLoadgen(ctx context.Context, args []string, getenv func(string) string, out io.Writer) error {
 	var c loadgen.Config
 	fs := flag.NewFlagSet("pulse loadgen", flag.ContinueOnError)
 	fs.StringVar(&c.URL, "url", "http://127.0.0.1:8081", "ingest node to load (loopback only)")
@@ -22,8 +25,31 @@ func runLoadgen(ctx context.Context, args []string, out io.Writer) error {
 	fs.BoolVar(&c.Batched, "batched", false, "send the batched tracker protocol instead of classic frames")
 	fs.DurationVar(&c.BatchEvery, "batch-every", 0, "batch interval of batched trackers (default 1s)")
 	fs.IntVar(&c.Sources, "sources", 1, "loopback source addresses to spread connections over (127.0.0.1 to .N)")
+	fs.StringVar(&c.Dashboard, "dashboard", "", "dashboard to count at and stream from, like http://127.0.0.1:2112 (loopback only; empty: none)")
+	fs.StringVar(&c.User, "user", "admin", "dashboard user")
+	fs.StringVar(&c.Password, "password", "", "dashboard password (default $PULSE_ADMIN_PASSWORD)")
+	fs.IntVar(&c.Consumers, "consumers", 1, "SSE consumers of the site's dashboard stream, measuring delivery latency")
+	fs.DurationVar(&c.Settle, "settle", 0, "how long to wait after sending for the count to catch up, while it moves (default 10s, at most 1m)")
+	fs.IntVar(&c.ServerPID, "server-pid", 0, "server process to report CPU time and memory of (Linux)")
+	widgets := fs.Int("widgets", 0, "run N quote widgets polling /v1/quote and obeying callIn instead of trackers")
+	symbols := fs.String("symbols", "IBM,AAPL,MSFT", "symbols the widgets poll, comma-separated")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *widgets > 0 {
+		r, err := loadgen.RunWidgets(ctx, loadgen.WidgetConfig{
+			URL: c.URL, Widgets: *widgets, Symbols: strings.Split(*symbols, ","),
+			Duration: c.Duration, Ramp: c.Ramp, Sources: c.Sources,
+		})
+		if err != nil {
+			return err
+		}
+		b, _ := json.MarshalIndent(r, "", "  ")
+		_, err = fmt.Fprintln(out, string(b))
+		return err
+	}
+	if c.Password == "" {
+		c.Password = getenv("PULSE_ADMIN_PASSWORD")
 	}
 	r, err := loadgen.Run(ctx, c)
 	if err != nil {

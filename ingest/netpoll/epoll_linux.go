@@ -7,6 +7,7 @@ import (
 	"net"
 	"sync"
 	"syscall"
+	"time"
 )
 
 const epollSupported = true
@@ -143,8 +144,18 @@ func (l *loop) run() {
 				ec.read(buf)
 			}
 		}
+		if n < len(events)/4 {
+			// Few sockets were ready: let more become ready before the
+			// next wait, so that one wait serves many of them. Under
+			// load a wait per frame cost as much as the frame's read.
+			time.Sleep(coalesce)
+		}
 	}
 }
+
+// coalesce is how long a loop lets readiness gather after a wait that
+// found few sockets ready; it adds at most that to a frame's latency.
+const coalesce = time.Millisecond
 
 // read reads once and hands the bytes to the handler. RawConn.Read keeps
 // the descriptor from being closed and reused while it reads, and returns

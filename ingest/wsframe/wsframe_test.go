@@ -251,3 +251,25 @@ func TestAppendFrameReadsInGorilla(t *testing.T) {
 		t.Errorf("close: %v, want 1008 bye", err)
 	}
 }
+
+// BenchmarkFeed reads 64 KiB of small masked frames, as a poller does:
+// `go test -run '^$' -bench Feed -benchmem ./ingest/wsframe`.
+func BenchmarkFeed(b *testing.B) {
+	msg := frame(true, Text, []byte(`{"id":"user123","x":640,"y":360}`), key)
+	var stream []byte
+	for len(stream)+len(msg) <= 64<<10 {
+		stream = append(stream, msg...)
+	}
+	frames := len(stream) / len(msg)
+	buf := make([]byte, len(stream))
+	r := NewReader(64 << 10)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(stream)))
+	for b.Loop() {
+		copy(buf, stream)
+		if err := r.Feed(buf, func(Opcode, []byte) error { return nil }); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*frames), "ns/frame")
+}

@@ -1,0 +1,72 @@
+package ingest
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// The frame decoders' cost per frame and per event, with the fast path
+// and with encoding/json alone (what every frame cost before):
+// `go test -run '^$' -bench Decode -benchmem ./ingest`.
+
+var classicFrameSample = []byte(`{"id":"user123","x":640,"y":360,"ts":1763790000000000000}`)
+
+func BenchmarkDecodeClassic(b *testing.B) {
+	b.Run("fast", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, _, _, err := decodeClassic(classicFrameSample, "user123"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("encoding-json", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var ft frameType
+			var f classicFrame
+			if json.Unmarshal(classicFrameSample, &ft) != nil || json.Unmarshal(classicFrameSample, &f) != nil {
+				b.Fatal("decode")
+			}
+		}
+	})
+}
+
+// batchFrameSample is a tracker batch of 20 events, as pulse.js sends
+// after a second of mouse moves with a click.
+func batchFrameSample() []byte {
+	var events []string
+	for i := range 20 {
+		kind := "move"
+		if i == 10 {
+			kind = "click"
+		}
+		events = append(events, fmt.Sprintf(`{"k":%q,"a":%d,"x":%d,"y":%d,"vw":1280,"vh":800,"p":"/pricing"}`, kind, 1000-i*50, 100+i*7, 200+i*3))
+	}
+	return []byte(`{"type":"batch","seq":42,"events":[` + strings.Join(events, ",") + `]}`)
+}
+
+func BenchmarkDecodeBatch(b *testing.B) {
+	data := batchFrameSample()
+	b.Run("fast", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, _, err := decodeBatch(data, 1_763_790_000_000, 200); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*20), "ns/event")
+	})
+	b.Run("encoding-json", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var f batchFrame
+			if err := json.Unmarshal(data, &f); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*20), "ns/event")
+	})
+}
