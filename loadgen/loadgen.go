@@ -365,19 +365,31 @@ func (t *tracker) runBatched(ctx context.Context) error {
 	}
 	// Acks come back on the same connection; count them as they come.
 	perBatch := max(1, int(t.cfg.Rate*t.cfg.BatchEvery.Seconds()))
+	// every is the batch interval: BatchEvery, or longer when the node
+	// sends a rate directive. A batch keeps its size, so a slower flush
+	// sends fewer events, as a real tracker sampling less often would.
+	var every atomic.Int64
+	every.Store(int64(t.cfg.BatchEvery))
 	readErr := make(chan error, 1)
 	go func() {
 		for {
-			var ack struct {
-				Type string
-				Seq  uint64
+			var msg struct {
+				Type    string
+				Seq     uint64
+				FlushMs int
 			}
-			if err := t.conn.ReadJSON(&ack); err != nil {
+			if err := t.conn.ReadJSON(&msg); err != nil {
 				readErr <- err
 				return
 			}
-			if ack.Type == "ack" {
+			switch msg.Type {
+			case "ack":
 				t.acked.Add(int64(perBatch))
+			case "rate":
+				// Like pulse.js: flush as often as the node says.
+				if msg.FlushMs > 0 {
+					every.Store(int64(max(t.cfg.BatchEvery, time.Duration(msg.FlushMs)*time.Millisecond)))
+				}
 			}
 		}
 	}()
@@ -385,8 +397,6 @@ func (t *tracker) runBatched(ctx context.Context) error {
 	for i := range events {
 		events[i] = map[string]any{"k": "move", "a": 0, "x": i % 1280, "y": i % 800, "vw": 1280, "vh": 800, "p": "/load"}
 	}
-	tick := time.NewTicker(t.cfg.BatchEvery)
-	defer tick.Stop()
 	for seq := uint64(1); ; seq++ {
 		select {
 		case <-ctx.Done():
@@ -396,7 +406,7 @@ func (t *tracker) runBatched(ctx context.Context) error {
 				return nil
 			}
 			return err
-		case <-tick.C:
+		case <-time.After(time.Duration(every.Load())):
 		}
 		if err := t.conn.WriteJSON(map[string]any{"type": "batch", "seq": seq, "events": events}); err != nil {
 			if ctx.Err() != nil {

@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# bench/run.sh [SCENARIO...]: the side-by-side benchmarks of BENCHMARKS.md.
+# Runs the Node design of ../shared/peers and Pulse one after the other on
+# this machine, loopback only, every run with a fresh server, and writes
+# each run's JSON report to bench/results/. Scenarios (default: all):
+#   paced     1,000 classic connections x 20 events/s: Node and Pulse with
+#             the peers' loadgen; Pulse classic and batched with pulse
+#             loadgen (latency to the dashboard's SSE)
+#   sweep     Pulse: highest classic rate with >= 99 % counted
+#   idle      19,000 idle connections: Node, Pulse all-in-one, Pulse ingest
+#   overload  100 connections as fast as they can for 20 s
+#   fanout    SSE subscribers: Node 100 admins, Pulse 1,000 consumers
+#   quotes    10,000 quote widgets obeying callIn
+# RUNS (default 3) repeats each measured run. Needs node, npm and go.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+peers=$(cd "${PEERS:-../shared/peers}" && pwd)
+out="$root/bench/results"
+runs="${RUNS:-3}"
+mkdir -p "$out"
+
+go build -o bench/pulse ./cmd/pulse
+(cd "$peers/loadgen" && go build -o loadgen .)
+[ -d "$peers/node-watcher/node_modules" ] || (cd "$peers/node-watcher" && npm ci --silent)
+
+SSE=http://127.0.0.1:2112/receive/adminname
+METRICS=(-metrics http://127.0.0.1:2112/metrics -counter pulse_aggregator_events_total)
+
+# run_node LABEL FLAGS...: one run of the Node design with the peers' loadgen.
+run_node() { RESULTS="$out" "$peers/bench.sh" "node-$1" -q "${@:2}" >/dev/null 2>&1 || true; }
+# run_pulse LABEL FLAGS...: one run of Pulse all-in-one with the peers' loadgen.
+run_pulse() {
+  RESULTS="$out" PEER_CMD="$root/bench/pulse-peer.sh" "$peers/bench.sh" "pulse-$1" -q "${@:2}" >/dev/null 2>&1 || true
+}
+# pulse_own LABEL ENV... -- FLAGS...: a fresh Pulse all-in-one and one run
+# of pulse loadgen against it.
+pulse_own() {
+  local label=$1; shift
+  local env=()
+  while [ "$1" != "--" ]; do env+=("$1"); shift; done; shift
+  env "${env[@]}" bench/pulse-peer.sh > "$out/pulse-$label.peer.log" 2>&1 &
+  local pid=$!
+  for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/2112) 2>/dev/null && break; sleep 0.1; done
+  sleep 1
+  PULSE_ADMIN_PASSWORD=bench-password bench/pulse loadgen -url http://127.0.0.1:8081 \
+    -dashboard http://127.0.0.1:2112 -server-pid "$pid" "$@" > "$out/pulse-$label.json" || true
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+}
+
+paced() {
+  for i in $(seq "$runs"); do
+    run_node "paced-classic-$i" -url ws://127.0.0.1:8081 -subprotocol json -c 1000 -ramp 2000 -rate 20 -d 20s -sse $SSE -drain 30s
+    run_pulse "paced-classic-$i" -url ws://127.0.0.1:8081 -subprotocol json -c 1000 -ramp 2000 -rate 20 -d 20s "${METRICS[@]}" -drain 30s
+    pulse_own "own-classic-20k-$i" -- -trackers 1000 -rate 20 -duration 20s -ramp 1s -sources 2
+    pulse_own "own-batched-20k-$i" -- -trackers 1000 -rate 20 -duration 20s -ramp 1s -sources 2 -batched
+  done
+}
+
+sweep() {
+  for rate in 40 60 80; do
+    for i in $(seq 2); do
+      pulse_own "sweep-classic-$rate-$i" -- -trackers 1000 -rate "$rate" -duration 15s -ramp 1s -sources 2
+    done
+  done
+  for rate in 100 200; do
+    pulse_own "sweep-batched-$rate" PULSE_INGEST_CONN_RATE=1000 -- -trackers 1000 -rate "$rate" -duration 15s -ramp 1s -sources 2 -batched
+  done
+}
+
+idle() {
+  local flags=(-url ws://127.0.0.1:8081 -subprotocol json -c 19000 -ramp 2000 -src-ips 24 -rate 1 -n 1 -d 3s -hold 20s -drain 10s)
+  for i in $(seq "$runs"); do
+    run_node "idle-19k-$i" "${flags[@]}" -sse $SSE
+    run_pulse "idle-19k-$i" "${flags[@]}" "${METRICS[@]}"
+    bench/pulse-backend.sh > "$out/pulse-backend.log" 2>&1 &
+    local backend=$!
+    sleep 3
+    RESULTS="$out" PEER_PORTS=8081 PEER_CMD="$root/bench/pulse-ingest-peer.sh" "$peers/bench.sh" "pulse-ingest-idle-19k-$i" -q "${flags[@]}" "${METRICS[@]}" >/dev/null 2>&1 || true
+    kill "$backend"; wait "$backend" 2>/dev/null || true
+  done
+}
+
+overload() {
+  local flags=(-url ws://127.0.0.1:8081 -subprotocol json -c 100 -rate 0 -d 20s -write-timeout 30s -drain 60s -settle 20s)
+  run_node "overload" "${flags[@]}" -sse $SSE
+  run_pulse "overload" "${flags[@]}" "${METRICS[@]}"
+  PULSE_INGEST_CONN_RATE=1000000 run_pulse "overload-unlimited" "${flags[@]}" "${METRICS[@]}"
+  pulse_own "overload-batched" PULSE_INGEST_CAPACITY=20000 -- -trackers 100 -rate 2000 -batch-every 100ms -duration 20s -ramp 1s -batched
+}
+
+fanout() {
+  local admins
+  admins=$(seq -f 'admin%g' 0 99 | paste -sd,)
+  ADMINS=$admins run_node "fanout-100sse-2k" -url ws://127.0.0.1:8081 -subprotocol json -c 100 -ramp 1000 -rate 20 -d 20s \
+    -sse 'http://127.0.0.1:2112/receive/admin{i}' -sse-n 100 -drain 30s
+  for i in $(seq "$runs"); do
+    pulse_own "fanout-1000sse-20k-$i" -- -trackers 1000 -rate 20 -duration 20s -ramp 1s -sources 2 -consumers 1000
+  done
+}
+
+quotes() {
+  PULSE_QUOTE_SOURCE=simulated bench/pulse-peer.sh > "$out/pulse-quotes.peer.log" 2>&1 &
+  local pid=$!
+  sleep 3
+  bench/pulse loadgen -url http://127.0.0.1:8081 -widgets 10000 -symbols IBM,AAPL,MSFT,GOOG,AMZN -duration 60s -ramp 10s -sources 8 \
+    > "$out/pulse-quotes-10k.json" || true
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  go test -run '^$' -bench QuoteEndpoint -count "$runs" ./ingest > "$out/pulse-quote-endpoint.txt"
+}
+
+for s in "${@:-paced sweep idle overload fanout quotes}"; do
+  for one in $s; do
+    echo "== $one ($(date -u +%T))"
+    "$one"
+  done
+done
