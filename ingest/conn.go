@@ -273,8 +273,11 @@ func (c *conn) handle(data []byte) error {
 	if _, _, _, ok := fastClassic(data); ok {
 		return c.handleClassic(data)
 	}
-	if c.protocol && bytes.HasPrefix(data, []byte(`{"type":"batch",`)) {
-		return c.handleBatch(data)
+	if c.protocol && bytes.Contains(data, []byte(`"type":"batch"`)) {
+		var f batchFrame
+		if fastBatch(data, &f) && f.Type == "batch" {
+			return c.handleBatch(&f)
+		}
 	}
 	var ft frameType
 	if err := json.Unmarshal(data, &ft); err != nil {
@@ -284,7 +287,11 @@ func (c *conn) handle(data []byte) error {
 	case ft.Type == "":
 		return c.handleClassic(data)
 	case ft.Type == "batch" && c.protocol:
-		return c.handleBatch(data)
+		var f batchFrame
+		if err := json.Unmarshal(data, &f); err != nil {
+			return frameErr("not a batch: %v", err)
+		}
+		return c.handleBatch(&f)
 	default:
 		return frameErr("unexpected frame type %q", ft.Type)
 	}
@@ -316,9 +323,9 @@ func (c *conn) handleClassic(data []byte) error {
 // acked only after JetStream has stored it, so an acked batch is never
 // lost. A re-sent batch carries the same message id (site, session, seq),
 // so the stream drops it if it already has it. c.mu is held.
-func (c *conn) handleBatch(data []byte) error {
+func (c *conn) handleBatch(f *batchFrame) error {
 	now := time.Now().UnixMilli()
-	seq, events, err := decodeBatch(data, now, c.s.cfg.MaxBatchEvents)
+	seq, events, err := checkBatch(f, now, c.s.cfg.MaxBatchEvents)
 	if err != nil {
 		return err
 	}

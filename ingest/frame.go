@@ -128,6 +128,11 @@ func decodeBatch(data []byte, receivedMs int64, maxEvents int) (seq uint64, even
 			return 0, nil, frameErr("not a batch: %v", err)
 		}
 	}
+	return checkBatch(&f, receivedMs, maxEvents)
+}
+
+// checkBatch validates a decoded batch frame and converts its events.
+func checkBatch(f *batchFrame, receivedMs int64, maxEvents int) (seq uint64, events []event.Event, err error) {
 	if f.Type != "batch" {
 		return 0, nil, frameErr("unknown frame type %q", f.Type)
 	}

@@ -393,9 +393,24 @@ func (t *tracker) runBatched(ctx context.Context) error {
 			}
 		}
 	}()
-	events := make([]map[string]any, perBatch)
+	// Frames as pulse.js writes them: type first.
+	type trackerEvent struct {
+		K  string `json:"k"`
+		A  int    `json:"a"`
+		X  int    `json:"x"`
+		Y  int    `json:"y"`
+		VW int    `json:"vw"`
+		VH int    `json:"vh"`
+		P  string `json:"p"`
+	}
+	type batch struct {
+		Type   string         `json:"type"`
+		Seq    uint64         `json:"seq"`
+		Events []trackerEvent `json:"events"`
+	}
+	events := make([]trackerEvent, perBatch)
 	for i := range events {
-		events[i] = map[string]any{"k": "move", "a": 0, "x": i % 1280, "y": i % 800, "vw": 1280, "vh": 800, "p": "/load"}
+		events[i] = trackerEvent{K: "move", A: (perBatch - i) * 10, X: i % 1280, Y: i % 800, VW: 1280, VH: 800, P: "/load"}
 	}
 	for seq := uint64(1); ; seq++ {
 		select {
@@ -408,7 +423,7 @@ func (t *tracker) runBatched(ctx context.Context) error {
 			return err
 		case <-time.After(time.Duration(every.Load())):
 		}
-		if err := t.conn.WriteJSON(map[string]any{"type": "batch", "seq": seq, "events": events}); err != nil {
+		if err := t.conn.WriteJSON(batch{Type: "batch", Seq: seq, Events: events}); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
