@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pulse-analytics/pulse/event"
 )
 
 type metrics struct {
@@ -32,6 +34,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Stream sequence covered by the last snapshot.",
 		}),
 	}
+	// The built-in site's series exists from the start, so that a scraper
+	// sees the counter at 0 before the first event rather than no counter.
+	m.events.WithLabelValues(event.DefaultSite)
 	for _, c := range []prometheus.Collector{m.events, m.invalid, m.snapshotErrors, m.seq} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("aggregator metrics: %w", err)
