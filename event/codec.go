@@ -145,22 +145,24 @@ func (r *reader) byte() byte {
 
 func (r *reader) uvarint() uint64 {
 	v, n := binary.Uvarint(r.data)
-	if n <= 0 {
-		r.fail(errShort)
-		return 0
-	}
-	r.data = r.data[n:]
+	r.skip(n)
 	return v
 }
 
 func (r *reader) varint() int64 {
 	v, n := binary.Varint(r.data)
+	r.skip(n)
+	return v
+}
+
+// skip moves past a varint of n bytes; n <= 0 is binary's word for a
+// truncated or overlong one, after which the reader yields zeros.
+func (r *reader) skip(n int) {
 	if n <= 0 {
 		r.fail(errShort)
-		return 0
+		return
 	}
 	r.data = r.data[n:]
-	return v
 }
 
 func (r *reader) int32() int32 {

@@ -30,30 +30,26 @@ var batchSeeds = []string{
 	`{"events":[],"seq":2,"type":"batch","v":"x"}`,
 }
 
-// TestFastClassicAgrees: the classic fast path decodes what encoding/json
-// decodes, and gives up on what it does not handle.
-func TestFastClassicAgrees(t *testing.T) {
-	accepted := 0
-	for _, s := range classicSeeds {
-		if checkFastClassic(t, []byte(s)) {
-			accepted++
+// TestFastPathsAgree: the fast paths decode what encoding/json decodes,
+// and give up on what they do not handle.
+func TestFastPathsAgree(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		seeds []string
+		check func(*testing.T, []byte) bool
+	}{
+		{"classic", classicSeeds, checkFastClassic},
+		{"batch", batchSeeds, checkFastBatch},
+	} {
+		accepted := 0
+		for _, s := range tc.seeds {
+			if tc.check(t, []byte(s)) {
+				accepted++
+			}
 		}
-	}
-	if accepted < 3 {
-		t.Errorf("the fast path took %d of the seeds; want at least the plain ones", accepted)
-	}
-}
-
-// TestFastBatchAgrees is the same for batches.
-func TestFastBatchAgrees(t *testing.T) {
-	accepted := 0
-	for _, s := range batchSeeds {
-		if checkFastBatch(t, []byte(s)) {
-			accepted++
+		if accepted < 3 {
+			t.Errorf("%s: the fast path took %d of the seeds; want at least the plain ones", tc.name, accepted)
 		}
-	}
-	if accepted < 3 {
-		t.Errorf("the fast path took %d of the seeds; want at least the plain ones", accepted)
 	}
 }
 
