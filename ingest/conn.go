@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strconv"
 	"sync"
@@ -252,10 +253,11 @@ func (c *conn) endLocked(leaveReason string, closeFrame []byte) {
 		c.paused = false // the queue drains; nothing is read any more
 	}
 	c.doLocked(func() {
-		if closeFrame != nil {
-			_ = c.writeFrame(wsframe.Close, closeFrame)
+		if closeFrame != nil && c.writeFrame(wsframe.Close, closeFrame) == nil {
+			lingerClose(c.nc)
+		} else {
+			_ = c.nc.Close()
 		}
-		_ = c.nc.Close()
 		c.mu.Lock()
 		joined := c.joined
 		c.mu.Unlock()
@@ -405,6 +407,25 @@ const presenceTries = 10
 // 1008 (policy violation).
 var errRateLimit = errors.New("event rate limit exceeded")
 
+// lingerWait bounds how long a closing connection waits for the tracker to
+// close its side after the close frame.
+const lingerWait = 500 * time.Millisecond
+
+// lingerClose closes a connection after a close frame without losing it:
+// closing a socket that still has unread bytes makes the kernel send a
+// reset, which can reach the tracker before the close frame and hide the
+// reason. So the write side is shut (FIN after the frame), what the
+// tracker still sends is read and dropped until it closes or lingerWait
+// passes, and only then is the socket closed.
+func lingerClose(nc net.Conn) {
+	if tcp, ok := nc.(*net.TCPConn); ok {
+		_ = tcp.CloseWrite()
+		_ = tcp.SetReadDeadline(time.Now().Add(lingerWait))
+		_, _ = io.Copy(io.Discard, io.LimitReader(tcp, 1<<20))
+	}
+	_ = nc.Close()
+}
+
 // write sends v as a JSON text frame; it runs in the connection's queue,
 // the only writer of data frames. A tracker that cannot take a small frame
 // in writeWait is stuck and is closed.
@@ -432,8 +453,11 @@ func (c *conn) sweep(now int64) {
 	idle := time.Duration(now - c.lastRead.Load())
 	switch {
 	case idle > c.s.cfg.PongWait:
+		// The tracker is gone or stuck: no close frame, no lingering.
 		c.s.metrics.rejected.WithLabelValues("timeout").Inc()
-		c.closeWith(websocket.CloseGoingAway, "no pong", "timeout")
+		c.mu.Lock()
+		c.endLocked("timeout", nil)
+		c.mu.Unlock()
 	case idle >= c.s.cfg.PingInterval && time.Duration(now-c.lastPing) >= c.s.cfg.PingInterval:
 		c.lastPing = now
 		c.do(func() { _ = c.writeFrame(wsframe.Ping, nil) })
