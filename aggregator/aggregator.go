@@ -252,8 +252,8 @@ func (a *Aggregator) Run(ctx context.Context) error {
 			if a.quotesOwner() {
 				a.tickQuotes(ctx, now)
 			}
-			if now.Sub(lastSweep) >= nodeSweep {
-				if err := a.holdSlice(ctx); err != nil {
+			if now.Sub(lastSweep) >= nodeSweep && ctx.Err() == nil {
+				if err := a.holdSlice(ctx); err != nil && ctx.Err() == nil {
 					activity.Stop()
 					if quotesCC != nil {
 						quotesCC.Stop()

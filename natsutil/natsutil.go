@@ -220,6 +220,29 @@ func Ensure(ctx context.Context, js jetstream.JetStream, replicas int, logger *s
 			return fmt.Errorf("ensure bucket %s: %w", b.Bucket, err)
 		}
 	}
+	// A session stored at login is read on the very next request, maybe
+	// by another dashboard replica. A direct get may be answered by a
+	// replica that has not applied the write yet (the cluster test saw a
+	// fresh login bounce back to the login page), so these buckets are
+	// read from their stream's leader.
+	for _, name := range []string{BucketUsers, BucketSessions} {
+		err := retry(ctx, logger, "leader reads of "+name, func(ctx context.Context) error {
+			st, err := js.Stream(ctx, "KV_"+name)
+			if err != nil {
+				return err
+			}
+			cfg := st.CachedInfo().Config
+			if !cfg.AllowDirect {
+				return nil
+			}
+			cfg.AllowDirect = false
+			_, err = js.UpdateStream(ctx, cfg)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("ensure leader reads of %s: %w", name, err)
+		}
+	}
 	err := retry(ctx, logger, "object store "+BucketSnapshots, func(ctx context.Context) error {
 		if _, err := js.ObjectStore(ctx, BucketSnapshots); !errors.Is(err, jetstream.ErrBucketNotFound) {
 			return err
