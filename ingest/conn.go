@@ -272,8 +272,12 @@ func (c *conn) endLocked(leaveReason string, closeFrame []byte) {
 func (c *conn) handle(data []byte) error {
 	// Most frames are plain: try the fast paths before asking
 	// encoding/json for the frame's type.
-	if _, _, _, ok := fastClassic(data); ok {
-		return c.handleClassic(data)
+	if id, fx, fy, ok := fastClassic(data); ok {
+		visitor, x, y, err := classicValues(sameString(id, c.visitor), fx, fy)
+		if err != nil {
+			return err
+		}
+		return c.classic(visitor, x, y)
 	}
 	if c.protocol && bytes.Contains(data, []byte(`"type":"batch"`)) {
 		var f batchFrame
@@ -287,7 +291,11 @@ func (c *conn) handle(data []byte) error {
 	}
 	switch {
 	case ft.Type == "":
-		return c.handleClassic(data)
+		visitor, x, y, err := decodeClassic(data, c.visitor)
+		if err != nil {
+			return err
+		}
+		return c.classic(visitor, x, y)
 	case ft.Type == "batch" && c.protocol:
 		var f batchFrame
 		if err := json.Unmarshal(data, &f); err != nil {
@@ -299,11 +307,8 @@ func (c *conn) handle(data []byte) error {
 	}
 }
 
-func (c *conn) handleClassic(data []byte) error {
-	visitor, x, y, err := decodeClassic(data, c.visitor)
-	if err != nil {
-		return err
-	}
+// classic accepts a classic frame's move; c.mu is held.
+func (c *conn) classic(visitor string, x, y int32) error {
 	if !c.joined {
 		c.joinLocked(visitor)
 	}

@@ -318,10 +318,6 @@ func (s *scanner) numTo(v *float64) bool {
 // strLike reads a string into v, reusing prev when they are equal.
 func (s *scanner) strLike(v *string, prev string) bool {
 	b, ok := s.str()
-	if string(b) == prev {
-		*v = prev
-	} else {
-		*v = string(b)
-	}
+	*v = sameString(b, prev)
 	return ok
 }

@@ -46,22 +46,21 @@ type classicFrame struct {
 // prev is the connection's last visitor, reused rather than allocated again
 // when the frame names the same.
 func decodeClassic(data []byte, prev string) (visitor string, x, y int32, err error) {
-	id, fx, fy, ok := fastClassic(data)
-	if ok {
-		visitor = prev
-		if string(id) != prev {
-			visitor = string(id)
-		}
-	} else {
-		var f classicFrame
-		if err := json.Unmarshal(data, &f); err != nil {
-			return "", 0, 0, frameErr("not a JSON object: %v", err)
-		}
-		if f.ID == nil || f.X == nil || f.Y == nil {
-			return "", 0, 0, frameErr(`want {"id":string,"x":number,"y":number}`)
-		}
-		visitor, fx, fy = *f.ID, *f.X, *f.Y
+	if id, fx, fy, ok := fastClassic(data); ok {
+		return classicValues(sameString(id, prev), fx, fy)
 	}
+	var f classicFrame
+	if err := json.Unmarshal(data, &f); err != nil {
+		return "", 0, 0, frameErr("not a JSON object: %v", err)
+	}
+	if f.ID == nil || f.X == nil || f.Y == nil {
+		return "", 0, 0, frameErr(`want {"id":string,"x":number,"y":number}`)
+	}
+	return classicValues(*f.ID, *f.X, *f.Y)
+}
+
+// classicValues checks a classic frame's values.
+func classicValues(visitor string, fx, fy float64) (_ string, x, y int32, err error) {
 	if err := checkVisitor(visitor); err != nil {
 		return "", 0, 0, err
 	}
@@ -72,6 +71,15 @@ func decodeClassic(data []byte, prev string) (visitor string, x, y int32, err er
 		return "", 0, 0, err
 	}
 	return visitor, x, y, nil
+}
+
+// sameString returns prev if b holds the same bytes, else b as a new
+// string: frames repeat their strings, and this spares the allocations.
+func sameString(b []byte, prev string) string {
+	if string(b) == prev {
+		return prev
+	}
+	return string(b)
 }
 
 func checkVisitor(id string) error {
