@@ -282,7 +282,12 @@ func (c *conn) handle(data []byte) error {
 	if c.protocol && bytes.Contains(data, []byte(`"type":"batch"`)) {
 		var f batchFrame
 		if fastBatch(data, &f) && f.Type == "batch" {
-			return c.handleBatch(&f)
+			now := time.Now().UnixMilli()
+			seq, events, err := checkBatch(&f, now, c.s.cfg.MaxBatchEvents)
+			if err != nil {
+				return err
+			}
+			return c.storeBatch(now, seq, events)
 		}
 	}
 	var ft frameType
@@ -297,11 +302,12 @@ func (c *conn) handle(data []byte) error {
 		}
 		return c.classic(visitor, x, y)
 	case ft.Type == "batch" && c.protocol:
-		var f batchFrame
-		if err := json.Unmarshal(data, &f); err != nil {
-			return frameErr("not a batch: %v", err)
+		now := time.Now().UnixMilli()
+		seq, events, err := decodeBatch(data, now, c.s.cfg.MaxBatchEvents)
+		if err != nil {
+			return err
 		}
-		return c.handleBatch(&f)
+		return c.storeBatch(now, seq, events)
 	default:
 		return frameErr("unexpected frame type %q", ft.Type)
 	}
@@ -326,16 +332,11 @@ func (c *conn) classic(visitor string, x, y int32) error {
 	return nil
 }
 
-// handleBatch checks a tracker batch and queues storing it; the batch is
+// storeBatch queues storing a tracker batch received at now; the batch is
 // acked only after JetStream has stored it, so an acked batch is never
 // lost. A re-sent batch carries the same message id (site, session, seq),
 // so the stream drops it if it already has it. c.mu is held.
-func (c *conn) handleBatch(f *batchFrame) error {
-	now := time.Now().UnixMilli()
-	seq, events, err := checkBatch(f, now, c.s.cfg.MaxBatchEvents)
-	if err != nil {
-		return err
-	}
+func (c *conn) storeBatch(now int64, seq uint64, events []event.Event) error {
 	if !c.limiter.AllowN(time.Now(), len(events)) {
 		// The batch is not acked: the tracker keeps it and re-sends it
 		// after reconnecting, so closing loses nothing.
