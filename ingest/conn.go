@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"strconv"
 	"sync"
@@ -37,8 +36,10 @@ const maxQueued = 8
 // that one of the node's workers drains while it has something (do).
 // gorilla only does the handshake; wsframe reads and writes the frames.
 type conn struct {
-	s        *Server
-	nc       net.Conn // written only by the queue's tasks
+	s *Server
+	// nc is the connection until start hands it to the poller, reg
+	// after. Only the queue's tasks write.
+	nc       net.Conn
 	ip       string
 	id       string // unique per connection, names presence messages
 	site     string
@@ -81,20 +82,20 @@ func newConn(s *Server, nc net.Conn, ip, site, session, visitor string, protocol
 	return c
 }
 
-// start says hello to a tracker and starts reading the connection.
+// start hands the connection to the poller and says hello to a tracker.
 func (c *conn) start() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.protocol {
-		hello := helloMsg{Type: "hello", Session: c.session, rates: c.s.rates()}
-		c.doLocked(func() { c.write(hello) })
-		c.joinLocked(c.visitor)
-	}
 	reg, err := c.s.poller.Add(c.nc, c)
 	if err != nil {
 		return err
 	}
 	c.reg = reg
+	if c.protocol {
+		hello := helloMsg{Type: "hello", Session: c.session, rates: c.s.rates()}
+		c.doLocked(func() { c.write(hello) })
+		c.joinLocked(c.visitor)
+	}
 	return nil
 }
 
@@ -245,18 +246,16 @@ func (c *conn) endLocked(leaveReason string, closeFrame []byte) {
 	if c.ended {
 		return
 	}
-	c.ended = true
-	if c.reg != nil {
-		c.reg.Remove()
-	}
-	if c.paused {
-		c.paused = false // the queue drains; nothing is read any more
-	}
+	c.ended = true // Data ignores what still arrives
 	c.doLocked(func() {
-		if closeFrame != nil && c.writeFrame(wsframe.Close, closeFrame) == nil {
-			lingerClose(c.nc)
-		} else {
+		written := closeFrame != nil && c.writeFrame(wsframe.Close, closeFrame) == nil
+		switch {
+		case c.reg == nil: // not started
 			_ = c.nc.Close()
+		case written:
+			c.reg.Linger(lingerWait)
+		default:
+			c.reg.Close()
 		}
 		c.mu.Lock()
 		joined := c.joined
@@ -414,23 +413,8 @@ const presenceTries = 10
 var errRateLimit = errors.New("event rate limit exceeded")
 
 // lingerWait bounds how long a closing connection waits for the tracker to
-// close its side after the close frame.
+// close its side after the close frame (see netpoll.Registration.Linger).
 const lingerWait = 500 * time.Millisecond
-
-// lingerClose closes a connection after a close frame without losing it:
-// closing a socket that still has unread bytes makes the kernel send a
-// reset, which can reach the tracker before the close frame and hide the
-// reason. So the write side is shut (FIN after the frame), what the
-// tracker still sends is read and dropped until it closes or lingerWait
-// passes, and only then is the socket closed.
-func lingerClose(nc net.Conn) {
-	if tcp, ok := nc.(*net.TCPConn); ok {
-		_ = tcp.CloseWrite()
-		_ = tcp.SetReadDeadline(time.Now().Add(lingerWait))
-		_, _ = io.Copy(io.Discard, io.LimitReader(tcp, 1<<20))
-	}
-	_ = nc.Close()
-}
 
 // write sends v as a JSON text frame; it runs in the connection's queue,
 // the only writer of data frames. A tracker that cannot take a small frame
@@ -448,9 +432,13 @@ func (c *conn) write(v any) {
 // writeFrame writes one frame within writeWait; only the queue's tasks
 // write, one at a time.
 func (c *conn) writeFrame(op wsframe.Opcode, payload []byte) error {
-	_ = c.nc.SetWriteDeadline(time.Now().Add(writeWait))
-	_, err := c.nc.Write(wsframe.AppendFrame(make([]byte, 0, len(payload)+10), op, payload))
-	return err
+	frame := wsframe.AppendFrame(make([]byte, 0, len(payload)+10), op, payload)
+	if c.reg == nil { // not started
+		_ = c.nc.SetWriteDeadline(time.Now().Add(writeWait))
+		_, err := c.nc.Write(frame)
+		return err
+	}
+	return c.reg.Write(frame, writeWait)
 }
 
 // sweep pings connections idle for PingInterval and ends those that sent

@@ -106,6 +106,9 @@ type Config struct {
 	Capacity int
 	// LoadInterval is how often the load is measured. Default 1 s.
 	LoadInterval time.Duration
+	// Poller is how connections are read: io_uring, epoll or goroutines.
+	// Default: the best this system allows.
+	Poller netpoll.Mode
 }
 
 func (c *Config) setDefaults() {
@@ -229,9 +232,10 @@ func New(cfg Config) (*Server, error) {
 		Subprotocols:    []string{"json"},
 		Error:           s.upgradeError,
 	}
-	if s.poller, err = netpoll.New(netpoll.Options{}); err != nil {
+	if s.poller, err = netpoll.New(netpoll.Options{Mode: cfg.Poller}); err != nil {
 		return nil, err
 	}
+	s.log.Info("ingest reads connections", "with", s.poller.Mode())
 	s.classic = newClassicBatcher(s)
 	go s.watchLoad()
 	go s.sweep()

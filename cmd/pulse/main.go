@@ -36,6 +36,7 @@ import (
 	"github.com/pulse-analytics/pulse/dashboard"
 	"github.com/pulse-analytics/pulse/event"
 	"github.com/pulse-analytics/pulse/ingest"
+	"github.com/pulse-analytics/pulse/ingest/netpoll"
 	"github.com/pulse-analytics/pulse/natsutil"
 	"github.com/pulse-analytics/pulse/obs"
 	"github.com/pulse-analytics/pulse/quotes"
@@ -101,6 +102,9 @@ type Config struct {
 	// IngestCapacity is the events per second an ingest node takes before
 	// it slows trackers down.
 	IngestCapacity int
+	// IngestPoller is how an ingest node reads connections: io_uring,
+	// epoll or goroutines (default: the best the system allows).
+	IngestPoller string
 	// IngestConnRate is the events per second one tracker connection may
 	// send.
 	IngestConnRate int
@@ -206,6 +210,7 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 	}
 	str(&c.IngestAddr, "ingest-addr", "PULSE_INGEST_ADDR", "ingest listen address")
 	str(&c.DashboardAddr, "dashboard-addr", "PULSE_DASHBOARD_ADDR", "dashboard listen address")
+	str(&c.IngestPoller, "ingest-poller", "PULSE_INGEST_POLLER", "how ingest reads connections: io_uring, epoll or goroutines (default: the best this system allows)")
 	str(&c.DebugAddr, "debug-addr", "PULSE_DEBUG_ADDR", "listen address of the pprof profiler, like 127.0.0.1:6060 (empty: off)")
 	str(&c.MetricsAddr, "metrics-addr", "PULSE_METRICS_ADDR", "health and metrics listen address of a separate aggregator")
 	str(&c.DataDir, "data-dir", "PULSE_DATA_DIR", "data directory; the embedded NATS server stores JetStream under it")
@@ -373,7 +378,8 @@ func (m *Main) Run(ctx context.Context) error {
 		}
 		cfg := ingest.Config{
 			Publisher: js, Sites: m.sites, NodeID: nodeID, Capacity: c.IngestCapacity, MaxConnEventsPerSecond: c.IngestConnRate,
-			Ready: natsReady, Logger: log, Registerer: reg,
+			Poller: netpoll.Mode(c.IngestPoller),
+			Ready:  natsReady, Logger: log, Registerer: reg,
 		}
 		if poller != nil {
 			cfg.Quotes = poller

@@ -10,16 +10,14 @@ import (
 	"time"
 )
 
-const epollSupported = true
-
-// readBufferSize is a loop's read buffer: one read takes whatever a peer
-// sent since the last, up to a 64 KiB frame in one go.
+// readBufferSize is an epoll loop's read buffer: one read takes whatever a
+// peer sent since the last, up to a 64 KiB frame in one go.
 const readBufferSize = 64 << 10
 
-// loop is one epoll instance and the goroutine that waits on it. Sockets
-// are level-triggered: one read per readiness, and a socket with more
-// left is reported again by the next wait.
-type loop struct {
+// epollLoop is one epoll instance and the goroutine that waits on it.
+// Sockets are level-triggered: one read per readiness, and a socket with
+// more left is reported again by the next wait.
+type epollLoop struct {
 	epfd   int
 	wake   [2]int // a pipe that ends the wait on close
 	mu     sync.Mutex
@@ -29,21 +27,21 @@ type loop struct {
 }
 
 type epollConn struct {
-	l   *loop
+	netConn
+	l   *epollLoop
 	fd  int32
 	raw syscall.RawConn
-	h   Handler
 	r   *Registration
 }
 
 const readEvents = syscall.EPOLLIN | syscall.EPOLLRDHUP
 
-func newLoop() (*loop, error) {
+func newEpollLoop() (loop, error) {
 	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("netpoll: epoll_create1: %w", err)
 	}
-	l := &loop{epfd: epfd, conns: make(map[int32]*epollConn), done: make(chan struct{})}
+	l := &epollLoop{epfd: epfd, conns: make(map[int32]*epollConn), done: make(chan struct{})}
 	if err := syscall.Pipe2(l.wake[:], syscall.O_CLOEXEC|syscall.O_NONBLOCK); err != nil {
 		syscall.Close(epfd)
 		return nil, fmt.Errorf("netpoll: pipe: %w", err)
@@ -57,14 +55,13 @@ func newLoop() (*loop, error) {
 	return l, nil
 }
 
-func (l *loop) closeFDs() {
+func (l *epollLoop) closeFDs() {
 	syscall.Close(l.epfd)
 	syscall.Close(l.wake[0])
 	syscall.Close(l.wake[1])
 }
 
-// add registers c; ok is false if c is not a socket epoll can wait on.
-func (l *loop) add(c net.Conn, h Handler, r *Registration) (bool, error) {
+func (l *epollLoop) add(c net.Conn, r *Registration) (bool, error) {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return false, nil
@@ -73,8 +70,10 @@ func (l *loop) add(c net.Conn, h Handler, r *Registration) (bool, error) {
 	if err != nil {
 		return false, nil
 	}
-	ec := &epollConn{l: l, raw: raw, h: h, r: r}
+	ec := &epollConn{netConn: netConn{c}, l: l, raw: raw, r: r}
+	r.mu.Lock()
 	r.impl = ec // before the first event can arrive
+	r.mu.Unlock()
 	var ctlErr error
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -96,6 +95,7 @@ func (l *loop) add(c net.Conn, h Handler, r *Registration) (bool, error) {
 	return true, nil
 }
 
+// remove stops waiting for the socket.
 func (ec *epollConn) remove() {
 	l := ec.l
 	l.mu.Lock()
@@ -110,6 +110,11 @@ func (ec *epollConn) remove() {
 	})
 }
 
+func (ec *epollConn) close() {
+	ec.remove()
+	_ = ec.c.Close()
+}
+
 func (ec *epollConn) setPaused(paused bool) {
 	ev := syscall.EpollEvent{Events: readEvents, Fd: ec.fd}
 	if paused {
@@ -120,7 +125,7 @@ func (ec *epollConn) setPaused(paused bool) {
 	})
 }
 
-func (l *loop) run() {
+func (l *epollLoop) run() {
 	defer close(l.done)
 	events := make([]syscall.EpollEvent, 256)
 	buf := make([]byte, readBufferSize)
@@ -172,16 +177,18 @@ func (ec *epollConn) read(buf []byte) {
 	}
 	switch {
 	case n > 0:
-		ec.h.Data(buf[:n])
+		ec.r.data(buf[:n])
 	case errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EINTR):
 	case err == nil: // n == 0: the peer closed
-		ec.r.closed(ec.h, io.EOF)
+		ec.remove()
+		ec.r.ended(io.EOF)
 	default:
-		ec.r.closed(ec.h, err)
+		ec.remove()
+		ec.r.ended(err)
 	}
 }
 
-func (l *loop) close() {
+func (l *epollLoop) close() {
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()

@@ -1,19 +1,27 @@
-// Package netpoll calls a function with the bytes a connection received,
-// reading a socket only when it is readable, into a buffer shared by all
-// the connections of a poller. An idle connection then costs no goroutine
-// and no buffer: on Linux pollers wait in epoll, the way servers that hold
-// a million WebSockets do. Elsewhere, and for connections that are not
+// Package netpoll owns server connections that are read only when bytes
+// arrive, into buffers shared by all the connections of a poller, so that
+// an idle connection costs no goroutine and no buffer, the way servers
+// that hold a million WebSockets do it.
+//
+// On Linux a poller uses io_uring: each loop keeps a multishot receive
+// armed on every socket, with a ring of shared buffers, and one system call
+// collects whatever all of its sockets received (a read per frame cost
+// more than everything else a frame needs). Where io_uring is missing or
+// forbidden it uses epoll; elsewhere, and for connections that are not
 // sockets, each connection has a goroutine with a small buffer.
 //
-// Handlers run on the poller's goroutine: they must not block, and the
-// bytes they get are only valid during the call.
+// Handlers run on a loop's goroutine: they must not block for long, and
+// the bytes they get are only valid during the call.
 package netpoll
 
 import (
 	"errors"
+	"fmt"
+	"io"
 	"net"
 	"runtime"
 	"sync"
+	"time"
 )
 
 // Handler receives what one connection reads.
@@ -21,113 +29,208 @@ type Handler interface {
 	// Data is called with the bytes read, valid during the call only.
 	Data(b []byte)
 	// Closed is called once when reading ends because the peer closed
-	// (io.EOF) or the socket failed. It is not called after Remove.
+	// (io.EOF) or the socket failed. It is not called after Close or
+	// Linger.
 	Closed(err error)
 }
 
-// ErrClosed is returned by Add after Close.
-var ErrClosed = errors.New("netpoll: poller closed")
+// ErrClosed is returned by Add after the poller's Close, and by Write
+// after the connection's Close.
+var ErrClosed = errors.New("netpoll: closed")
+
+// ErrWriteTimeout is returned by a Write that could not finish in time.
+var ErrWriteTimeout = errors.New("netpoll: write timed out")
+
+// Mode is how a poller waits for sockets.
+type Mode string
+
+// The modes, best first.
+const (
+	IOURing    Mode = "io_uring"
+	Epoll      Mode = "epoll"
+	Goroutines Mode = "goroutines"
+)
 
 // Options configure a Poller.
 type Options struct {
-	// Loops is the number of epoll loops, each with its goroutine and
-	// buffer. Default: GOMAXPROCS.
+	// Loops is the number of loops, each with its goroutine and buffers.
+	// Default: GOMAXPROCS.
 	Loops int
-	// Goroutines makes every connection use the portable fallback, a
-	// goroutine per connection; tests use it to check both.
-	Goroutines bool
+	// Mode asks for a mode; the default is the best this system allows.
+	// Asking for io_uring or epoll where it is not available falls back
+	// to the next one; Mode tells which was used. Tests use it to check
+	// every mode.
+	Mode Mode
 }
 
 // Poller reads connections. Make one with New and stop it with Close.
 type Poller struct {
-	loops []*loop // nil without epoll
+	mode  Mode
+	loops []loop // empty in goroutine mode
 	next  int
 	mu    sync.Mutex
+	regs  map[*Registration]struct{}
+	done  bool
+}
+
+// loop is one io_uring or epoll loop.
+type loop interface {
+	// add starts reading c for r; ok is false if c is not a socket the
+	// loop can wait on.
+	add(c net.Conn, r *Registration) (ok bool, err error)
+	close()
 }
 
 // New starts a poller.
 func New(opts Options) (*Poller, error) {
-	p := &Poller{}
-	if opts.Goroutines || !epollSupported {
-		return p, nil
+	switch opts.Mode {
+	case "", IOURing, Epoll, Goroutines:
+	default:
+		return nil, fmt.Errorf("netpoll: unknown mode %q: want %s, %s or %s", opts.Mode, IOURing, Epoll, Goroutines)
 	}
+	p := &Poller{mode: Goroutines, regs: make(map[*Registration]struct{})}
 	n := opts.Loops
 	if n <= 0 {
 		n = runtime.GOMAXPROCS(0)
 	}
-	for range n {
-		l, err := newLoop()
-		if err != nil {
-			p.Close()
+	for _, mode := range []Mode{IOURing, Epoll} {
+		if opts.Mode == Goroutines || (opts.Mode == Epoll && mode == IOURing) {
+			continue
+		}
+		loops, err := startLoops(mode, n)
+		if err == nil {
+			p.mode, p.loops = mode, loops
+			break
+		}
+		if !errors.Is(err, errUnsupported) {
 			return nil, err
 		}
-		p.loops = append(p.loops, l)
 	}
 	return p, nil
 }
 
+// errUnsupported says a mode is not available here.
+var errUnsupported = errors.New("netpoll: not supported here")
+
+func startLoops(mode Mode, n int) ([]loop, error) {
+	var loops []loop
+	for range n {
+		var l loop
+		var err error
+		if mode == IOURing {
+			l, err = newUringLoop()
+		} else {
+			l, err = newEpollLoop()
+		}
+		if err != nil {
+			for _, l := range loops {
+				l.close()
+			}
+			return nil, err
+		}
+		loops = append(loops, l)
+	}
+	return loops, nil
+}
+
+// Mode is the mode the poller uses.
+func (p *Poller) Mode() Mode { return p.mode }
+
 // Registration is one connection in a poller.
 type Registration struct {
-	mu      sync.Mutex
-	removed bool
-	paused  bool
-	impl    registration
+	p  *Poller
+	h  Handler
+	mu sync.Mutex
+	// closed: Close or Linger was called, or reading ended; nothing is
+	// handed to the handler any more.
+	closed    bool
+	lingering bool
+	paused    bool
+	impl      conn
 }
 
-// registration is a Registration's implementation: epoll or goroutine.
-type registration interface {
-	remove()
+// conn is a Registration's connection in one of the modes. Writes are
+// made one at a time by the Registration's user; the other methods may
+// come from any goroutine.
+type conn interface {
+	write(b []byte, timeout time.Duration) error
 	setPaused(bool)
+	// closeWrite shuts down the writing side: the peer reads EOF.
+	closeWrite()
+	// close stops reading and closes the socket.
+	close()
 }
 
-// Add starts reading c and calling h with what it reads, until c closes or
-// Remove is called.
+// Add starts reading c and calling h with what it reads. The poller owns
+// c from then on: use the Registration to write and to close.
 func (p *Poller) Add(c net.Conn, h Handler) (*Registration, error) {
-	r := &Registration{}
+	r := &Registration{p: p, h: h}
 	p.mu.Lock()
-	var l *loop
+	if p.done {
+		p.mu.Unlock()
+		return nil, ErrClosed
+	}
+	p.regs[r] = struct{}{}
+	var l loop
 	if len(p.loops) > 0 {
 		l = p.loops[p.next%len(p.loops)]
 		p.next++
 	}
 	p.mu.Unlock()
 	if l != nil {
-		ok, err := l.add(c, h, r)
+		ok, err := l.add(c, r)
 		if err != nil {
+			p.forget(r)
 			return nil, err
 		}
 		if ok {
 			return r, nil
 		}
 	}
-	r.impl = startReader(c, h, r)
+	startReader(c, r)
 	return r, nil
 }
 
-// Remove stops reading; the connection is the caller's to close. After
-// Remove returns, the handler is not called again, except that a Data call
-// already under way may finish. Remove may be called more than once.
-func (r *Registration) Remove() { r.remove() }
-
-// remove removes and reports whether this call did.
-func (r *Registration) remove() bool {
-	r.mu.Lock()
-	if r.removed {
-		r.mu.Unlock()
-		return false
-	}
-	r.removed = true
-	r.mu.Unlock()
-	r.impl.remove()
-	return true
+func (p *Poller) forget(r *Registration) {
+	p.mu.Lock()
+	delete(p.regs, r)
+	p.mu.Unlock()
 }
 
-// closed ends reading because of err and tells the handler, unless Remove
-// came first.
-func (r *Registration) closed(h Handler, err error) {
-	if r.remove() {
-		h.Closed(err)
+// data hands what was read to the handler, unless the connection is
+// closing.
+func (r *Registration) data(b []byte) {
+	r.mu.Lock()
+	closed := r.closed
+	r.mu.Unlock()
+	if !closed {
+		r.h.Data(b)
 	}
+}
+
+// ended is called by the implementation when reading ended with err: it
+// tells the handler, unless Close or Linger came first, in which case a
+// lingering connection is closed now.
+func (r *Registration) ended(err error) {
+	r.mu.Lock()
+	tell, finish := !r.closed, r.lingering
+	r.closed = true
+	r.mu.Unlock()
+	if finish {
+		r.Close()
+	}
+	if tell {
+		r.h.Closed(err)
+	}
+}
+
+// Write writes b within timeout. Only one Write may be under way at a
+// time.
+func (r *Registration) Write(b []byte, timeout time.Duration) error {
+	r.mu.Lock()
+	impl := r.impl
+	r.mu.Unlock()
+	return impl.write(b, timeout)
 }
 
 // Pause stops reading until Resume, so that TCP pushes back on a peer that
@@ -140,31 +243,102 @@ func (r *Registration) Resume() { r.setPaused(false) }
 func (r *Registration) setPaused(paused bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.removed || r.paused == paused {
+	if r.closed || r.paused == paused {
 		return
 	}
 	r.paused = paused
 	r.impl.setPaused(paused)
 }
 
-// isRemoved reports whether Remove was called.
-func (r *Registration) isRemoved() bool {
+// Close stops reading and closes the connection. After Close returns the
+// handler is not called again, except that a Data call already under way
+// may finish. Close may be called more than once.
+func (r *Registration) Close() {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.removed
+	r.closed = true
+	r.lingering = false
+	impl := r.impl
+	r.mu.Unlock()
+	if impl != nil && r.p.forgetOnce(r) {
+		impl.close()
+	}
 }
 
-// Close stops the epoll loops. Connections still registered are neither
-// read nor closed any more.
+// forgetOnce forgets r and reports whether it was still known.
+func (p *Poller) forgetOnce(r *Registration) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	_, ok := p.regs[r]
+	delete(p.regs, r)
+	return ok
+}
+
+// Linger closes the connection without losing what was written: closing a
+// socket with unread bytes makes the kernel send a reset, which can reach
+// the peer before the last frames and hide them. So the writing side is
+// shut (the peer reads EOF after the last byte), what the peer still
+// sends is read and dropped until it closes too or wait passes, and only
+// then is the socket closed. The handler is not called again.
+func (r *Registration) Linger(wait time.Duration) {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		r.Close()
+		return
+	}
+	r.closed, r.lingering = true, true
+	paused := r.paused
+	r.paused = false
+	impl := r.impl
+	r.mu.Unlock()
+	impl.closeWrite()
+	if paused {
+		impl.setPaused(false)
+	}
+	time.AfterFunc(wait, r.Close)
+}
+
+// Close stops the loops and closes the connections still registered.
 func (p *Poller) Close() {
+	p.mu.Lock()
+	p.done = true
+	regs := make([]*Registration, 0, len(p.regs))
+	for r := range p.regs {
+		regs = append(regs, r)
+	}
+	p.mu.Unlock()
+	for _, r := range regs {
+		r.Close()
+	}
 	for _, l := range p.loops {
 		l.close()
 	}
 }
 
+// netConn is a connection read by a goroutine or by epoll, and written
+// and closed through net.Conn.
+type netConn struct{ c net.Conn }
+
+func (n netConn) write(b []byte, timeout time.Duration) error {
+	_ = n.c.SetWriteDeadline(time.Now().Add(timeout))
+	_, err := n.c.Write(b)
+	if errors.Is(err, net.ErrClosed) {
+		return ErrClosed
+	}
+	return err
+}
+
+func (n netConn) closeWrite() {
+	if cw, ok := n.c.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+		return
+	}
+	_ = n.c.Close()
+}
+
 // goroutineReader is the portable fallback: a goroutine blocked in Read.
 type goroutineReader struct {
-	conn   net.Conn
+	netConn
 	mu     sync.Mutex
 	resume *sync.Cond
 	paused bool
@@ -174,9 +348,12 @@ type goroutineReader struct {
 // fallbackBufferSize is the fallback's buffer per connection.
 const fallbackBufferSize = 4 << 10
 
-func startReader(c net.Conn, h Handler, r *Registration) *goroutineReader {
-	g := &goroutineReader{conn: c}
+func startReader(c net.Conn, r *Registration) {
+	g := &goroutineReader{netConn: netConn{c}}
 	g.resume = sync.NewCond(&g.mu)
+	r.mu.Lock()
+	r.impl = g
+	r.mu.Unlock()
 	go func() {
 		buf := make([]byte, fallbackBufferSize)
 		for {
@@ -187,27 +364,28 @@ func startReader(c net.Conn, h Handler, r *Registration) *goroutineReader {
 			for g.paused && !g.done {
 				g.resume.Wait()
 			}
+			done := g.done
 			g.mu.Unlock()
-			if r.isRemoved() {
-				return
-			}
-			if n > 0 {
-				h.Data(buf[:n])
+			if n > 0 && !done {
+				r.data(buf[:n])
 			}
 			if err != nil {
-				r.closed(h, err)
+				if done {
+					err = io.EOF
+				}
+				r.ended(err)
 				return
 			}
 		}
 	}()
-	return g
 }
 
-func (g *goroutineReader) remove() {
+func (g *goroutineReader) close() {
 	g.mu.Lock()
 	g.done = true
 	g.mu.Unlock()
 	g.resume.Broadcast()
+	_ = g.c.Close()
 }
 
 func (g *goroutineReader) setPaused(paused bool) {

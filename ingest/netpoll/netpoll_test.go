@@ -5,7 +5,9 @@ import (
 	"errors"
 	"io"
 	"net"
+	"runtime"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -66,17 +68,21 @@ func pair(t *testing.T) (client, server net.Conn) {
 	return client, server
 }
 
+// modes runs test with a poller in each mode this system has.
 func modes(t *testing.T, test func(t *testing.T, p *Poller)) {
-	for _, m := range []struct {
-		name string
-		opts Options
-	}{{"epoll", Options{Loops: 2}}, {"goroutines", Options{Goroutines: true}}} {
-		t.Run(m.name, func(t *testing.T) {
-			p, err := New(m.opts)
+	for _, mode := range []Mode{IOURing, Epoll, Goroutines} {
+		t.Run(string(mode), func(t *testing.T) {
+			p, err := New(Options{Loops: 2, Mode: mode})
 			if err != nil {
 				t.Fatal(err)
 			}
 			t.Cleanup(p.Close)
+			if p.Mode() != mode {
+				if runtime.GOOS == "linux" && mode != Goroutines {
+					t.Fatalf("asked for %s, got %s", mode, p.Mode())
+				}
+				t.Skipf("%s is not available here", mode)
+			}
 			test(t, p)
 		})
 	}
@@ -122,7 +128,7 @@ func TestReadsUntilClose(t *testing.T) {
 	})
 }
 
-func TestRemoveAndPause(t *testing.T) {
+func TestCloseAndPause(t *testing.T) {
 	modes(t, func(t *testing.T, p *Poller) {
 		client, server := pair(t)
 		rec := newRecorder()
@@ -143,18 +149,26 @@ func TestRemoveAndPause(t *testing.T) {
 		reg.Resume()
 		rec.waitLen(t, 6)
 
-		reg.Remove()
-		reg.Remove() // idempotent
+		reg.Close()
+		reg.Close() // idempotent
 		_, _ = client.Write([]byte("three"))
-		client.Close()
 		time.Sleep(100 * time.Millisecond)
 		if rec.len() != 6 {
-			t.Errorf("read after Remove: %q", rec.data.String())
+			t.Errorf("read after Close: %q", rec.data.String())
 		}
 		select {
 		case err := <-rec.closed:
-			t.Errorf("Closed(%v) after Remove", err)
+			t.Errorf("Closed(%v) after Close", err)
 		default:
+		}
+		// The socket is closed: the client reads EOF, or a reset when
+		// "three" arrived before the close (Linger avoids that).
+		_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if n, err := client.Read(make([]byte, 1)); !errors.Is(err, io.EOF) && !errors.Is(err, syscall.ECONNRESET) {
+			t.Errorf("client read %d bytes, %v after Close; want EOF or a reset", n, err)
+		}
+		if err := reg.Write([]byte("x"), time.Second); !errors.Is(err, ErrClosed) {
+			t.Errorf("Write after Close: %v, want ErrClosed", err)
 		}
 	})
 }
@@ -169,4 +183,89 @@ func TestAddAfterClose(t *testing.T) {
 	if _, err := p.Add(server, newRecorder()); !errors.Is(err, ErrClosed) {
 		t.Errorf("Add after Close: %v, want ErrClosed", err)
 	}
+}
+
+func TestWriteAndLinger(t *testing.T) {
+	modes(t, func(t *testing.T, p *Poller) {
+		client, server := pair(t)
+		rec := newRecorder()
+		reg, err := p.Add(server, rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// More than the socket buffers hold: Write waits for the reader.
+		big := bytes.Repeat([]byte("pulse"), 1<<20)
+		got := make(chan []byte, 1)
+		go func() {
+			b, _ := io.ReadAll(client)
+			got <- b
+		}()
+		if err := reg.Write(big, 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if err := reg.Write([]byte("bye"), time.Second); err != nil {
+			t.Fatal(err)
+		}
+		// The client has not closed and keeps sending: Linger shuts the
+		// write side (the client reads everything, then EOF), drops what
+		// arrives, and closes after the wait.
+		reg.Linger(300 * time.Millisecond)
+		_, _ = client.Write([]byte("late"))
+		select {
+		case b := <-got:
+			if !bytes.Equal(b, append(big, "bye"...)) {
+				t.Errorf("client read %d bytes, want %d", len(b), len(big)+3)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("no EOF after Linger")
+		}
+		time.Sleep(500 * time.Millisecond)
+		if rec.len() != 0 {
+			t.Errorf("handler got %q after Linger", rec.data.String())
+		}
+		select {
+		case err := <-rec.closed:
+			t.Errorf("Closed(%v) after Linger", err)
+		default:
+		}
+		if err := reg.Write([]byte("x"), time.Second); !errors.Is(err, ErrClosed) {
+			t.Errorf("Write after Linger's wait: %v, want ErrClosed", err)
+		}
+	})
+}
+
+func TestWriteTimesOut(t *testing.T) {
+	modes(t, func(t *testing.T, p *Poller) {
+		_, server := pair(t) // the client never reads
+		reg, err := p.Add(server, newRecorder())
+		if err != nil {
+			t.Fatal(err)
+		}
+		chunk := make([]byte, 1<<20)
+		for i := 0; ; i++ {
+			err := reg.Write(chunk, 200*time.Millisecond)
+			if err == nil && i < 1000 {
+				continue
+			}
+			var ne net.Error
+			if !errors.Is(err, ErrWriteTimeout) && !(errors.As(err, &ne) && ne.Timeout()) {
+				t.Fatalf("write %d to a client that does not read: %v, want a timeout", i, err)
+			}
+			break
+		}
+	})
+}
+
+func TestPollerCloseClosesConnections(t *testing.T) {
+	modes(t, func(t *testing.T, p *Poller) {
+		client, server := pair(t)
+		if _, err := p.Add(server, newRecorder()); err != nil {
+			t.Fatal(err)
+		}
+		p.Close()
+		_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := client.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+			t.Errorf("client read after the poller's Close: %v, want EOF", err)
+		}
+	})
 }
