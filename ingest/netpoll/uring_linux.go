@@ -34,7 +34,7 @@ const (
 // What a completion is for: the low two bits of its user data. The rest
 // is the connection's id (0 for the wake-up read).
 const (
-	tagRecv = iota
+	tagRecv = iota + 1
 	tagCancel
 	tagWake
 )
