@@ -37,6 +37,7 @@ const (
 	featNoDrop     = 1 << 1
 	featExtArg     = 1 << 8
 
+	registerEventfd  = 4
 	registerPbufRing = 22
 
 	offSQRing = 0

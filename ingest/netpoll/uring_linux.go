@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"runtime"
 	"sync"
 	"syscall"
@@ -32,24 +33,28 @@ const (
 )
 
 // What a completion is for: the low two bits of its user data. The rest
-// is the connection's id (0 for the wake-up read).
+// is the connection's id.
 const (
 	tagRecv = iota + 1
 	tagCancel
-	tagWake
 )
 
 // uringLoop is one io_uring instance and the goroutine that owns it: it
 // keeps a multishot receive armed on every socket it holds, hands what
 // arrives to the handlers, and takes commands (add, pause, resume, close)
-// from other goroutines through a queue and an eventfd.
+// from other goroutines through a queue.
+//
+// An idle loop waits in Go's own poller for an eventfd that the kernel
+// signals when a socket has something and that commands signal too, so
+// that no thread sits in a system call: the Go scheduler would otherwise
+// take the loop's processor away each time and wake its monitor thread
+// every 20 µs to do so, which cost more than the loop's work.
 type uringLoop struct {
 	ring *ring
 	bufs *bufRing
-	efd  int
-	// The kernel writes efdBuf and reads waitArg and waitTS while the
-	// loop waits; they live on the heap, which does not move.
-	efdBuf  [8]byte
+	efd  *os.File
+	// The kernel reads waitArg and waitTS while the self-test waits;
+	// they live on the heap, which does not move.
 	waitArg getEventsArg
 	waitTS  unix.Timespec
 
@@ -124,16 +129,22 @@ func (l *uringLoop) setup() error {
 		l.ring.close()
 		return err
 	}
-	if l.efd, err = unix.Eventfd(0, unix.EFD_CLOEXEC); err != nil {
+	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
 		l.bufs.free()
 		l.ring.close()
 		return fmt.Errorf("netpoll: eventfd: %w", err)
 	}
+	l.efd = os.NewFile(uintptr(efd), "io_uring eventfd")
 	if err := l.selfTest(); err != nil {
 		l.teardown()
 		return err
 	}
-	l.armWake()
+	fd := int32(efd)
+	if _, _, errno := unix.Syscall6(unix.SYS_IO_URING_REGISTER, uintptr(l.ring.fd), registerEventfd, uintptr(unsafe.Pointer(&fd)), 1, 0, 0); errno != 0 {
+		l.teardown()
+		return fmt.Errorf("%w: register eventfd: %v", errUnsupported, errno)
+	}
 	return nil
 }
 
@@ -196,7 +207,7 @@ func (l *uringLoop) teardown() {
 	}
 	l.ring.close()
 	l.bufs.free()
-	_ = unix.Close(l.efd)
+	_ = l.efd.Close()
 }
 
 func (l *uringLoop) add(c net.Conn, r *Registration) (bool, error) {
@@ -254,7 +265,7 @@ func (l *uringLoop) command(kind cmdKind, c *uringConn) bool {
 
 func (l *uringLoop) wake() {
 	one := [8]byte{1}
-	_, _ = unix.Write(l.efd, one[:])
+	_, _ = l.efd.Write(one[:])
 }
 
 func (c *uringConn) write(b []byte, timeout time.Duration) error {
@@ -342,25 +353,24 @@ func (l *uringLoop) run(started chan<- error) {
 	}
 	started <- nil
 	defer l.teardown()
-	l.waitTS = unix.NsecToTimespec(int64(uringCoalesce))
-	l.waitArg.ts = uint64(uintptr(unsafe.Pointer(&l.waitTS)))
+	var signal [8]byte
 	reaped := 0
 	for {
+		switch {
+		case reaped == 0: // idle: wait for the kernel or a command
+			if _, err := l.efd.Read(signal[:]); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+				panic(fmt.Sprintf("netpoll: eventfd: %v", err))
+			}
+		case reaped < coalesceBatch: // let more gather
+			time.Sleep(uringCoalesce)
+		}
 		if l.commands() {
 			return
 		}
 		l.bufs.publish()
-		var err error
-		switch {
-		case reaped == 0: // idle: wait for anything
-			err = l.ring.enter(1, 0, nil)
-		case reaped < coalesceBatch: // let more gather
-			err = l.ring.enter(coalesceBatch, 0, &l.waitArg)
-		default: // busy: take what is there
-			err = l.ring.enter(0, enterGetEvents, nil)
-		}
-		switch err {
-		case nil, unix.ETIME, unix.EINTR, unix.EBUSY:
+		// Submits, and does the receives' work (DEFER_TASKRUN) now.
+		switch err := l.ring.enter(0, enterGetEvents, nil); err {
+		case nil, unix.EINTR, unix.EBUSY:
 		default:
 			panic(fmt.Sprintf("netpoll: io_uring_enter: %v", err))
 		}
@@ -442,23 +452,9 @@ func (l *uringLoop) cancelRecv(id uint64) {
 	e.userData = id<<2 | tagCancel
 }
 
-func (l *uringLoop) armWake() {
-	e := l.ring.next()
-	e.opcode = opRead
-	e.fd = int32(l.efd)
-	e.addr = uint64(uintptr(unsafe.Pointer(&l.efdBuf[0])))
-	e.len = uint32(len(l.efdBuf))
-	e.off = ^uint64(0) // the file's position: an eventfd has none
-	e.userData = tagWake
-}
-
 // complete handles one completion.
 func (l *uringLoop) complete(e cqe) {
-	switch e.userData & 3 {
-	case tagWake:
-		l.armWake()
-		return
-	case tagCancel:
+	if e.userData&3 == tagCancel {
 		return
 	}
 	c := l.conns[e.userData>>2]
