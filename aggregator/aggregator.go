@@ -89,6 +89,8 @@ type Aggregator struct {
 	mu     sync.Mutex
 	quotes *quoteState
 	seq    uint64 // last stream sequence applied, over all sites
+	// batch is the decoding buffer of handle, reused.
+	batch event.Batch
 	sites  map[string]*Site
 	// savedSeq is the sequence the stored snapshot covers; only the
 	// ticker touches it.
@@ -384,14 +386,19 @@ func (a *Aggregator) handle(msg jetstream.Msg) {
 	s.Seq = seq
 	switch kind {
 	case "activity":
-		var b event.Batch
-		if err := event.DecodeBatch(msg.Data(), &b); err != nil {
+		var events int
+		err := event.DecodeBatches(msg.Data(), &a.batch, func(b *event.Batch) {
+			if s.applyBatch(b) {
+				events += len(b.Events)
+			} else {
+				a.metrics.duplicates.Inc()
+			}
+		})
+		a.metrics.events.WithLabelValues(site).Add(float64(events))
+		if err != nil {
 			a.metrics.invalid.Inc()
-			a.log.Warn("skipping message", "seq", seq, "err", err)
-			return
+			a.log.Warn("skipping the rest of a message", "seq", seq, "err", err)
 		}
-		s.applyBatch(&b)
-		a.metrics.events.WithLabelValues(site).Add(float64(len(b.Events)))
 	case "presence":
 		var p event.Presence
 		if err := event.Decode("presence", msg.Data(), &p); err != nil {

@@ -202,3 +202,38 @@ func TestSlicesShareThePartitions(t *testing.T) {
 		waitEvents(t, ns.JS, site, uint64((i+2)*3))
 	}
 }
+
+// TestReSentBatchesCountOnce: a tracker batch stored twice (its tracker
+// re-sent it after a lost ack, through any ingest node) is counted once,
+// also when the copy comes after a restart.
+func TestReSentBatchesCountOnce(t *testing.T) {
+	ns := natstest.Run(t)
+	publish := func(id string, batches ...*event.Batch) {
+		t.Helper()
+		msg := &nats.Msg{Subject: event.ActivitySubject("demo"), Data: event.AppendBatches(nil, batches), Header: nats.Header{}}
+		msg.Header.Set(jetstream.MsgIDHeader, id)
+		if _, err := ns.JS.PublishMsg(context.Background(), msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tracker := func(session string, seq uint64) *event.Batch {
+		now := time.Now().UnixMilli()
+		evs := []event.Event{{Kind: event.KindMove, T: now}, {Kind: event.KindClick, T: now}, {Kind: event.KindMove, T: now}}
+		return &event.Batch{Site: "demo", Session: session, Visitor: session, Seq: seq, Node: "n", Received: now, Events: evs}
+	}
+	classic := &event.Batch{Site: "demo", Node: "n", Received: time.Now().UnixMilli(), Events: []event.Event{{Kind: event.KindMove, Visitor: "c"}}}
+
+	stop := runAggregator(t, ns)
+	publish("m1", tracker("a", 1), tracker("a", 2), classic, tracker("b", 1))
+	publish("m2", tracker("a", 2), tracker("a", 3), tracker("b", 1), classic)
+	waitEvents(t, ns.JS, "demo", 3*4+2)
+	stop()
+
+	publish("m3", tracker("a", 3), tracker("a", 4), tracker("b", 2), tracker("a", 1))
+	runAggregator(t, ns)
+	// a1–a4 and b1–b2 once each, and both classic batches.
+	ov := waitEvents(t, ns.JS, "demo", 3*6+2)
+	if ov.ByKind["click"] != 6 {
+		t.Errorf("clicks %d, want 6 (one per tracker batch)", ov.ByKind["click"])
+	}
+}

@@ -11,6 +11,7 @@ import (
 type metrics struct {
 	events         *prometheus.CounterVec
 	invalid        prometheus.Counter
+	duplicates     prometheus.Counter
 	snapshotErrors prometheus.Counter
 	seq            prometheus.Gauge
 }
@@ -25,6 +26,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "pulse_aggregator_invalid_messages_total",
 			Help: "Stream messages skipped because they could not be decoded.",
 		}),
+		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pulse_aggregator_duplicate_batches_total",
+			Help: "Tracker batches skipped because they were counted before (re-sent after a lost ack).",
+		}),
 		snapshotErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "pulse_aggregator_snapshot_errors_total",
 			Help: "Snapshots that could not be written (retried at the next tick).",
@@ -37,7 +42,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	// The built-in site's series exists from the start, so that a scraper
 	// sees the counter at 0 before the first event rather than no counter.
 	m.events.WithLabelValues(event.DefaultSite)
-	for _, c := range []prometheus.Collector{m.events, m.invalid, m.snapshotErrors, m.seq} {
+	for _, c := range []prometheus.Collector{m.events, m.invalid, m.duplicates, m.snapshotErrors, m.seq} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("aggregator metrics: %w", err)
 		}

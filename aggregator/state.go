@@ -115,6 +115,42 @@ type SessionState struct {
 	RageStart int64 `json:"rageStart,omitempty"`
 	// Conns counts the session's open connections.
 	Conns int `json:"conns,omitempty"`
+	// Batch is the highest tracker batch seq applied, and Applied has bit
+	// i set when batch Batch-1-i was applied too: a tracker re-sends
+	// the batches it has no ack for, through any ingest node, and each is
+	// counted once (see firstTime).
+	Batch   uint64 `json:"batch,omitempty"`
+	Applied uint64 `json:"applied,omitempty"`
+}
+
+// firstTime reports whether batch seq is new to the session, and marks it
+// applied. Seqs more than 64 below the highest count as seen: a tracker
+// keeps far fewer batches unacked, and ingest stores a connection's
+// batches in order.
+func (ss *SessionState) firstTime(seq uint64) bool {
+	switch {
+	case seq > ss.Batch:
+		shift := seq - ss.Batch
+		if shift > 64 {
+			ss.Applied = 0
+		} else { // a shift by 64 leaves 0
+			ss.Applied = ss.Applied<<shift | 1<<(shift-1)
+		}
+		if ss.Batch == 0 {
+			ss.Applied = 0 // no batch 0 was applied
+		}
+		ss.Batch = seq
+		return true
+	case seq == ss.Batch || ss.Batch-seq > 64:
+		return false
+	default:
+		bit := uint64(1) << (ss.Batch - seq - 1)
+		if ss.Applied&bit != 0 {
+			return false
+		}
+		ss.Applied |= bit
+		return true
+	}
 }
 
 // Site is the aggregated state of one site. It is what a snapshot stores, so
@@ -242,8 +278,12 @@ func (s *Site) evictSession() {
 	delete(s.Sessions, oldest)
 }
 
-// applyBatch counts the events of b.
-func (s *Site) applyBatch(b *event.Batch) {
+// applyBatch counts the events of b, unless b is a tracker batch already
+// applied; it reports whether it did.
+func (s *Site) applyBatch(b *event.Batch) bool {
+	if b.Session != "" && b.Seq > 0 && !s.session(b.Session, b.Received).firstTime(b.Seq) {
+		return false
+	}
 	for i := range b.Events {
 		e := &b.Events[i]
 		t := min(e.T, b.Received+futureSlack)
@@ -301,6 +341,7 @@ func (s *Site) applyBatch(b *event.Batch) {
 		}
 	}
 	s.dirty = true
+	return true
 }
 
 // heatCell returns the heatmap cell of a move or click, or false when the

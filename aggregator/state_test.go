@@ -222,3 +222,29 @@ func TestPageViews(t *testing.T) {
 		t.Errorf("page series %+v", ov.Pages[0])
 	}
 }
+
+// TestFirstTime: each tracker batch counts once, whatever the order the
+// re-sent copies arrive in, within the window of 64.
+func TestFirstTime(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		seqs []uint64
+		want []bool
+	}{
+		{"in order", []uint64{1, 2, 3}, []bool{true, true, true}},
+		{"re-sent after the ack was lost", []uint64{1, 2, 3, 2, 3, 4}, []bool{true, true, true, false, false, true}},
+		{"a gap filled later", []uint64{1, 3, 2, 2, 3}, []bool{true, true, true, false, false}},
+		{"first batch not 1", []uint64{5, 4, 5, 1}, []bool{true, true, false, true}},
+		{"64 back is in the window", []uint64{1, 65, 1, 2, 2}, []bool{true, true, false, true, false}},
+		{"a jump of 64 keeps the old highest", []uint64{10, 74, 10, 11}, []bool{true, true, false, true}},
+		{"beyond the window counts as seen", []uint64{1, 100, 35, 36}, []bool{true, true, false, true}},
+		{"a jump past the window forgets", []uint64{1, 2, 200, 136, 135}, []bool{true, true, true, true, false}},
+	} {
+		var ss SessionState
+		for i, seq := range tc.seqs {
+			if got := ss.firstTime(seq); got != tc.want[i] {
+				t.Errorf("%s: batch %d (#%d): firstTime %v, want %v", tc.name, seq, i, got, tc.want[i])
+			}
+		}
+	}
+}

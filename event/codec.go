@@ -19,11 +19,74 @@ import (
 //	  x, y, vw, vh, ph: varints
 //	  path, visitor, target: strings
 //
-// where a string is a uvarint length and its bytes. DecodeBatch also reads
-// the JSON form, which streams written by earlier versions hold.
+// where a string is a uvarint length and its bytes. One message can carry
+// many batches (an ingest node sends the batches of all its trackers of a
+// site together, AppendBatches):
+//
+//	0xB2, uvarint count, then count batches in the form above
+//
+// The decoders also read the JSON form of one batch, which streams written
+// by earlier versions hold.
 
-// batchFormat1 starts a binary batch; JSON starts with '{'.
-const batchFormat1 = 0xB1
+// batchFormat1 starts a binary batch, batchList a list of them; JSON starts
+// with '{'.
+const (
+	batchFormat1 = 0xB1
+	batchList    = 0xB2
+)
+
+// AppendBatches appends the list form of batches to dst.
+func AppendBatches(dst []byte, batches []*Batch) []byte {
+	dst = AppendListHeader(dst, len(batches))
+	for _, b := range batches {
+		dst = b.AppendBinary(dst)
+	}
+	return dst
+}
+
+// AppendListHeader appends the start of a list of n batches, whose binary
+// forms (AppendBinary) must follow.
+func AppendListHeader(dst []byte, n int) []byte {
+	dst = append(dst, batchList)
+	return binary.AppendUvarint(dst, uint64(n))
+}
+
+// DecodeBatches calls f with each batch of a message in any form: a list,
+// one binary batch or JSON. b holds each batch in turn (its Events'
+// storage is reused), so f must not keep it. A message that does not
+// decode to its end is an error, after f has seen the batches before the
+// fault.
+func DecodeBatches(data []byte, b *Batch, f func(*Batch)) error {
+	if len(data) == 0 || data[0] != batchList {
+		if err := DecodeBatch(data, b); err != nil {
+			return err
+		}
+		f(b)
+		return nil
+	}
+	r := reader{data: data[1:]}
+	n := r.uvarint()
+	if r.err == nil && n > uint64(len(r.data)/minBatchSize) {
+		return fmt.Errorf("decode batches: %d batches cannot fit in %d bytes", n, len(r.data))
+	}
+	for range n {
+		if r.err == nil {
+			r.batch(b)
+		}
+		if r.err != nil {
+			return fmt.Errorf("decode batches: %w", r.err)
+		}
+		f(b)
+	}
+	if r.err == nil && len(r.data) != 0 {
+		return fmt.Errorf("decode batches: %d bytes after the last batch", len(r.data))
+	}
+	return r.err
+}
+
+// minBatchSize is the fewest bytes a batch takes in the binary form: the
+// format, four empty strings, seq, received and the event count.
+const minBatchSize = 8
 
 // AppendBinary appends b's binary form to dst.
 func (b *Batch) AppendBinary(dst []byte) []byte {
@@ -76,10 +139,21 @@ func DecodeBatch(data []byte, b *Batch) error {
 var errShort = errors.New("truncated")
 
 func decodeBinary(data []byte, b *Batch) error {
-	if len(data) == 0 || data[0] != batchFormat1 {
-		return errors.New("unknown batch format")
+	r := reader{data: data}
+	r.batch(b)
+	if r.err == nil && len(r.data) != 0 {
+		return fmt.Errorf("%d bytes after the last event", len(r.data))
 	}
-	r := reader{data: data[1:]}
+	return r.err
+}
+
+// batch reads one batch in the binary form into b.
+func (r *reader) batch(b *Batch) {
+	if len(r.data) == 0 || r.data[0] != batchFormat1 {
+		r.fail(errors.New("unknown batch format"))
+		return
+	}
+	r.data = r.data[1:]
 	b.Site = r.string()
 	b.Session = r.string()
 	b.Visitor = r.string()
@@ -88,10 +162,11 @@ func decodeBinary(data []byte, b *Batch) error {
 	b.Received = r.varint()
 	n := r.uvarint()
 	if r.err != nil {
-		return r.err
+		return
 	}
 	if n > uint64(len(r.data)/minEventSize) {
-		return fmt.Errorf("%d events cannot fit in %d bytes", n, len(r.data))
+		r.fail(fmt.Errorf("%d events cannot fit in %d bytes", n, len(r.data)))
+		return
 	}
 	events := b.Events[:0]
 	var last Event // the events of a batch mostly share their strings
@@ -108,16 +183,12 @@ func decodeBinary(data []byte, b *Batch) error {
 		e.Visitor = r.stringLike(last.Visitor)
 		e.Target = r.stringLike(last.Target)
 		if r.err != nil {
-			return r.err
+			return
 		}
 		events = append(events, e)
 		last = e
 	}
 	b.Events = events
-	if len(r.data) != 0 {
-		return fmt.Errorf("%d bytes after the last event", len(r.data))
-	}
-	return nil
 }
 
 // reader reads the binary form; the first error sticks.

@@ -3,6 +3,7 @@ package event
 import (
 	"encoding/json"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -77,29 +78,97 @@ func TestDecodeBatchErrors(t *testing.T) {
 	}
 }
 
-// FuzzDecodeBatch: no input panics or allocates beyond its size, and what
-// decodes encodes back to the same batch.
-func FuzzDecodeBatch(f *testing.F) {
-	for _, b := range sampleBatches() {
-		f.Add(b.AppendBinary(nil))
+// TestBatchListRoundTrip: a list of batches decodes to its batches, in
+// order, and a single batch decodes as a list of one.
+func TestBatchListRoundTrip(t *testing.T) {
+	want := sampleBatches()
+	ptrs := make([]*Batch, len(want))
+	for i := range want {
+		ptrs[i] = &want[i]
 	}
+	for name, tc := range map[string]struct {
+		data []byte
+		want []Batch
+	}{
+		"list":   {AppendBatches(nil, ptrs), want},
+		"empty":  {AppendBatches(nil, nil), nil},
+		"single": {want[1].AppendBinary(nil), want[1:2]},
+	} {
+		got := decodeAll(t, tc.data)
+		if !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%s:\n got %+v\nwant %+v", name, got, tc.want)
+		}
+	}
+	list := AppendBatches(nil, ptrs)
+	for _, tc := range []struct {
+		name, want string
+		data       []byte
+	}{
+		{"truncated", "truncated", list[:len(list)-1]},
+		{"trailing bytes", "after the last batch", append(append([]byte{}, list...), 0)},
+		{"count too large", "cannot fit", []byte{batchList, 0xff, 0x01, batchFormat1}},
+		{"bad batch", "unknown batch format", []byte{batchList, 1, 0x07, 0, 0, 0, 0, 0, 0, 0}},
+	} {
+		var b Batch
+		err := DecodeBatches(tc.data, &b, func(*Batch) {})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: got %v, want an error with %q", tc.name, err, tc.want)
+		}
+	}
+}
+
+// decodeAll returns copies of the batches of data, nil Events for none.
+func decodeAll(t *testing.T, data []byte) []Batch {
+	t.Helper()
+	var all []Batch
+	var b Batch
+	if err := DecodeBatches(data, &b, func(b *Batch) {
+		c := *b
+		c.Events = slices.Clone(b.Events)
+		if len(c.Events) == 0 {
+			c.Events = nil
+		}
+		all = append(all, c)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return all
+}
+
+// FuzzDecodeBatch: no input panics or allocates beyond its size, and what
+// decodes, one batch or a list, encodes back to the same batches.
+func FuzzDecodeBatch(f *testing.F) {
+	batches := sampleBatches()
+	ptrs := make([]*Batch, len(batches))
+	for i := range batches {
+		f.Add(batches[i].AppendBinary(nil))
+		ptrs[i] = &batches[i]
+	}
+	f.Add(AppendBatches(nil, ptrs))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if len(data) > 0 && data[0] == '{' {
 			return // the JSON form is encoding/json's
 		}
+		var all []*Batch
 		var b Batch
-		if err := DecodeBatch(data, &b); err != nil {
+		if err := DecodeBatches(data, &b, func(b *Batch) {
+			c := *b
+			c.Events = slices.Clone(b.Events)
+			all = append(all, &c)
+		}); err != nil {
 			return
 		}
-		var again Batch
-		if err := DecodeBatch(b.AppendBinary(nil), &again); err != nil {
-			t.Fatalf("re-encoded batch does not decode: %v", err)
+		again := decodeAll(t, AppendBatches(nil, all))
+		if len(again) != len(all) {
+			t.Fatalf("%d batches re-encoded, %d decoded", len(all), len(again))
 		}
-		if len(b.Events) == 0 {
-			b.Events, again.Events = nil, nil
-		}
-		if !reflect.DeepEqual(b, again) {
-			t.Fatalf("round trip changed the batch:\n%+v\n%+v", b, again)
+		for i, b := range all {
+			if len(b.Events) == 0 {
+				b.Events = nil
+			}
+			if !reflect.DeepEqual(*b, again[i]) {
+				t.Fatalf("round trip changed batch %d:\n%+v\n%+v", i, *b, again[i])
+			}
 		}
 	})
 }

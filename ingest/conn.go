@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -64,7 +63,9 @@ type conn struct {
 	working bool
 	paused  bool
 
-	// lastAck is the queue's: the highest batch seq stored.
+	// unacked counts batches the batcher is storing; lastAck is the
+	// highest batch seq stored.
+	unacked int
 	lastAck uint64
 }
 
@@ -175,6 +176,8 @@ func (c *conn) fail(err error) {
 		code, label = websocket.CloseInvalidFramePayloadData, "invalid_frame"
 	case errors.Is(err, errRateLimit):
 		code, label = websocket.ClosePolicyViolation, "rate_limit"
+	case errors.Is(err, errBufferFull):
+		code, label = websocket.CloseTryAgainLater, "buffer_full"
 	default:
 		c.s.log.Warn("tracker frame failed", "site", c.site, "err", err)
 		c.closeLocked(websocket.CloseTryAgainLater, "could not store events, reconnect and re-send", "error")
@@ -193,13 +196,26 @@ func (c *conn) do(f func()) {
 
 func (c *conn) doLocked(f func()) {
 	c.queue = append(c.queue, f)
-	if len(c.queue) >= maxQueued && !c.paused && c.reg != nil {
-		c.paused = true
-		c.reg.Pause()
-	}
+	c.pauseIfBusyLocked()
 	if !c.working {
 		c.working = true
 		c.s.workers.schedule(c)
+	}
+}
+
+// pauseIfBusyLocked stops reading while maxQueued tasks or batches wait.
+func (c *conn) pauseIfBusyLocked() {
+	if len(c.queue)+c.unacked >= maxQueued && !c.paused && c.reg != nil {
+		c.paused = true
+		c.reg.Pause()
+	}
+}
+
+// resumeIfIdleLocked reads again once half of them are done.
+func (c *conn) resumeIfIdleLocked() {
+	if c.paused && len(c.queue)+c.unacked <= maxQueued/2 && !c.ended {
+		c.paused = false
+		c.reg.Resume()
 	}
 }
 
@@ -216,10 +232,7 @@ func (c *conn) work() {
 		f := c.queue[0]
 		c.queue[0] = nil
 		c.queue = c.queue[1:]
-		if c.paused && len(c.queue) <= maxQueued/2 && !c.ended {
-			c.paused = false
-			c.reg.Resume()
-		}
+		c.resumeIfIdleLocked()
 		c.mu.Unlock()
 		f()
 	}
@@ -325,45 +338,52 @@ func (c *conn) classic(visitor string, x, y int32) error {
 	}
 	c.s.accepted.Add(1)
 	ev := event.Event{Kind: event.KindMove, T: time.Now().UnixMilli(), X: x, Y: y, Visitor: visitor}
-	if !c.s.classic.add(c.site, ev) {
+	if !c.s.batcher.add(c.site, ev) {
 		c.s.metrics.dropped.WithLabelValues(c.site, "buffer_full").Inc()
 	}
 	return nil
 }
 
-// storeBatch queues storing a tracker batch received at now; the batch is
-// acked only after JetStream has stored it, so an acked batch is never
-// lost. A re-sent batch carries the same message id (site, session, seq),
-// so the stream drops it if it already has it. c.mu is held.
+// storeBatch has the batcher store a tracker batch received at now, and
+// acks it only once it is stored, so an acked batch is never lost. A
+// re-sent batch (same session and seq) is counted once by the aggregator.
+// c.mu is held.
 func (c *conn) storeBatch(now int64, seq uint64, events []event.Event) error {
 	if !c.limiter.AllowN(time.Now(), len(events)) {
 		// The batch is not acked: the tracker keeps it and re-sends it
 		// after reconnecting, so closing loses nothing.
 		return fmt.Errorf("%w: more than %d events a second", errRateLimit, c.s.cfg.MaxConnEventsPerSecond)
 	}
-	c.s.accepted.Add(int64(len(events)))
-	b := event.Batch{
+	if seq <= c.lastAck {
+		// Stored already: the tracker missed the ack.
+		c.doLocked(func() { c.write(ackMsg{Type: "ack", Seq: seq}) })
+		return nil
+	}
+	b := &event.Batch{
 		Site: c.site, Session: c.session, Visitor: c.visitor, Seq: seq,
 		Node: c.s.cfg.NodeID, Received: now, Events: events,
 	}
-	c.doLocked(func() { c.store(&b) })
+	if !c.s.batcher.addBatch(b, c.stored) {
+		return errBufferFull
+	}
+	c.s.accepted.Add(int64(len(events)))
+	c.unacked++
+	c.pauseIfBusyLocked()
 	return nil
 }
 
-// store publishes a batch and acks it; it runs in the connection's queue.
-func (c *conn) store(b *event.Batch) {
-	if b.Seq > c.lastAck {
-		msgID := c.site + ":" + c.session + ":" + strconv.FormatUint(b.Seq, 10)
-		if err := c.s.publish(event.ActivitySubject(c.site), msgID, b.AppendBinary(nil)); err != nil {
-			c.s.log.Warn("tracker batch not stored", "site", c.site, "err", err)
-			c.closeWith(websocket.CloseTryAgainLater, "could not store events, reconnect and re-send", "error")
-			return
-		}
-		c.s.metrics.countEvents(c.site, b.Events)
-		c.lastAck = b.Seq
+// stored is called by the batcher once batch b is stored, or not.
+func (c *conn) stored(b *event.Batch, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.unacked--
+	if err != nil {
+		c.s.log.Warn("tracker batch not stored", "site", c.site, "err", err)
+		c.closeLocked(websocket.CloseTryAgainLater, "could not store events, reconnect and re-send", "error")
+		return
 	}
-	// Not stored again: the tracker missed the ack.
-	c.write(ackMsg{Type: "ack", Seq: b.Seq})
+	c.lastAck = max(c.lastAck, b.Seq)
+	c.doLocked(func() { c.write(ackMsg{Type: "ack", Seq: b.Seq}) })
 }
 
 // joinLocked queues the join of visitor; c.mu is held.
@@ -407,6 +427,11 @@ func (c *conn) presence(kind event.PresenceKind, reason, visitor string) {
 
 // presenceTries bounds the attempts to publish a join or leave.
 const presenceTries = 10
+
+// errBufferFull refuses a tracker batch while the node has too many events
+// waiting to be stored; it is closed with 1013 (try again later) and
+// re-sends the batch.
+var errBufferFull = errors.New("too many events waiting to be stored, reconnect and re-send")
 
 // errRateLimit marks a connection over its event rate; it is closed with
 // 1008 (policy violation).

@@ -79,13 +79,15 @@ type Config struct {
 	// FlushInterval is the batch interval told to trackers. Default 1 s:
 	// the dashboard ticks once a second, so sooner buys nothing.
 	FlushInterval time.Duration
-	// ClassicFlushInterval is how long classic events wait to be published
-	// together. Default 50 ms: far below the dashboard's tick, long enough
-	// to put many frames in one message.
-	ClassicFlushInterval time.Duration
-	// ClassicMaxBuffered bounds classic events waiting for publication;
-	// beyond it they are dropped and counted. Default 100,000 (≈ 10 MB).
-	ClassicMaxBuffered int
+	// BatchInterval is how long events wait to be stored together, one
+	// message per site (see batcher). Default 50 ms: far below the
+	// dashboard's tick, long enough to put many frames and tracker
+	// batches in one message.
+	BatchInterval time.Duration
+	// MaxBuffered bounds events waiting to be stored; beyond it classic
+	// events are dropped and counted, and a tracker batch is refused
+	// (its tracker re-sends it later). Default 100,000 (≈ 10 MB).
+	MaxBuffered int
 	// PingInterval is how often the server pings a tracker. Default 20 s,
 	// under the 30 s idle timeouts of common proxies.
 	PingInterval time.Duration
@@ -139,11 +141,11 @@ func (c *Config) setDefaults() {
 	if c.FlushInterval == 0 {
 		c.FlushInterval = time.Second
 	}
-	if c.ClassicFlushInterval == 0 {
-		c.ClassicFlushInterval = 50 * time.Millisecond
+	if c.BatchInterval == 0 {
+		c.BatchInterval = 50 * time.Millisecond
 	}
-	if c.ClassicMaxBuffered == 0 {
-		c.ClassicMaxBuffered = 100_000
+	if c.MaxBuffered == 0 {
+		c.MaxBuffered = 100_000
 	}
 	if c.PingInterval == 0 {
 		c.PingInterval = 20 * time.Second
@@ -175,7 +177,7 @@ type Server struct {
 	log      *slog.Logger
 	metrics  *metrics
 	upgrader websocket.Upgrader
-	classic  *classicBatcher
+	batcher  *batcher
 
 	// accepted counts events accepted since the last load measurement;
 	// perSecond holds the last measurement (float64 bits).
@@ -199,8 +201,7 @@ type Server struct {
 	shutdown atomic.Bool
 }
 
-// New returns a Server and starts its classic-event publisher, which
-// Shutdown stops.
+// New returns a Server and starts its batcher, which Shutdown stops.
 func New(cfg Config) (*Server, error) {
 	if cfg.Publisher == nil || cfg.Sites == nil {
 		return nil, errors.New("ingest: a publisher and a site registry are required")
@@ -236,7 +237,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.log.Info("ingest reads connections", "with", s.poller.Mode())
-	s.classic = newClassicBatcher(s)
+	s.batcher = newBatcher(s)
 	go s.watchLoad()
 	go s.sweep()
 	return s, nil
@@ -448,8 +449,7 @@ func (s *Server) sweep() {
 }
 
 // Shutdown tells every tracker to go elsewhere (close 1012), waits until
-// their last frames are handled and published, then publishes what classic
-// clients sent. http.Server.Shutdown does not close hijacked WebSockets, so
+// their last frames are handled, then stores what waits in the batcher. http.Server.Shutdown does not close hijacked WebSockets, so
 // call both.
 func (s *Server) Shutdown(ctx context.Context) error {
 	if !s.shutdown.Swap(true) {
@@ -479,7 +479,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		err = fmt.Errorf("ingest shutdown: connections still open: %w", ctx.Err())
 	}
 	s.poller.Close()
-	return errors.Join(err, s.classic.stop(ctx))
+	return errors.Join(err, s.batcher.stop(ctx))
 }
 
 // publish stores one message with a message id, so a retry after an

@@ -1,0 +1,231 @@
+package ingest
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/pulse-analytics/pulse/event"
+)
+
+// classicMaxBatch is the most classic events in one batch of a message.
+const classicMaxBatch = 500
+
+// maxMessageBytes is about the largest message the batcher publishes,
+// well under NATS's 1 MB default payload limit: a site's batches beyond it
+// go in a further message.
+const maxMessageBytes = 256 << 10
+
+// publishTries is how often a message is published before its batches are
+// given up; the same message id makes retries safe.
+const publishTries = 3
+
+// batcher gathers what a node's connections send and stores it per site,
+// one message per site per flush (FlushInterval): a stored message costs
+// the stream, the ingest node and the aggregator far more than the events
+// in it, so a message per tracker batch cost more than the batch's events
+// (see BENCHMARKS.md). Classic single-event frames are not acked, so they
+// wait at most FlushInterval in memory; a tracker batch is acked once the
+// message with it is stored. Tracker batches are counted once by the
+// aggregator even when a tracker re-sends them (by session and seq, see
+// aggregator.SessionState); the message id makes the batcher's own retries
+// harmless. Shutdown publishes what is left.
+type batcher struct {
+	s    *Server
+	kick chan struct{}
+	quit chan struct{}
+	done chan struct{}
+	seq  uint64 // owned by run
+	once sync.Once
+
+	mu      sync.Mutex
+	pending map[string]*siteBatches
+	n       int // events pending
+}
+
+// siteBatches is what waits for one site: classic events, and tracker
+// batches with what to call once each is stored (or not).
+type siteBatches struct {
+	classic []event.Event
+	batches []*event.Batch
+	stored  []func(*event.Batch, error)
+}
+
+func newBatcher(s *Server) *batcher {
+	b := &batcher{
+		s:       s,
+		kick:    make(chan struct{}, 1),
+		quit:    make(chan struct{}),
+		done:    make(chan struct{}),
+		pending: make(map[string]*siteBatches),
+	}
+	go b.run()
+	return b
+}
+
+// site returns what waits for site; b.mu is held.
+func (b *batcher) site(site string) *siteBatches {
+	sb := b.pending[site]
+	if sb == nil {
+		sb = &siteBatches{}
+		b.pending[site] = sb
+	}
+	return sb
+}
+
+// add queues a classic event for site. It returns false, dropping ev, when
+// the buffer is full because publishing cannot keep up.
+func (b *batcher) add(site string, ev event.Event) bool {
+	b.mu.Lock()
+	if b.n >= b.s.cfg.MaxBuffered {
+		b.mu.Unlock()
+		return false
+	}
+	sb := b.site(site)
+	sb.classic = append(sb.classic, ev)
+	b.n++
+	full := len(sb.classic) >= classicMaxBatch
+	b.mu.Unlock()
+	if full {
+		b.flushSoon()
+	}
+	return true
+}
+
+// addBatch queues a tracker batch; stored is called with the outcome of
+// storing it, on the batcher's goroutine. It returns false when the buffer
+// is full.
+func (b *batcher) addBatch(batch *event.Batch, stored func(*event.Batch, error)) bool {
+	b.mu.Lock()
+	if b.n+len(batch.Events) > b.s.cfg.MaxBuffered {
+		b.mu.Unlock()
+		return false
+	}
+	sb := b.site(batch.Site)
+	sb.batches = append(sb.batches, batch)
+	sb.stored = append(sb.stored, stored)
+	b.n += len(batch.Events)
+	b.mu.Unlock()
+	return true
+}
+
+func (b *batcher) flushSoon() {
+	select {
+	case b.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (b *batcher) run() {
+	defer close(b.done)
+	t := time.NewTicker(b.s.cfg.BatchInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.quit:
+			b.flush()
+			return
+		case <-t.C:
+			b.flush()
+		case <-b.kick:
+			b.flush()
+		}
+	}
+}
+
+// stop publishes what is queued and ends the batcher.
+func (b *batcher) stop(ctx context.Context) error {
+	b.once.Do(func() { close(b.quit) })
+	select {
+	case <-b.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("ingest shutdown: events not yet published: %w", ctx.Err())
+	}
+}
+
+func (b *batcher) flush() {
+	b.mu.Lock()
+	pending := b.pending
+	if len(pending) == 0 {
+		b.mu.Unlock()
+		return
+	}
+	b.pending = make(map[string]*siteBatches, len(pending))
+	b.n = 0
+	b.mu.Unlock()
+
+	now := time.Now().UnixMilli()
+	for site, sb := range pending {
+		b.publishSite(site, sb, now)
+	}
+}
+
+// publishSite stores what waits for site in as few messages as fit.
+func (b *batcher) publishSite(site string, sb *siteBatches, now int64) {
+	var msg message
+	for events := sb.classic; len(events) > 0; {
+		n := min(len(events), classicMaxBatch)
+		msg.add(&event.Batch{Site: site, Node: b.s.cfg.NodeID, Received: now, Events: events[:n]}, nil)
+		events = events[n:]
+		if msg.full() {
+			b.publish(site, &msg)
+		}
+	}
+	for i, batch := range sb.batches {
+		msg.add(batch, sb.stored[i])
+		if msg.full() {
+			b.publish(site, &msg)
+		}
+	}
+	b.publish(site, &msg)
+}
+
+// message is a list of batches being put together.
+type message struct {
+	body    []byte // the batches' binary forms
+	batches []*event.Batch
+	stored  []func(*event.Batch, error) // nil for classic batches
+}
+
+func (m *message) add(batch *event.Batch, stored func(*event.Batch, error)) {
+	m.body = batch.AppendBinary(m.body)
+	m.batches = append(m.batches, batch)
+	m.stored = append(m.stored, stored)
+}
+
+func (m *message) full() bool { return len(m.body) >= maxMessageBytes }
+
+// publish stores m, tells its batches, and empties it.
+func (b *batcher) publish(site string, m *message) {
+	if len(m.batches) == 0 {
+		return
+	}
+	b.seq++
+	payload := append(event.AppendListHeader(nil, len(m.batches)), m.body...)
+	msgID := "batch:" + b.s.cfg.NodeID + ":" + strconv.FormatUint(b.seq, 10)
+	var err error
+	for try := 1; try <= publishTries; try++ {
+		if err = b.s.publish(event.ActivitySubject(site), msgID, payload); err == nil {
+			break
+		}
+	}
+	for i, batch := range m.batches {
+		switch {
+		case err == nil:
+			b.s.metrics.countEvents(site, batch.Events)
+		case m.stored[i] == nil:
+			b.s.metrics.dropped.WithLabelValues(site, "publish_failed").Add(float64(len(batch.Events)))
+		}
+		if m.stored[i] != nil {
+			m.stored[i](batch, err)
+		}
+	}
+	if err != nil {
+		b.s.log.Error("events not stored", "site", site, "batches", len(m.batches), "err", err)
+	}
+	clear(m.stored)
+	*m = message{body: m.body[:0], batches: m.batches[:0], stored: m.stored[:0]}
+}
