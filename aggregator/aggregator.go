@@ -91,7 +91,7 @@ type Aggregator struct {
 	seq    uint64 // last stream sequence applied, over all sites
 	// batch is the decoding buffer of handle, reused.
 	batch event.Batch
-	sites  map[string]*Site
+	sites map[string]*Site
 	// savedSeq is the sequence the stored snapshot covers; only the
 	// ticker touches it.
 	savedSeq uint64
