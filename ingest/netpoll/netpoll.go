@@ -154,6 +154,8 @@ type Registration struct {
 // come from any goroutine.
 type conn interface {
 	write(b []byte, timeout time.Duration) error
+	// send queues b without waiting; false if it cannot.
+	send(b []byte) bool
 	setPaused(bool)
 	// closeWrite shuts down the writing side: the peer reads EOF.
 	closeWrite()
@@ -232,6 +234,23 @@ func (r *Registration) Write(b []byte, timeout time.Duration) error {
 	r.mu.Unlock()
 	return impl.write(b, timeout)
 }
+
+// Send queues b to be written after what earlier Writes and Sends
+// queued, without waiting: the loop sends it in its next round, with one
+// system call for all its connections. It reports false when the mode
+// cannot (only io_uring can) or too much is queued already; then use
+// Write. Whether it reaches the peer is not reported: a connection whose
+// sends fail fails its reads too. The poller keeps b until it is sent.
+func (r *Registration) Send(b []byte) bool {
+	r.mu.Lock()
+	impl := r.impl
+	r.mu.Unlock()
+	return impl.send(b)
+}
+
+// maxQueuedSend bounds the bytes Send may queue for one connection, so a
+// peer that does not read cannot make the loop hold its acks for ever.
+const maxQueuedSend = 64 << 10
 
 // Pause stops reading until Resume, so that TCP pushes back on a peer that
 // sends faster than its data can be handled.
@@ -327,6 +346,8 @@ func (n netConn) write(b []byte, timeout time.Duration) error {
 	}
 	return err
 }
+
+func (netConn) send([]byte) bool { return false }
 
 func (n netConn) closeWrite() {
 	if cw, ok := n.c.(interface{ CloseWrite() error }); ok {

@@ -269,3 +269,55 @@ func TestPollerCloseClosesConnections(t *testing.T) {
 		}
 	})
 }
+
+// TestSendKeepsOrder: with io_uring, Send queues without waiting, in order
+// with Write; no other mode can, and says so.
+func TestSendKeepsOrder(t *testing.T) {
+	modes(t, func(t *testing.T, p *Poller) {
+		client, server := pair(t)
+		reg, err := p.Add(server, newRecorder())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Mode() != IOURing {
+			if reg.Send([]byte("x")) {
+				t.Errorf("Send in %s mode: true, want false", p.Mode())
+			}
+			return
+		}
+		var want bytes.Buffer
+		for i := range 200 {
+			b := []byte{byte('a' + i%26)}
+			want.Write(b)
+			if i == 100 {
+				if err := reg.Write(b, time.Second); err != nil {
+					t.Fatal(err)
+				}
+				continue
+			}
+			if !reg.Send(b) {
+				t.Fatalf("Send %d: false", i)
+			}
+		}
+		got := make([]byte, want.Len())
+		_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.ReadFull(client, got); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want.Bytes()) {
+			t.Errorf("client read %q, want %q", got, want.Bytes())
+		}
+		// A peer that does not read gets a bounded queue.
+		big := make([]byte, maxQueuedSend/4)
+		refused := false
+		for range 1000 {
+			if !reg.Send(big) {
+				refused = true
+				break
+			}
+		}
+		if !refused {
+			t.Error("Send queued 1000 × 16 KiB for a peer that does not read")
+		}
+	})
+}

@@ -15,6 +15,7 @@ import (
 const (
 	opRead        = 22
 	opAsyncCancel = 14
+	opSend        = 26
 	opRecv        = 27
 
 	sqeBufferSelect = 1 << 5
@@ -197,7 +198,16 @@ func (r *ring) enter(minComplete, flags uint32, arg *getEventsArg) error {
 		flags |= enterExtArg
 		argp, argSize = uintptr(unsafe.Pointer(arg)), unsafe.Sizeof(*arg)
 	}
-	_, _, errno := unix.Syscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), uintptr(toSubmit), uintptr(minComplete), uintptr(flags), argp, argSize)
+	var errno unix.Errno
+	if minComplete == 0 {
+		// It does not wait: to the Go scheduler this is work on the
+		// loop's processor, not a system call it should take the
+		// processor away from (which, for a call doing many receives
+		// or sends, it did, and kept its monitor waking every 20 µs).
+		_, _, errno = unix.RawSyscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), uintptr(toSubmit), 0, uintptr(flags), argp, argSize)
+	} else {
+		_, _, errno = unix.Syscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), uintptr(toSubmit), uintptr(minComplete), uintptr(flags), argp, argSize)
+	}
 	if errno != 0 {
 		return errno
 	}

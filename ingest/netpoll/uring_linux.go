@@ -10,6 +10,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -37,6 +38,7 @@ const (
 const (
 	tagRecv = iota + 1
 	tagCancel
+	tagSend
 )
 
 // uringLoop is one io_uring instance and the goroutine that owns it: it
@@ -64,6 +66,8 @@ type uringLoop struct {
 	nextID  uint64
 	closing bool
 	done    chan struct{}
+	// idle is set while the loop waits for the eventfd, or is about to.
+	idle atomic.Bool
 
 	// The loop goroutine's own.
 	conns   map[uint64]*uringConn
@@ -77,17 +81,25 @@ const (
 	cmdPause
 	cmdResume
 	cmdClose
+	cmdSend
 )
 
 type uringCmd struct {
 	kind cmdKind
 	c    *uringConn
+	send *sendReq
 }
 
-// uringConn is a socket of an io_uring loop. The loop reads it; writes are
-// plain system calls on the caller's goroutine (a tracker's frames are
-// few and small), and mu keeps the descriptor from being closed, and its
-// number reused, while one is under way.
+// sendReq is bytes to send; done, if any, gets the outcome.
+type sendReq struct {
+	b    []byte
+	done chan error
+}
+
+// uringConn is a socket of an io_uring loop. The loop reads it and sends
+// what Write and Send queue, in order, one send at a time; mu keeps the
+// descriptor from being closed, and its number reused, while closeWrite
+// uses it.
 type uringConn struct {
 	l  *uringLoop
 	r  *Registration
@@ -96,6 +108,14 @@ type uringConn struct {
 	mu     sync.RWMutex
 	fd     int
 	closed bool
+	queued atomic.Int64 // bytes Send queued and the loop has not sent
+
+	// The loop goroutine's own: what waits to be sent, how much of the
+	// first is sent, a send is under way, the first send error.
+	sendq   []*sendReq
+	sendOff int
+	sending bool
+	sendErr error
 
 	// The loop goroutine's own: a receive is armed; it is being
 	// cancelled; the connection wants reading (not paused); reading
@@ -180,7 +200,7 @@ func (l *uringLoop) selfTest() error {
 	if got.res != 1 || got.flags&cqeFMore == 0 {
 		return fmt.Errorf("%w: multishot receive: result %d, flags %#x", errUnsupported, got.res, got.flags)
 	}
-	l.cancelRecv(0)
+	l.cancelOp(0, tagRecv)
 	// The cancellation and the receive's last completion.
 	for n, try := 0, 0; n < 2; n += l.ring.reap(func(cqe) {}) {
 		if try++; try > 3 {
@@ -239,7 +259,7 @@ func (l *uringLoop) add(c net.Conn, r *Registration) (bool, error) {
 	r.mu.Lock()
 	r.impl = uc
 	r.mu.Unlock()
-	if !l.command(cmdAdd, uc) {
+	if !l.command(cmdAdd, uc, nil) {
 		_ = unix.Close(fd)
 		return false, ErrClosed
 	}
@@ -248,16 +268,17 @@ func (l *uringLoop) add(c net.Conn, r *Registration) (bool, error) {
 
 // command queues a command for the loop and wakes it; false if the loop
 // has stopped.
-func (l *uringLoop) command(kind cmdKind, c *uringConn) bool {
+func (l *uringLoop) command(kind cmdKind, c *uringConn, send *sendReq) bool {
 	l.mu.Lock()
 	if l.closing {
 		l.mu.Unlock()
 		return false
 	}
-	wake := len(l.cmds) == 0
-	l.cmds = append(l.cmds, uringCmd{kind, c})
+	l.cmds = append(l.cmds, uringCmd{kind, c, send})
 	l.mu.Unlock()
-	if wake {
+	// A busy loop takes commands at its next round, within
+	// uringCoalesce; only an idle one needs waking.
+	if l.idle.Load() {
 		l.wake()
 	}
 	return true
@@ -270,33 +291,34 @@ func (l *uringLoop) wake() {
 
 func (c *uringConn) write(b []byte, timeout time.Duration) error {
 	c.mu.RLock()
-	defer c.mu.RUnlock()
-	if c.closed {
+	closed := c.closed
+	c.mu.RUnlock()
+	if closed {
 		return ErrClosed
 	}
-	deadline := time.Now().Add(timeout)
-	for len(b) > 0 {
-		n, err := unix.Write(c.fd, b)
-		if n > 0 {
-			b = b[n:]
-			continue
-		}
-		switch {
-		case err == unix.EAGAIN:
-			left := time.Until(deadline)
-			if left <= 0 {
-				return ErrWriteTimeout
-			}
-			pfd := []unix.PollFd{{Fd: int32(c.fd), Events: unix.POLLOUT}}
-			if _, err := unix.Poll(pfd, int(left/time.Millisecond)+1); err != nil && err != unix.EINTR {
-				return fmt.Errorf("netpoll: poll: %w", err)
-			}
-		case err == unix.EINTR:
-		case err != nil:
-			return fmt.Errorf("netpoll: write: %w", err)
-		}
+	req := &sendReq{b: b, done: make(chan error, 1)}
+	if !c.l.command(cmdSend, c, req) {
+		return ErrClosed
 	}
-	return nil
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case err := <-req.done:
+		return err
+	case <-t.C:
+		// The bytes stay queued until the connection is closed, which
+		// the writer does after a timeout.
+		return ErrWriteTimeout
+	}
+}
+
+func (c *uringConn) send(b []byte) bool {
+	if c.queued.Add(int64(len(b))) > maxQueuedSend {
+		c.queued.Add(-int64(len(b)))
+		return false
+	}
+	c.l.command(cmdSend, c, &sendReq{b: b})
+	return true
 }
 
 func (c *uringConn) closeWrite() {
@@ -309,9 +331,9 @@ func (c *uringConn) closeWrite() {
 
 func (c *uringConn) setPaused(paused bool) {
 	if paused {
-		c.l.command(cmdPause, c)
+		c.l.command(cmdPause, c, nil)
 	} else {
-		c.l.command(cmdResume, c)
+		c.l.command(cmdResume, c, nil)
 	}
 }
 
@@ -325,7 +347,7 @@ func (c *uringConn) close() {
 	}
 	c.closed = true
 	c.mu.Unlock()
-	if !c.l.command(cmdClose, c) {
+	if !c.l.command(cmdClose, c, nil) {
 		_ = unix.Close(c.fd) // the loop has stopped, and its ring with it
 	}
 }
@@ -338,7 +360,7 @@ func (l *uringLoop) close() {
 	}
 	l.closing = true
 	l.mu.Unlock()
-	l.wake()
+	l.wake() // whether idle or not: it may be about to be
 	<-l.done
 }
 
@@ -357,10 +379,11 @@ func (l *uringLoop) run(started chan<- error) {
 	reaped := 0
 	for {
 		switch {
-		case reaped == 0: // idle: wait for the kernel or a command
+		case reaped == 0 && !l.hasCommands(): // idle: wait for the kernel or a command
 			if _, err := l.efd.Read(signal[:]); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
 				panic(fmt.Sprintf("netpoll: eventfd: %v", err))
 			}
+			l.idle.Store(false)
 		case reaped < coalesceBatch: // let more gather
 			time.Sleep(uringCoalesce)
 		}
@@ -383,6 +406,19 @@ func (l *uringLoop) run(started chan<- error) {
 		}
 		reaped = l.ring.reap(l.complete)
 	}
+}
+
+// hasCommands reports whether commands wait; if none do, the loop is idle
+// from now on, and a command wakes it.
+func (l *uringLoop) hasCommands() bool {
+	l.idle.Store(true)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.cmds) > 0 || l.closing {
+		l.idle.Store(false)
+		return true
+	}
+	return false
 }
 
 // commands applies the queued commands; true when the loop is to stop.
@@ -408,13 +444,91 @@ func (l *uringLoop) commands() bool {
 		case cmdClose:
 			c.want, c.gone = false, true
 			l.cancel(c)
+			if c.sending {
+				l.cancelOp(c.id, tagSend)
+			}
+			l.failSends(c, ErrClosed)
 			l.toClose = append(l.toClose, c.fd)
-			if !c.armed {
+			if !c.armed && !c.sending {
 				delete(l.conns, c.id)
+			}
+		case cmdSend:
+			switch {
+			case c.gone:
+				l.finish(c, cmd.send, ErrClosed)
+			case c.sendErr != nil:
+				l.finish(c, cmd.send, c.sendErr)
+			default:
+				c.sendq = append(c.sendq, cmd.send)
+				if !c.sending {
+					l.submitSend(c)
+				}
 			}
 		}
 	}
+	clear(cmds)
 	return closing
+}
+
+// submitSend sends (the rest of) the first queued bytes of c.
+func (l *uringLoop) submitSend(c *uringConn) {
+	b := c.sendq[0].b[c.sendOff:]
+	e := l.ring.next()
+	e.opcode = opSend
+	e.fd = int32(c.fd)
+	e.addr = uint64(uintptr(unsafe.Pointer(unsafe.SliceData(b))))
+	e.len = uint32(len(b))
+	e.opFlags = unix.MSG_NOSIGNAL
+	e.userData = c.id<<2 | tagSend
+	c.sending = true
+}
+
+// sent handles a send's completion.
+func (l *uringLoop) sent(c *uringConn, res int32) {
+	c.sending = false
+	switch {
+	case c.gone:
+		c.sendq = nil
+		if !c.armed {
+			delete(l.conns, c.id)
+		}
+		return
+	case res < 0:
+		c.sendErr = fmt.Errorf("netpoll: send: %w", syscall.Errno(-res))
+		l.failSends(c, c.sendErr)
+		return
+	}
+	c.sendOff += int(res)
+	if req := c.sendq[0]; c.sendOff == len(req.b) {
+		c.sendq[0] = nil
+		c.sendq, c.sendOff = c.sendq[1:], 0
+		l.finish(c, req, nil)
+	}
+	if len(c.sendq) > 0 {
+		l.submitSend(c)
+	}
+}
+
+// failSends ends everything queued for c with err; a send under way keeps
+// its bytes until it completes.
+func (l *uringLoop) failSends(c *uringConn, err error) {
+	q := c.sendq
+	if c.sending && len(q) > 0 {
+		q, c.sendq = q[1:], q[:1]
+	} else {
+		c.sendq = nil
+	}
+	for _, req := range q {
+		l.finish(c, req, err)
+	}
+}
+
+func (l *uringLoop) finish(c *uringConn, req *sendReq, err error) {
+	if req.done != nil {
+		req.done <- err
+	} else {
+		c.queued.Add(-int64(len(req.b)))
+	}
 }
 
 // arm starts a multishot receive on c unless one is armed or c should
@@ -441,23 +555,30 @@ func (l *uringLoop) cancel(c *uringConn) {
 		return
 	}
 	c.cancelling = true
-	l.cancelRecv(c.id)
+	l.cancelOp(c.id, tagRecv)
 }
 
-func (l *uringLoop) cancelRecv(id uint64) {
+// cancelOp cancels connection id's receive or send.
+func (l *uringLoop) cancelOp(id uint64, tag uint64) {
 	e := l.ring.next()
 	e.opcode = opAsyncCancel
 	e.fd = -1
-	e.addr = id<<2 | tagRecv
+	e.addr = id<<2 | tag
 	e.userData = id<<2 | tagCancel
 }
 
 // complete handles one completion.
 func (l *uringLoop) complete(e cqe) {
-	if e.userData&3 == tagCancel {
+	c := l.conns[e.userData>>2]
+	switch e.userData & 3 {
+	case tagCancel:
+		return
+	case tagSend:
+		if c != nil {
+			l.sent(c, e.res)
+		}
 		return
 	}
-	c := l.conns[e.userData>>2]
 	if e.flags&cqeFBuffer != 0 {
 		bid := uint16(e.flags >> cqeBufferShift)
 		if e.res > 0 && c != nil && !c.gone {
@@ -471,7 +592,9 @@ func (l *uringLoop) complete(e cqe) {
 	// The receive is over.
 	c.armed, c.cancelling = false, false
 	if c.gone {
-		delete(l.conns, c.id)
+		if !c.sending {
+			delete(l.conns, c.id)
+		}
 		return
 	}
 	var err error
