@@ -54,6 +54,8 @@ paced() {
     run_pulse "paced-classic-$i" -url ws://127.0.0.1:8081 -subprotocol json -c 1000 -ramp 2000 -rate 20 -d 20s "${METRICS[@]}" -drain 30s
     pulse_own "own-classic-20k-$i" -- -trackers 1000 -rate 20 -duration 20s -ramp 1s -sources 2
     pulse_own "own-batched-20k-$i" -- -trackers 1000 -rate 20 -duration 20s -ramp 1s -sources 2 -batched
+    # The same classic run reading with epoll instead of io_uring.
+    pulse_own "own-classic-20k-epoll-$i" PULSE_INGEST_POLLER=epoll -- -trackers 1000 -rate 20 -duration 20s -ramp 1s -sources 2
   done
 }
 

@@ -61,13 +61,19 @@ func (l *epollLoop) closeFDs() {
 	syscall.Close(l.wake[1])
 }
 
-func (l *epollLoop) add(c net.Conn, r *Registration) (bool, error) {
+// rawConn returns c's descriptor access, if c is a socket with one.
+func rawConn(c net.Conn) (syscall.RawConn, bool) {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
-		return false, nil
+		return nil, false
 	}
 	raw, err := sc.SyscallConn()
-	if err != nil {
+	return raw, err == nil
+}
+
+func (l *epollLoop) add(c net.Conn, r *Registration) (bool, error) {
+	raw, ok := rawConn(c)
+	if !ok {
 		return false, nil
 	}
 	ec := &epollConn{netConn: netConn{c}, l: l, raw: raw, r: r}
@@ -80,7 +86,7 @@ func (l *epollLoop) add(c net.Conn, r *Registration) (bool, error) {
 	if l.closed {
 		return false, ErrClosed
 	}
-	err = raw.Control(func(fd uintptr) {
+	err := raw.Control(func(fd uintptr) {
 		ec.fd = int32(fd)
 		ev := syscall.EpollEvent{Events: readEvents, Fd: int32(fd)}
 		ctlErr = syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev)

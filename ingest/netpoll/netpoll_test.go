@@ -46,6 +46,20 @@ func (r *recorder) waitLen(t *testing.T, n int) {
 	}
 }
 
+// silentAfter checks that after call the handler still has n bytes and
+// got no Closed call.
+func (r *recorder) silentAfter(t *testing.T, n int, call string) {
+	t.Helper()
+	if r.len() != n {
+		t.Errorf("handler got %q after %s", r.data.String(), call)
+	}
+	select {
+	case err := <-r.closed:
+		t.Errorf("Closed(%v) after %s", err, call)
+	default:
+	}
+}
+
 // pair returns the two ends of a loopback TCP connection.
 func pair(t *testing.T) (client, server net.Conn) {
 	t.Helper()
@@ -153,14 +167,7 @@ func TestCloseAndPause(t *testing.T) {
 		reg.Close() // idempotent
 		_, _ = client.Write([]byte("three"))
 		time.Sleep(100 * time.Millisecond)
-		if rec.len() != 6 {
-			t.Errorf("read after Close: %q", rec.data.String())
-		}
-		select {
-		case err := <-rec.closed:
-			t.Errorf("Closed(%v) after Close", err)
-		default:
-		}
+		rec.silentAfter(t, 6, "Close")
 		// The socket is closed: the client reads EOF, or a reset when
 		// "three" arrived before the close (Linger avoids that).
 		_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -220,14 +227,7 @@ func TestWriteAndLinger(t *testing.T) {
 			t.Fatal("no EOF after Linger")
 		}
 		time.Sleep(500 * time.Millisecond)
-		if rec.len() != 0 {
-			t.Errorf("handler got %q after Linger", rec.data.String())
-		}
-		select {
-		case err := <-rec.closed:
-			t.Errorf("Closed(%v) after Linger", err)
-		default:
-		}
+		rec.silentAfter(t, 0, "Linger")
 		if err := reg.Write([]byte("x"), time.Second); !errors.Is(err, ErrClosed) {
 			t.Errorf("Write after Linger's wait: %v, want ErrClosed", err)
 		}

@@ -172,7 +172,7 @@ func newRing(entries, cqEntries uint32, flagSets ...uint32) (*ring, error) {
 // next enter. A full queue is submitted first.
 func (r *ring) next() *sqe {
 	for r.tail-atomic.LoadUint32(r.sqHead) >= r.sqEntries {
-		if err := r.enter(0, 0, nil); err != nil && err != unix.EINTR && err != unix.EBUSY {
+		if err := r.enter(0, 0, nil, false); err != nil && err != unix.EINTR && err != unix.EBUSY {
 			panic(fmt.Sprintf("netpoll: io_uring submission queue stuck: %v", err))
 		}
 	}
@@ -186,8 +186,10 @@ func (r *ring) next() *sqe {
 
 // enter submits what was queued and, with minComplete > 0 or GETEVENTS in
 // flags, runs completions and waits for minComplete of them (bounded by
-// arg's timeout, if any).
-func (r *ring) enter(minComplete, flags uint32, arg *getEventsArg) error {
+// arg's timeout, if any). mayWait says whether the call can block: one that
+// cannot (no completions asked for, or a timeout of zero) is made as a raw
+// system call.
+func (r *ring) enter(minComplete, flags uint32, arg *getEventsArg, mayWait bool) error {
 	atomic.StoreUint32(r.sqTail, r.tail)
 	toSubmit := r.tail - atomic.LoadUint32(r.sqHead)
 	if minComplete > 0 {
@@ -198,16 +200,15 @@ func (r *ring) enter(minComplete, flags uint32, arg *getEventsArg) error {
 		flags |= enterExtArg
 		argp, argSize = uintptr(unsafe.Pointer(arg)), unsafe.Sizeof(*arg)
 	}
-	var errno unix.Errno
-	if minComplete == 0 {
-		// It does not wait: to the Go scheduler this is work on the
-		// loop's processor, not a system call it should take the
-		// processor away from (which, for a call doing many receives
-		// or sends, it did, and kept its monitor waking every 20 µs).
-		_, _, errno = unix.RawSyscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), uintptr(toSubmit), 0, uintptr(flags), argp, argSize)
-	} else {
-		_, _, errno = unix.Syscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), uintptr(toSubmit), uintptr(minComplete), uintptr(flags), argp, argSize)
+	call := unix.Syscall6
+	if !mayWait {
+		// To the Go scheduler this is work on the loop's processor, not
+		// a system call it should take the processor away from (which,
+		// for a call doing many receives or sends, it did, and kept its
+		// monitor waking every 20 µs).
+		call = unix.RawSyscall6
 	}
+	_, _, errno := call(unix.SYS_IO_URING_ENTER, uintptr(r.fd), uintptr(toSubmit), uintptr(minComplete), uintptr(flags), argp, argSize)
 	if errno != 0 {
 		return errno
 	}

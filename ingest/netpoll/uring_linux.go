@@ -27,9 +27,9 @@ const (
 	// back. 256 × 4 KiB is 1 MiB per loop, touched only as it is used.
 	uringBuffers    = 256
 	uringBufferSize = 4 << 10
-	// coalesceBatch: after a wait that brought fewer completions, the
-	// loop waits up to coalesce for this many, so that one system call
-	// serves many frames.
+	// coalesceBatch: after a round that brought fewer completions, the
+	// loop waits uringCoalesce before the next, so that one system call
+	// serves many frames; after more, it goes on at once.
 	coalesceBatch = 256
 )
 
@@ -55,10 +55,10 @@ type uringLoop struct {
 	ring *ring
 	bufs *bufRing
 	efd  *os.File
-	// The kernel reads waitArg and waitTS while the self-test waits;
-	// they live on the heap, which does not move.
-	waitArg getEventsArg
-	waitTS  unix.Timespec
+	// The kernel reads these while the loop enters the ring; they live
+	// on the heap, which does not move. noWait has a timeout of zero.
+	waitArg, noWait getEventsArg
+	waitTS, zeroTS  unix.Timespec
 
 	mu      sync.Mutex
 	cmds    []uringCmd
@@ -184,7 +184,7 @@ func (l *uringLoop) selfTest() error {
 	l.armRecv(fds[0], 0)
 	l.waitTS = unix.NsecToTimespec(int64(time.Second))
 	l.waitArg.ts = uint64(uintptr(unsafe.Pointer(&l.waitTS)))
-	if err := l.ring.enter(1, 0, &l.waitArg); err != nil && err != unix.ETIME {
+	if err := l.ring.enter(1, 0, &l.waitArg, true); err != nil && err != unix.ETIME {
 		return fmt.Errorf("%w: io_uring_enter: %v", errUnsupported, err)
 	}
 	var got cqe
@@ -206,7 +206,7 @@ func (l *uringLoop) selfTest() error {
 		if try++; try > 3 {
 			return fmt.Errorf("%w: a multishot receive was not cancelled", errUnsupported)
 		}
-		if err := l.ring.enter(1, 0, &l.waitArg); err != nil && err != unix.EINTR && err != unix.ETIME {
+		if err := l.ring.enter(1, 0, &l.waitArg, true); err != nil && err != unix.EINTR && err != unix.ETIME {
 			return fmt.Errorf("netpoll: io_uring_enter: %w", err)
 		}
 	}
@@ -231,12 +231,8 @@ func (l *uringLoop) teardown() {
 }
 
 func (l *uringLoop) add(c net.Conn, r *Registration) (bool, error) {
-	sc, ok := c.(syscall.Conn)
+	raw, ok := rawConn(c)
 	if !ok {
-		return false, nil
-	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
 		return false, nil
 	}
 	// The loop reads a descriptor of its own, and the net.Conn is
@@ -375,6 +371,7 @@ func (l *uringLoop) run(started chan<- error) {
 	}
 	started <- nil
 	defer l.teardown()
+	l.noWait.ts = uint64(uintptr(unsafe.Pointer(&l.zeroTS)))
 	var signal [8]byte
 	reaped := 0
 	for {
@@ -391,9 +388,13 @@ func (l *uringLoop) run(started chan<- error) {
 			return
 		}
 		l.bufs.publish()
-		// Submits, and does the receives' work (DEFER_TASKRUN) now.
-		switch err := l.ring.enter(0, enterGetEvents, nil); err {
-		case nil, unix.EINTR, unix.EBUSY:
+		// Submits, and does all the receives' work (DEFER_TASKRUN) now:
+		// asked for no completions, the kernel would do only 20 items of
+		// it per call, and frames would queue up behind; asked for as
+		// many as the ring holds with a timeout of zero, it does all it
+		// has and returns.
+		switch err := l.ring.enter(uint32(len(l.ring.cqes)), 0, &l.noWait, false); err {
+		case nil, unix.ETIME, unix.EINTR, unix.EBUSY:
 		default:
 			panic(fmt.Sprintf("netpoll: io_uring_enter: %v", err))
 		}
@@ -617,8 +618,8 @@ func (l *uringLoop) complete(e cqe) {
 	}
 }
 
-// uringCoalesce is how long a busy loop lets completions gather: each
-// wait costs a system call and the Go scheduler's handing the loop's
-// processor over and back, which at a millisecond cost more than the
-// frames it brought.
-const uringCoalesce = 5 * time.Millisecond
+// uringCoalesce is how long a busy loop lets completions gather before
+// its next round: each round costs a system call and the Go scheduler's
+// waking the loop's thread. It adds at most that to a frame's way to the
+// dashboard, whose tick is a second.
+const uringCoalesce = 10 * time.Millisecond
