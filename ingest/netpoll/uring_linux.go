@@ -110,12 +110,15 @@ type uringConn struct {
 	closed bool
 	queued atomic.Int64 // bytes Send queued and the loop has not sent
 
-	// The loop goroutine's own: what waits to be sent, how much of the
-	// first is sent, a send is under way, the first send error.
-	sendq   []*sendReq
-	sendOff int
-	sending bool
-	sendErr error
+	// The loop goroutine's own: what waits to be sent; what the send
+	// under way carries (the bytes of the requests in flight, together)
+	// and how much of it is sent; the first send error.
+	sendq    []*sendReq
+	inflight []*sendReq
+	sendBuf  []byte
+	sendOff  int
+	sending  bool
+	sendErr  error
 
 	// The loop goroutine's own: a receive is armed; it is being
 	// cancelled; the connection wants reading (not paused); reading
@@ -381,7 +384,7 @@ func (l *uringLoop) run(started chan<- error) {
 				panic(fmt.Sprintf("netpoll: eventfd: %v", err))
 			}
 			l.idle.Store(false)
-		case reaped < coalesceBatch: // let more gather
+		case reaped < coalesceBatch && !l.ring.pending(): // let more gather
 			time.Sleep(uringCoalesce)
 		}
 		if l.commands() {
@@ -471,9 +474,22 @@ func (l *uringLoop) commands() bool {
 	return closing
 }
 
-// submitSend sends (the rest of) the first queued bytes of c.
+// submitSend sends what is queued for c in one send, or the rest of what
+// is in flight.
 func (l *uringLoop) submitSend(c *uringConn) {
-	b := c.sendq[0].b[c.sendOff:]
+	if len(c.inflight) == 0 {
+		c.inflight, c.sendq = c.sendq, c.inflight[:0]
+		c.sendOff = 0
+		if len(c.inflight) == 1 {
+			c.sendBuf = c.inflight[0].b
+		} else {
+			c.sendBuf = nil
+			for _, req := range c.inflight {
+				c.sendBuf = append(c.sendBuf, req.b...)
+			}
+		}
+	}
+	b := c.sendBuf[c.sendOff:]
 	e := l.ring.next()
 	e.opcode = opSend
 	e.fd = int32(c.fd)
@@ -489,7 +505,7 @@ func (l *uringLoop) sent(c *uringConn, res int32) {
 	c.sending = false
 	switch {
 	case c.gone:
-		c.sendq = nil
+		l.failSends(c, ErrClosed)
 		if !c.armed {
 			delete(l.conns, c.id)
 		}
@@ -500,26 +516,28 @@ func (l *uringLoop) sent(c *uringConn, res int32) {
 		return
 	}
 	c.sendOff += int(res)
-	if req := c.sendq[0]; c.sendOff == len(req.b) {
-		c.sendq[0] = nil
-		c.sendq, c.sendOff = c.sendq[1:], 0
-		l.finish(c, req, nil)
+	if c.sendOff == len(c.sendBuf) {
+		for i, req := range c.inflight {
+			l.finish(c, req, nil)
+			c.inflight[i] = nil
+		}
+		c.inflight, c.sendBuf = c.inflight[:0], nil
 	}
-	if len(c.sendq) > 0 {
+	if len(c.inflight) > 0 || len(c.sendq) > 0 {
 		l.submitSend(c)
 	}
 }
 
-// failSends ends everything queued for c with err; a send under way keeps
-// its bytes until it completes.
+// failSends ends everything queued for c with err, and what is in flight
+// unless a send of it is under way (the kernel still has its bytes).
 func (l *uringLoop) failSends(c *uringConn, err error) {
-	q := c.sendq
-	if c.sending && len(q) > 0 {
-		q, c.sendq = q[1:], q[:1]
-	} else {
-		c.sendq = nil
+	reqs := c.sendq
+	c.sendq = nil
+	if !c.sending {
+		reqs = append(reqs, c.inflight...)
+		c.inflight, c.sendBuf = nil, nil
 	}
-	for _, req := range q {
+	for _, req := range reqs {
 		l.finish(c, req, err)
 	}
 }
