@@ -378,6 +378,7 @@ func (c *conn) stored(b *event.Batch, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.unacked--
+	c.resumeIfIdleLocked()
 	if err != nil {
 		c.s.log.Warn("tracker batch not stored", "site", c.site, "err", err)
 		c.closeLocked(websocket.CloseTryAgainLater, "could not store events, reconnect and re-send", "error")

@@ -159,6 +159,38 @@ func batch(seq uint64, n int) map[string]any {
 	return map[string]any{"type": "batch", "seq": seq, "events": events}
 }
 
+// TestManyBatchesInFlight: a tracker that sends more batches than a
+// connection may have in flight is paused, not stalled: every batch is
+// stored and acked in order.
+func TestManyBatchesInFlight(t *testing.T) {
+	n := startNode(t, nil)
+	c := dial(t, n.url+"/v1/track?v=1&site=shop", nil)
+	var hello struct{ Type, Session string }
+	readType(t, c, &hello)
+	// Rounds of more than maxQueued batches, each read (and the
+	// connection paused) before the batcher stores them.
+	const batches = 4 * (maxQueued + 1)
+	for seq := uint64(1); seq <= batches; seq++ {
+		if err := c.WriteJSON(batch(seq, 2)); err != nil {
+			t.Fatal(err)
+		}
+		if seq%(maxQueued+1) == 0 {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	var ack struct {
+		Type string
+		Seq  uint64
+	}
+	for seq := uint64(1); seq <= batches; seq++ {
+		readType(t, c, &ack)
+		if ack.Type != "ack" || ack.Seq != seq {
+			t.Fatalf("ack %+v, want seq %d", ack, seq)
+		}
+	}
+	n.waitActivity(t, batches)
+}
+
 func TestHelloAckAndDedupeAfterReconnect(t *testing.T) {
 	n := startNode(t, func(c *Config) { c.SampleInterval = 80 * time.Millisecond })
 	c := dial(t, n.url+"/v1/track?v=1&site=shop", nil)
