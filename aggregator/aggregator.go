@@ -307,7 +307,11 @@ func (a *Aggregator) Run(ctx context.Context) error {
 			if a.quotesOwner() {
 				a.tickQuotes(stopCtx, time.Now())
 			}
-			a.releaseSlice(stopCtx)
+			// Its own time: a final snapshot that took long must not keep
+			// a standby waiting for a lease that was never given up.
+			releaseCtx, cancelRelease := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancelRelease()
+			a.releaseSlice(releaseCtx)
 			return nil
 		}
 	}
@@ -549,10 +553,19 @@ func (a *Aggregator) holdSlice(ctx context.Context) error {
 }
 
 // releaseSlice gives the lease up at shutdown, for a standby to take over
-// at once.
+// at once. It goes by the lease's current revision while the lease is
+// still this aggregator's: a refresh cut short by the shutdown may have
+// been stored without its new revision reaching a.leaseRev.
 func (a *Aggregator) releaseSlice(ctx context.Context) {
-	if a.nodes != nil {
-		_ = a.nodes.Delete(ctx, a.sliceKey(), jetstream.LastRevision(a.leaseRev))
+	if a.nodes == nil {
+		return
+	}
+	e, err := a.nodes.Get(ctx, a.sliceKey())
+	if err != nil || string(e.Value()) != a.cfg.InstanceID {
+		return
+	}
+	if err := a.nodes.Delete(ctx, a.sliceKey(), jetstream.LastRevision(e.Revision())); err != nil {
+		a.log.Warn("slice lease not released; a standby takes over when it expires", "slice", a.sliceKey(), "err", err)
 	}
 }
 
