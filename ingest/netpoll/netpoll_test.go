@@ -82,6 +82,19 @@ func pair(t *testing.T) (client, server net.Conn) {
 	return client, server
 }
 
+// added returns a connection's client end, and its server end added to p
+// with a recorder.
+func added(t *testing.T, p *Poller) (net.Conn, *recorder, *Registration) {
+	t.Helper()
+	client, server := pair(t)
+	rec := newRecorder()
+	reg, err := p.Add(server, rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return client, rec, reg
+}
+
 // modes runs test with a poller in each mode this system has.
 func modes(t *testing.T, test func(t *testing.T, p *Poller)) {
 	for _, mode := range []Mode{IOURing, Epoll, Goroutines} {
@@ -144,12 +157,7 @@ func TestReadsUntilClose(t *testing.T) {
 
 func TestCloseAndPause(t *testing.T) {
 	modes(t, func(t *testing.T, p *Poller) {
-		client, server := pair(t)
-		rec := newRecorder()
-		reg, err := p.Add(server, rec)
-		if err != nil {
-			t.Fatal(err)
-		}
+		client, rec, reg := added(t, p)
 		_, _ = client.Write([]byte("one"))
 		rec.waitLen(t, 3)
 
@@ -194,12 +202,7 @@ func TestAddAfterClose(t *testing.T) {
 
 func TestWriteAndLinger(t *testing.T) {
 	modes(t, func(t *testing.T, p *Poller) {
-		client, server := pair(t)
-		rec := newRecorder()
-		reg, err := p.Add(server, rec)
-		if err != nil {
-			t.Fatal(err)
-		}
+		client, rec, reg := added(t, p)
 		// More than the socket buffers hold: Write waits for the reader.
 		big := bytes.Repeat([]byte("pulse"), 1<<20)
 		got := make(chan []byte, 1)
@@ -236,11 +239,7 @@ func TestWriteAndLinger(t *testing.T) {
 
 func TestWriteTimesOut(t *testing.T) {
 	modes(t, func(t *testing.T, p *Poller) {
-		_, server := pair(t) // the client never reads
-		reg, err := p.Add(server, newRecorder())
-		if err != nil {
-			t.Fatal(err)
-		}
+		_, _, reg := added(t, p) // the client never reads
 		chunk := make([]byte, 1<<20)
 		for i := 0; ; i++ {
 			err := reg.Write(chunk, 200*time.Millisecond)
@@ -258,10 +257,7 @@ func TestWriteTimesOut(t *testing.T) {
 
 func TestPollerCloseClosesConnections(t *testing.T) {
 	modes(t, func(t *testing.T, p *Poller) {
-		client, server := pair(t)
-		if _, err := p.Add(server, newRecorder()); err != nil {
-			t.Fatal(err)
-		}
+		client, _, _ := added(t, p)
 		p.Close()
 		_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
 		if _, err := client.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
@@ -274,11 +270,7 @@ func TestPollerCloseClosesConnections(t *testing.T) {
 // with Write; no other mode can, and says so.
 func TestSendKeepsOrder(t *testing.T) {
 	modes(t, func(t *testing.T, p *Poller) {
-		client, server := pair(t)
-		reg, err := p.Add(server, newRecorder())
-		if err != nil {
-			t.Fatal(err)
-		}
+		client, _, reg := added(t, p)
 		if p.Mode() != IOURing {
 			if reg.Send([]byte("x")) {
 				t.Errorf("Send in %s mode: true, want false", p.Mode())
