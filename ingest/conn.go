@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -357,7 +356,7 @@ func (c *conn) storeBatch(now int64, seq uint64, events []event.Event) error {
 	}
 	if seq <= c.lastAck {
 		// Stored already: the tracker missed the ack.
-		c.doLocked(func() { c.write(ackMsg{Type: "ack", Seq: seq}) })
+		c.ackLocked(seq)
 		return nil
 	}
 	b := &event.Batch{
@@ -385,12 +384,17 @@ func (c *conn) stored(b *event.Batch, err error) {
 		return
 	}
 	c.lastAck = max(c.lastAck, b.Seq)
-	// The batcher calls this for many connections in a row: with
-	// io_uring their acks leave together in the poller's next round,
-	// without a worker.
-	payload := append(strconv.AppendUint([]byte(`{"type":"ack","seq":`), b.Seq, 10), '}')
-	if c.ended || !c.reg.Send(wsframe.AppendFrame(nil, wsframe.Text, payload)) {
-		c.doLocked(func() { c.write(ackMsg{Type: "ack", Seq: b.Seq}) })
+	c.ackLocked(b.Seq)
+}
+
+// ackLocked acks batch seq. The batcher stores batches of many
+// connections at once: with io_uring their acks leave together in the
+// poller's next round, without a worker; otherwise the queue writes it.
+// c.mu is held.
+func (c *conn) ackLocked(seq uint64) {
+	payload, _ := json.Marshal(ackMsg{Type: "ack", Seq: seq})
+	if c.ended || c.reg == nil || !c.reg.Send(wsframe.AppendFrame(nil, wsframe.Text, payload)) {
+		c.doLocked(func() { c.writeText(payload) })
 	}
 }
 
@@ -454,10 +458,16 @@ const lingerWait = 500 * time.Millisecond
 // in writeWait is stuck and is closed.
 func (c *conn) write(v any) {
 	data, err := json.Marshal(v)
-	if err == nil {
-		err = c.writeFrame(wsframe.Text, data)
-	}
 	if err != nil {
+		c.closeWith(websocket.CloseGoingAway, "write failed", "error")
+		return
+	}
+	c.writeText(data)
+}
+
+// writeText writes a text frame, like write.
+func (c *conn) writeText(data []byte) {
+	if c.writeFrame(wsframe.Text, data) != nil {
 		c.closeWith(websocket.CloseGoingAway, "write failed", "error")
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"net"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -142,8 +143,9 @@ type Registration struct {
 	h  Handler
 	mu sync.Mutex
 	// closed: Close or Linger was called, or reading ended; nothing is
-	// handed to the handler any more.
-	closed    bool
+	// handed to the handler any more. Set under mu; data reads it for
+	// every frame without taking mu.
+	closed    atomic.Bool
 	lingering bool
 	paused    bool
 	impl      conn
@@ -202,10 +204,7 @@ func (p *Poller) forget(r *Registration) {
 // data hands what was read to the handler, unless the connection is
 // closing.
 func (r *Registration) data(b []byte) {
-	r.mu.Lock()
-	closed := r.closed
-	r.mu.Unlock()
-	if !closed {
+	if !r.closed.Load() {
 		r.h.Data(b)
 	}
 }
@@ -215,8 +214,8 @@ func (r *Registration) data(b []byte) {
 // lingering connection is closed now.
 func (r *Registration) ended(err error) {
 	r.mu.Lock()
-	tell, finish := !r.closed, r.lingering
-	r.closed = true
+	tell, finish := !r.closed.Load(), r.lingering
+	r.closed.Store(true)
 	r.mu.Unlock()
 	if finish {
 		r.Close()
@@ -262,7 +261,7 @@ func (r *Registration) Resume() { r.setPaused(false) }
 func (r *Registration) setPaused(paused bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.closed || r.paused == paused {
+	if r.closed.Load() || r.paused == paused {
 		return
 	}
 	r.paused = paused
@@ -274,7 +273,7 @@ func (r *Registration) setPaused(paused bool) {
 // may finish. Close may be called more than once.
 func (r *Registration) Close() {
 	r.mu.Lock()
-	r.closed = true
+	r.closed.Store(true)
 	r.lingering = false
 	impl := r.impl
 	r.mu.Unlock()
@@ -300,12 +299,13 @@ func (p *Poller) forgetOnce(r *Registration) bool {
 // then is the socket closed. The handler is not called again.
 func (r *Registration) Linger(wait time.Duration) {
 	r.mu.Lock()
-	if r.closed {
+	if r.closed.Load() {
 		r.mu.Unlock()
 		r.Close()
 		return
 	}
-	r.closed, r.lingering = true, true
+	r.closed.Store(true)
+	r.lingering = true
 	paused := r.paused
 	r.paused = false
 	impl := r.impl
