@@ -23,11 +23,11 @@ const maxMessageBytes = 256 << 10
 const publishTries = 3
 
 // batcher gathers what a node's connections send and stores it per site,
-// one message per site per flush (FlushInterval): a stored message costs
+// one message per site per BatchInterval: a stored message costs
 // the stream, the ingest node and the aggregator far more than the events
 // in it, so a message per tracker batch cost more than the batch's events
 // (see BENCHMARKS.md). Classic single-event frames are not acked, so they
-// wait at most FlushInterval in memory; a tracker batch is acked once the
+// wait at most BatchInterval in memory; a tracker batch is acked once the
 // message with it is stored. Tracker batches are counted once by the
 // aggregator even when a tracker re-sends them (by session and seq, see
 // aggregator.SessionState); the message id makes the batcher's own retries
@@ -46,11 +46,17 @@ type batcher struct {
 }
 
 // siteBatches is what waits for one site: classic events, and tracker
-// batches with what to call once each is stored (or not).
+// batches.
 type siteBatches struct {
 	classic []event.Event
-	batches []*event.Batch
-	stored  []func(*event.Batch, error)
+	batches []pendingBatch
+}
+
+// pendingBatch is a batch waiting to be stored, with what to call once it
+// is stored (or not); nil for classic events, which no one waits for.
+type pendingBatch struct {
+	batch  *event.Batch
+	stored func(*event.Batch, error)
 }
 
 func newBatcher(s *Server) *batcher {
@@ -104,8 +110,7 @@ func (b *batcher) addBatch(batch *event.Batch, stored func(*event.Batch, error))
 		return false
 	}
 	sb := b.site(batch.Site)
-	sb.batches = append(sb.batches, batch)
-	sb.stored = append(sb.stored, stored)
+	sb.batches = append(sb.batches, pendingBatch{batch, stored})
 	b.n += len(batch.Events)
 	b.mu.Unlock()
 	return true
@@ -168,14 +173,14 @@ func (b *batcher) publishSite(site string, sb *siteBatches, now int64) {
 	var msg message
 	for events := sb.classic; len(events) > 0; {
 		n := min(len(events), classicMaxBatch)
-		msg.add(&event.Batch{Site: site, Node: b.s.cfg.NodeID, Received: now, Events: events[:n]}, nil)
+		msg.add(pendingBatch{batch: &event.Batch{Site: site, Node: b.s.cfg.NodeID, Received: now, Events: events[:n]}})
 		events = events[n:]
 		if msg.full() {
 			b.publish(site, &msg)
 		}
 	}
-	for i, batch := range sb.batches {
-		msg.add(batch, sb.stored[i])
+	for _, pb := range sb.batches {
+		msg.add(pb)
 		if msg.full() {
 			b.publish(site, &msg)
 		}
@@ -186,14 +191,12 @@ func (b *batcher) publishSite(site string, sb *siteBatches, now int64) {
 // message is a list of batches being put together.
 type message struct {
 	body    []byte // the batches' binary forms
-	batches []*event.Batch
-	stored  []func(*event.Batch, error) // nil for classic batches
+	batches []pendingBatch
 }
 
-func (m *message) add(batch *event.Batch, stored func(*event.Batch, error)) {
-	m.body = batch.AppendBinary(m.body)
-	m.batches = append(m.batches, batch)
-	m.stored = append(m.stored, stored)
+func (m *message) add(pb pendingBatch) {
+	m.body = pb.batch.AppendBinary(m.body)
+	m.batches = append(m.batches, pb)
 }
 
 func (m *message) full() bool { return len(m.body) >= maxMessageBytes }
@@ -212,20 +215,20 @@ func (b *batcher) publish(site string, m *message) {
 			break
 		}
 	}
-	for i, batch := range m.batches {
+	for _, pb := range m.batches {
 		switch {
 		case err == nil:
-			b.s.metrics.countEvents(site, batch.Events)
-		case m.stored[i] == nil:
-			b.s.metrics.dropped.WithLabelValues(site, "publish_failed").Add(float64(len(batch.Events)))
+			b.s.metrics.countEvents(site, pb.batch.Events)
+		case pb.stored == nil:
+			b.s.metrics.dropped.WithLabelValues(site, "publish_failed").Add(float64(len(pb.batch.Events)))
 		}
-		if m.stored[i] != nil {
-			m.stored[i](batch, err)
+		if pb.stored != nil {
+			pb.stored(pb.batch, err)
 		}
 	}
 	if err != nil {
 		b.s.log.Error("events not stored", "site", site, "batches", len(m.batches), "err", err)
 	}
-	clear(m.stored)
-	*m = message{body: m.body[:0], batches: m.batches[:0], stored: m.stored[:0]}
+	clear(m.batches)
+	*m = message{body: m.body[:0], batches: m.batches[:0]}
 }
