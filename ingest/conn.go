@@ -37,7 +37,8 @@ const maxQueued = 8
 type conn struct {
 	s *Server
 	// nc is the connection until start hands it to the poller, reg
-	// after. Only the queue's tasks write.
+	// after (nc is dropped then: an idle connection should hold no more
+	// than it needs). Only the queue's tasks write.
 	nc       net.Conn
 	ip       string
 	id       string // unique per connection, names presence messages
@@ -91,7 +92,7 @@ func (c *conn) start() error {
 	if err != nil {
 		return err
 	}
-	c.reg = reg
+	c.reg, c.nc = reg, nil
 	if c.protocol {
 		hello := helloMsg{Type: "hello", Session: c.session, rates: c.s.rates()}
 		c.doLocked(func() { c.write(hello) })

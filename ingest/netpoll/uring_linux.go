@@ -110,21 +110,31 @@ type uringConn struct {
 	closed bool
 	queued atomic.Int64 // bytes Send queued and the loop has not sent
 
-	// The loop goroutine's own: what waits to be sent; what the send
-	// under way carries (the bytes of the requests in flight, together)
-	// and how much of it is sent; the first send error.
-	sendq    []*sendReq
-	inflight []*sendReq
-	sendBuf  []byte
-	sendOff  int
-	sending  bool
-	sendErr  error
+	// The loop goroutine's own: what there is to send, nil while there
+	// is nothing (most connections, most of the time, so they do not
+	// carry its fields); the first send error.
+	out     *outbox
+	sendErr error
 
 	// The loop goroutine's own: a receive is armed; it is being
 	// cancelled; the connection wants reading (not paused); reading
 	// ended (EOF or error); the connection is closed.
 	armed, cancelling, want, ended, gone bool
 }
+
+// outbox is what a uringConn has to send: the requests that wait, and
+// those the send under way carries, whose bytes are joined in buf, of
+// which off are sent.
+type outbox struct {
+	queue    []*sendReq
+	inflight []*sendReq
+	buf      []byte
+	off      int
+	busy     bool // a send is under way
+}
+
+// sending reports whether a send of c's is under way.
+func (c *uringConn) sending() bool { return c.out != nil && c.out.busy }
 
 func newUringLoop() (loop, error) {
 	l := &uringLoop{done: make(chan struct{}), conns: make(map[uint64]*uringConn)}
@@ -448,12 +458,12 @@ func (l *uringLoop) commands() bool {
 		case cmdClose:
 			c.want, c.gone = false, true
 			l.cancel(c)
-			if c.sending {
+			if c.sending() {
 				l.cancelOp(c.id, tagSend)
 			}
 			l.failSends(c, ErrClosed)
 			l.toClose = append(l.toClose, c.fd)
-			if !c.armed && !c.sending {
+			if !c.armed && !c.sending() {
 				delete(l.conns, c.id)
 			}
 		case cmdSend:
@@ -463,8 +473,11 @@ func (l *uringLoop) commands() bool {
 			case c.sendErr != nil:
 				l.finish(c, cmd.send, c.sendErr)
 			default:
-				c.sendq = append(c.sendq, cmd.send)
-				if !c.sending {
+				if c.out == nil {
+					c.out = &outbox{}
+				}
+				c.out.queue = append(c.out.queue, cmd.send)
+				if !c.out.busy {
 					l.submitSend(c)
 				}
 			}
@@ -477,19 +490,20 @@ func (l *uringLoop) commands() bool {
 // submitSend sends what is queued for c in one send, or the rest of what
 // is in flight.
 func (l *uringLoop) submitSend(c *uringConn) {
-	if len(c.inflight) == 0 {
-		c.inflight, c.sendq = c.sendq, c.inflight[:0]
-		c.sendOff = 0
-		if len(c.inflight) == 1 {
-			c.sendBuf = c.inflight[0].b
+	o := c.out
+	if len(o.inflight) == 0 {
+		o.inflight, o.queue = o.queue, o.inflight[:0]
+		o.off = 0
+		if len(o.inflight) == 1 {
+			o.buf = o.inflight[0].b
 		} else {
-			c.sendBuf = nil
-			for _, req := range c.inflight {
-				c.sendBuf = append(c.sendBuf, req.b...)
+			o.buf = nil
+			for _, req := range o.inflight {
+				o.buf = append(o.buf, req.b...)
 			}
 		}
 	}
-	b := c.sendBuf[c.sendOff:]
+	b := o.buf[o.off:]
 	e := l.ring.next()
 	e.opcode = opSend
 	e.fd = int32(c.fd)
@@ -497,12 +511,13 @@ func (l *uringLoop) submitSend(c *uringConn) {
 	e.len = uint32(len(b))
 	e.opFlags = unix.MSG_NOSIGNAL
 	e.userData = c.id<<2 | tagSend
-	c.sending = true
+	o.busy = true
 }
 
 // sent handles a send's completion.
 func (l *uringLoop) sent(c *uringConn, res int32) {
-	c.sending = false
+	o := c.out
+	o.busy = false
 	switch {
 	case c.gone:
 		l.failSends(c, ErrClosed)
@@ -515,27 +530,32 @@ func (l *uringLoop) sent(c *uringConn, res int32) {
 		l.failSends(c, c.sendErr)
 		return
 	}
-	c.sendOff += int(res)
-	if c.sendOff == len(c.sendBuf) {
-		for i, req := range c.inflight {
+	o.off += int(res)
+	if o.off == len(o.buf) {
+		for _, req := range o.inflight {
 			l.finish(c, req, nil)
-			c.inflight[i] = nil
 		}
-		c.inflight, c.sendBuf = c.inflight[:0], nil
+		o.inflight, o.buf = nil, nil
 	}
-	if len(c.inflight) > 0 || len(c.sendq) > 0 {
+	if len(o.inflight) > 0 || len(o.queue) > 0 {
 		l.submitSend(c)
+	} else {
+		c.out = nil
 	}
 }
 
 // failSends ends everything queued for c with err, and what is in flight
 // unless a send of it is under way (the kernel still has its bytes).
 func (l *uringLoop) failSends(c *uringConn, err error) {
-	reqs := c.sendq
-	c.sendq = nil
-	if !c.sending {
-		reqs = append(reqs, c.inflight...)
-		c.inflight, c.sendBuf = nil, nil
+	o := c.out
+	if o == nil {
+		return
+	}
+	reqs := o.queue
+	o.queue = nil
+	if !o.busy {
+		reqs = append(reqs, o.inflight...)
+		c.out = nil
 	}
 	for _, req := range reqs {
 		l.finish(c, req, err)
@@ -611,7 +631,7 @@ func (l *uringLoop) complete(e cqe) {
 	// The receive is over.
 	c.armed, c.cancelling = false, false
 	if c.gone {
-		if !c.sending {
+		if !c.sending() {
 			delete(l.conns, c.id)
 		}
 		return
