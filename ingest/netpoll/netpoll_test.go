@@ -155,6 +155,24 @@ func TestReadsUntilClose(t *testing.T) {
 	})
 }
 
+// TestReadsAfterIdle: bytes that arrive at an idle loop wake it, however
+// often it goes from busy to idle and back (io_uring turns the eventfd's
+// signals off while busy and on again when idle).
+func TestReadsAfterIdle(t *testing.T) {
+	modes(t, func(t *testing.T, p *Poller) {
+		client, rec, _ := added(t, p)
+		for i := 1; i <= 20; i++ {
+			if _, err := client.Write([]byte("x")); err != nil {
+				t.Fatal(err)
+			}
+			rec.waitLen(t, i)
+			// Idle for longer than a busy loop's 10 ms pause, or
+			// not at all.
+			time.Sleep(time.Duration(i%3) * 20 * time.Millisecond)
+		}
+	})
+}
+
 func TestCloseAndPause(t *testing.T) {
 	modes(t, func(t *testing.T, p *Poller) {
 		client, rec, reg := added(t, p)

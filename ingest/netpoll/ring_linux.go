@@ -25,6 +25,8 @@ const (
 	cqeFMore       = 1 << 1
 	cqeBufferShift = 16
 
+	cqEventfdDisabled = 1 << 0 // in the completion queue's flags
+
 	setupCQSize       = 1 << 3
 	setupSubmitAll    = 1 << 7
 	setupCoopTaskrun  = 1 << 8
@@ -119,7 +121,8 @@ type ring struct {
 	cqHead, cqTail       *uint32
 	cqMask               uint32
 	cqes                 []cqe
-	tail                 uint32 // the next submission entry to fill
+	cqFlags              *uint32 // nil where the kernel has none
+	tail                 uint32  // the next submission entry to fill
 }
 
 // newRing sets up a ring with the first of flagSets the kernel accepts.
@@ -164,6 +167,9 @@ func newRing(entries, cqEntries uint32, flagSets ...uint32) (*ring, error) {
 	r.cqHead, r.cqTail = u32(r.cqMem, p.cqOff.head), u32(r.cqMem, p.cqOff.tail)
 	r.cqMask = *u32(r.cqMem, p.cqOff.ringMask)
 	r.cqes = unsafe.Slice((*cqe)(unsafe.Pointer(&r.cqMem[p.cqOff.cqes])), p.cqEntries)
+	if p.cqOff.flags != 0 { // Linux 5.8
+		r.cqFlags = u32(r.cqMem, p.cqOff.flags)
+	}
 	r.tail = atomic.LoadUint32(r.sqTail)
 	return r, nil
 }
@@ -217,6 +223,26 @@ func (r *ring) enter(minComplete, flags uint32, arg *getEventsArg, mayWait bool)
 
 // pending reports whether queued entries wait for submission.
 func (r *ring) pending() bool { return r.tail != atomic.LoadUint32(r.sqHead) }
+
+// signalEventfd turns the registered eventfd's signals on or off. Off,
+// the kernel does not write it for completions or for receive work it
+// leaves to the next enter; a loop that is going to enter anyway has no
+// use for them, and each would wake a thread of Go's poller for nothing.
+func (r *ring) signalEventfd(on bool) {
+	if r.cqFlags == nil {
+		return
+	}
+	flags := atomic.LoadUint32(r.cqFlags)
+	if on {
+		flags &^= cqEventfdDisabled
+	} else {
+		flags |= cqEventfdDisabled
+	}
+	atomic.StoreUint32(r.cqFlags, flags)
+}
+
+// completed reports whether completions wait to be reaped.
+func (r *ring) completed() bool { return atomic.LoadUint32(r.cqHead) != atomic.LoadUint32(r.cqTail) }
 
 // reap calls f with each completion and frees their slots.
 func (r *ring) reap(f func(c cqe)) int {

@@ -390,9 +390,15 @@ func (l *uringLoop) run(started chan<- error) {
 	for {
 		switch {
 		case reaped == 0 && !l.hasCommands(): // idle: wait for the kernel or a command
-			if _, err := l.efd.Read(signal[:]); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
-				panic(fmt.Sprintf("netpoll: eventfd: %v", err))
+			// The eventfd is signalled only while the loop is idle.
+			// What came in while it was not is done first.
+			l.ring.signalEventfd(true)
+			if l.caughtUp() {
+				if _, err := l.efd.Read(signal[:]); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+					panic(fmt.Sprintf("netpoll: eventfd: %v", err))
+				}
 			}
+			l.ring.signalEventfd(false)
 			l.idle.Store(false)
 		case reaped < coalesceBatch && !l.ring.pending(): // let more gather
 			time.Sleep(uringCoalesce)
@@ -401,16 +407,7 @@ func (l *uringLoop) run(started chan<- error) {
 			return
 		}
 		l.bufs.publish()
-		// Submits, and does all the receives' work (DEFER_TASKRUN) now:
-		// asked for no completions, the kernel would do only 20 items of
-		// it per call, and frames would queue up behind; asked for as
-		// many as the ring holds with a timeout of zero, it does all it
-		// has and returns.
-		switch err := l.ring.enter(uint32(len(l.ring.cqes)), 0, &l.noWait, false); err {
-		case nil, unix.ETIME, unix.EINTR, unix.EBUSY:
-		default:
-			panic(fmt.Sprintf("netpoll: io_uring_enter: %v", err))
-		}
+		l.enter()
 		if !l.ring.pending() {
 			// Nothing submitted refers to these descriptors any more.
 			for _, fd := range l.toClose {
@@ -420,6 +417,26 @@ func (l *uringLoop) run(started chan<- error) {
 		}
 		reaped = l.ring.reap(l.complete)
 	}
+}
+
+// enter submits, and does all the receives' work (DEFER_TASKRUN) now:
+// asked for no completions, the kernel would do only 20 items of it per
+// call, and frames would queue up behind; asked for as many as the ring
+// holds with a timeout of zero, it does all it has and returns.
+func (l *uringLoop) enter() {
+	switch err := l.ring.enter(uint32(len(l.ring.cqes)), 0, &l.noWait, false); err {
+	case nil, unix.ETIME, unix.EINTR, unix.EBUSY:
+	default:
+		panic(fmt.Sprintf("netpoll: io_uring_enter: %v", err))
+	}
+}
+
+// caughtUp reports whether an idle loop may wait for its eventfd: it
+// does the work that came in while the eventfd was not signalled, and
+// reports false if that completed something.
+func (l *uringLoop) caughtUp() bool {
+	l.enter()
+	return !l.ring.completed()
 }
 
 // hasCommands reports whether commands wait; if none do, the loop is idle
