@@ -293,10 +293,11 @@ func (c *conn) handle(data []byte) error {
 		return c.classic(visitor, x, y)
 	}
 	if c.protocol && bytes.Contains(data, []byte(`"type":"batch"`)) {
-		var f batchFrame
-		if fastBatch(data, &f) && f.Type == "batch" {
+		f := c.s.batchFrames.Get().(*batchFrame)
+		defer c.s.batchFrames.Put(f)
+		if fastBatch(data, f) && f.Type == "batch" {
 			now := time.Now().UnixMilli()
-			seq, events, err := checkBatch(&f, now, c.s.cfg.MaxBatchEvents)
+			seq, events, err := checkBatch(f, now, c.s.cfg.MaxBatchEvents)
 			if err != nil {
 				return err
 			}
@@ -316,7 +317,7 @@ func (c *conn) handle(data []byte) error {
 		return c.classic(visitor, x, y)
 	case ft.Type == "batch" && c.protocol:
 		now := time.Now().UnixMilli()
-		seq, events, err := decodeBatch(data, now, c.s.cfg.MaxBatchEvents)
+		seq, events, err := decodeBatch(data, &batchFrame{}, now, c.s.cfg.MaxBatchEvents)
 		if err != nil {
 			return err
 		}

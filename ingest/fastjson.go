@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"bytes"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -23,7 +24,9 @@ type scanner struct {
 }
 
 func (s *scanner) skipSpace() {
-	for s.i < len(s.b) {
+	// Frames from JSON.stringify have no space: one comparison for the
+	// common case.
+	for s.i < len(s.b) && s.b[s.i] <= ' ' {
 		switch s.b[s.i] {
 		case ' ', '\t', '\n', '\r':
 			s.i++
@@ -56,7 +59,11 @@ func (s *scanner) str() ([]byte, bool) {
 	}
 	start, ascii := s.i, true
 	for ; s.i < len(s.b); s.i++ {
-		switch c := s.b[s.i]; {
+		c := s.b[s.i]
+		if !strSpecial[c] {
+			continue
+		}
+		switch {
 		case c == '"':
 			v := s.b[start:s.i]
 			s.i++
@@ -64,14 +71,24 @@ func (s *scanner) str() ([]byte, bool) {
 				return nil, false // encoding/json would replace bytes
 			}
 			return v, true
-		case c == '\\' || c < 0x20:
-			return nil, false
 		case c >= 0x80:
 			ascii = false
+		default: // an escape or a control character
+			return nil, false
 		}
 	}
 	return nil, false
 }
+
+// strSpecial marks the bytes that end a plain ASCII string or make it
+// something else: the quote, the backslash, control characters, and
+// bytes of UTF-8 sequences. One lookup a byte for the rest.
+var strSpecial = func() (t [256]bool) {
+	for c := range 256 {
+		t[c] = c == '"' || c == '\\' || c < 0x20 || c >= 0x80
+	}
+	return t
+}()
 
 // num reads a number in JSON's grammar.
 func (s *scanner) num() (float64, bool) {
@@ -224,6 +241,7 @@ func fastClassic(data []byte) (id []byte, x, y float64, ok bool) {
 // fastBatch decodes a batch frame whose events are flat objects of plain
 // values into f. ok is false when encoding/json must decide.
 func fastBatch(data []byte, f *batchFrame) bool {
+	*f = batchFrame{Events: f.Events[:0]} // f may be scratch of an earlier frame
 	s := scanner{b: data}
 	seenEvents := false
 	ok := s.object(func(key []byte) bool {
@@ -259,10 +277,19 @@ func fastBatch(data []byte, f *batchFrame) bool {
 	return ok && s.end()
 }
 
+// presizeEvents bounds the events a batch's slice is made for at first.
+const presizeEvents = 256
+
 // events reads a batch's array of events.
 func (s *scanner) events(f *batchFrame) bool {
 	if !s.next('[') {
 		return false
+	}
+	if f.Events == nil {
+		// One allocation for the batch rather than a growing slice:
+		// there are fewer events than braces left in the frame (and a
+		// frame of braces cannot ask for more than presizeEvents).
+		f.Events = make([]trackerEvent, 0, min(bytes.Count(s.b[s.i:], []byte("{")), presizeEvents))
 	}
 	f.Events = f.Events[:0]
 	if s.next(']') {

@@ -128,15 +128,14 @@ type frameType struct {
 
 // decodeBatch decodes a tracker batch, stamping event times relative to
 // receivedMs. maxEvents bounds the events in one batch.
-func decodeBatch(data []byte, receivedMs int64, maxEvents int) (seq uint64, events []event.Event, err error) {
-	var f batchFrame
-	if !fastBatch(data, &f) {
-		f = batchFrame{}
-		if err := json.Unmarshal(data, &f); err != nil {
+func decodeBatch(data []byte, f *batchFrame, receivedMs int64, maxEvents int) (seq uint64, events []event.Event, err error) {
+	if !fastBatch(data, f) {
+		*f = batchFrame{}
+		if err := json.Unmarshal(data, f); err != nil {
 			return 0, nil, frameErr("not a batch: %v", err)
 		}
 	}
-	return checkBatch(&f, receivedMs, maxEvents)
+	return checkBatch(f, receivedMs, maxEvents)
 }
 
 // checkBatch validates a decoded batch frame and converts its events.

@@ -75,9 +75,12 @@ func TestDecodeBatch(t *testing.T) {
 		{name: "wrong type", frame: `{"type":"hello","seq":1}`, wantErr: `unknown frame type "hello"`},
 		{name: "truncated", frame: `{"type":"batch","seq":1,"events":[`, wantErr: "not a batch"},
 	}
+	// One scratch frame for all, as the node reuses them: nothing of a
+	// frame may leak into the next.
+	var scratch batchFrame
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			seq, events, err := decodeBatch([]byte(tt.frame), now, 4)
+			seq, events, err := decodeBatch([]byte(tt.frame), &scratch, now, 4)
 			if tt.wantErr != "" {
 				if err == nil || !errors.Is(err, errFrame) || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("err = %v, want invalid frame containing %q", err, tt.wantErr)
@@ -125,7 +128,7 @@ func FuzzDecodeBatch(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		const now = 1_700_000_000_000
-		seq, events, err := decodeBatch(data, now, 50)
+		seq, events, err := decodeBatch(data, &batchFrame{}, now, 50)
 		if err != nil {
 			if !errors.Is(err, errFrame) {
 				t.Fatalf("error %v is not an invalid-frame error", err)

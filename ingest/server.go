@@ -192,6 +192,10 @@ type Server struct {
 	poller    *netpoll.Poller
 	sweepDone chan struct{}
 	workers   workers
+	// batchFrames holds *batchFrame scratch for decoding batches on
+	// the poller's loops, so that a batch's events are not a new slice
+	// grown anew for every frame.
+	batchFrames sync.Pool
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
@@ -224,6 +228,7 @@ func New(cfg Config) (*Server, error) {
 		loadDone:  make(chan struct{}),
 		sweepDone: make(chan struct{}),
 	}
+	s.batchFrames.New = func() any { return new(batchFrame) }
 	s.upgrader = websocket.Upgrader{
 		// gorilla only does the handshake here; its Conn is dropped
 		// once upgraded. Small, pooled buffers keep that cheap.
