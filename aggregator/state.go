@@ -33,7 +33,9 @@ const (
 	otherPage = "(other pages)"
 	// maxHeatCells bounds each heatmap in an overview to its hottest cells.
 	maxHeatCells = 1000
-	// maxSessions bounds sessions tracked for scroll depth and rage clicks.
+	// maxSessions bounds sessions tracked for scroll depth, rage clicks
+	// and re-sent batches; at the bound, the tenth seen longest ago goes
+	// (evictSessions).
 	maxSessions = 20_000
 	// sessionIdle is how long a session's scroll depth is remembered
 	// without events; a page view ends well before that.
@@ -257,7 +259,7 @@ func (s *Site) session(id string, t int64) *SessionState {
 	ss := s.Sessions[id]
 	if ss == nil {
 		if len(s.Sessions) >= maxSessions {
-			s.evictSession()
+			s.evictSessions()
 		}
 		ss = &SessionState{}
 		s.Sessions[id] = ss
@@ -266,16 +268,34 @@ func (s *Site) session(id string, t int64) *SessionState {
 	return ss
 }
 
-// evictSession drops the session seen longest ago.
-func (s *Site) evictSession() {
-	var oldest string
-	var at int64
-	for id, ss := range s.Sessions {
-		if oldest == "" || ss.LastSeen < at {
-			oldest, at = id, ss.LastSeen
-		}
+// evictSessions drops the tenth of the sessions that matter least:
+// those without an open connection before those with one (whose re-sent
+// batches are still to be recognised), then those seen longest ago, then
+// by id, so that a replay evicts the same ones. Dropping a tenth at a
+// time makes a site at the bound pay for the sort once per
+// maxSessions/10 new sessions, not a scan for each.
+func (s *Site) evictSessions() {
+	type aged struct {
+		id       string
+		open     bool
+		lastSeen int64
 	}
-	delete(s.Sessions, oldest)
+	all := make([]aged, 0, len(s.Sessions))
+	for id, ss := range s.Sessions {
+		all = append(all, aged{id, ss.Conns > 0, ss.LastSeen})
+	}
+	slices.SortFunc(all, func(a, b aged) int {
+		if a.open != b.open {
+			if a.open {
+				return 1
+			}
+			return -1
+		}
+		return cmp.Or(cmp.Compare(a.lastSeen, b.lastSeen), cmp.Compare(a.id, b.id))
+	})
+	for _, a := range all[:max(1, len(all)/10)] {
+		delete(s.Sessions, a.id)
+	}
 }
 
 // applyBatch counts the events of b, unless b is a tracker batch already

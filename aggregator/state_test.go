@@ -3,6 +3,7 @@ package aggregator
 import (
 	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -225,6 +226,45 @@ func TestPageViews(t *testing.T) {
 
 // TestFirstTime: each tracker batch counts once, whatever the order the
 // re-sent copies arrive in, within the window of 64.
+// TestSessionsBounded: at maxSessions a new session makes room by
+// dropping a tenth, connection-less and least recently seen first, and
+// the newcomer and sessions with an open connection stay.
+func TestSessionsBounded(t *testing.T) {
+	s := newSite()
+	const base = 1_700_000_000_000
+	for i := range maxSessions {
+		s.session(fmt.Sprintf("s%05d", i), base+int64(i))
+	}
+	// The oldest session has a connection open: it outlives newer ones.
+	s.Sessions["s00000"].Conns = 1
+	s.session("new", base+maxSessions)
+	if got, want := len(s.Sessions), maxSessions-maxSessions/10+1; got != want {
+		t.Fatalf("%d sessions after one over the bound, want %d", got, want)
+	}
+	for _, tc := range []struct {
+		id   string
+		kept bool
+	}{
+		{"new", true},
+		{"s00000", true},  // open connection
+		{"s00001", false}, // oldest without one
+		{fmt.Sprintf("s%05d", maxSessions/10), false},  // the tenth's last
+		{fmt.Sprintf("s%05d", maxSessions/10+1), true}, // the first kept
+		{fmt.Sprintf("s%05d", maxSessions-1), true},    // newest before
+	} {
+		if _, ok := s.Sessions[tc.id]; ok != tc.kept {
+			t.Errorf("session %s kept: %v, want %v", tc.id, ok, tc.kept)
+		}
+	}
+	// The next new sessions need no eviction until the bound again.
+	for i := range maxSessions/10 - 1 {
+		s.session(fmt.Sprintf("more%d", i), base+maxSessions+1)
+	}
+	if len(s.Sessions) != maxSessions {
+		t.Fatalf("%d sessions, want %d", len(s.Sessions), maxSessions)
+	}
+}
+
 func TestFirstTime(t *testing.T) {
 	for _, tc := range []struct {
 		name string
