@@ -95,6 +95,11 @@ type Report struct {
 	ServerCPUCores     float64 `json:"serverCpuCores,omitempty"`
 	ServerCPUPerEvent  float64 `json:"serverCpuPerEventUs,omitempty"`
 	ServerRSSMegabytes float64 `json:"serverRssMB,omitempty"`
+	// ServerCPUPerEventSent is the server's CPU per event sent after the
+	// ramp (and a second more), from then until everything was counted:
+	// the connections' setup (handshakes, joins) left out, as the peers'
+	// loadgen leaves it out by measuring its send window and drain.
+	ServerCPUPerEventSent float64 `json:"serverCpuPerEventSentUs,omitempty"`
 }
 
 // JSON returns the report as indented JSON.
@@ -178,6 +183,25 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 
 	sendCtx, cancel := context.WithTimeout(ctx, cfg.Ramp+cfg.Duration)
 	defer cancel()
+	// The window without the connections' setup starts a second after
+	// the ramp, if sending goes on for a while after that.
+	var window struct {
+		mu    sync.Mutex
+		taken bool
+		cpu   procStat
+		sent  int64
+	}
+	if cfg.ServerPID != 0 && cfg.Duration > time.Second {
+		t := time.AfterFunc(cfg.Ramp+time.Second, func() {
+			sent := r.sent.Load()
+			if cpu, err := readProc(cfg.ServerPID); err == nil {
+				window.mu.Lock()
+				window.taken, window.cpu, window.sent = true, cpu, sent
+				window.mu.Unlock()
+			}
+		})
+		defer t.Stop()
+	}
 	var wg sync.WaitGroup
 	for i := range cfg.Trackers {
 		delay := cfg.Ramp * time.Duration(i) / time.Duration(cfg.Trackers)
@@ -250,6 +274,11 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		if events > 0 {
 			rep.ServerCPUPerEvent = rep.ServerCPUSeconds / events * 1e6
 		}
+		window.mu.Lock()
+		if sent := rep.Sent - window.sent; window.taken && sent > 0 {
+			rep.ServerCPUPerEventSent = (after.cpuSeconds - window.cpu.cpuSeconds) / float64(sent) * 1e6
+		}
+		window.mu.Unlock()
 	}
 	stopWatching()
 	watchers.Wait()
