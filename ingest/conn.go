@@ -294,7 +294,13 @@ func (c *conn) handle(data []byte) error {
 	}
 	if c.protocol && bytes.Contains(data, []byte(`"type":"batch"`)) {
 		f := c.s.batchFrames.Get().(*batchFrame)
-		defer c.s.batchFrames.Put(f)
+		defer func() {
+			// A frame of far too many events is refused, and its
+			// scratch is not kept.
+			if cap(f.Events) <= presizeEvents {
+				c.s.batchFrames.Put(f)
+			}
+		}()
 		if fastBatch(data, f) && f.Type == "batch" {
 			now := time.Now().UnixMilli()
 			seq, events, err := checkBatch(f, now, c.s.cfg.MaxBatchEvents)
