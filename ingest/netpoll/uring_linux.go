@@ -508,13 +508,11 @@ func (l *uringLoop) commands() bool {
 // is in flight.
 func (l *uringLoop) submitSend(c *uringConn) {
 	o := c.out
-	if len(o.inflight) == 0 {
-		o.inflight, o.queue = o.queue, o.inflight[:0]
-		o.off = 0
+	if len(o.inflight) == 0 { // and o.buf is nil
+		o.inflight, o.queue, o.off = o.queue, nil, 0
 		if len(o.inflight) == 1 {
 			o.buf = o.inflight[0].b
 		} else {
-			o.buf = nil
 			for _, req := range o.inflight {
 				o.buf = append(o.buf, req.b...)
 			}
