@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pulse-analytics/pulse/event"
+	"github.com/pulse-analytics/pulse/ingest/netpoll"
 )
 
 // classicMaxBatch is the most classic events in one batch of a message.
@@ -123,9 +124,14 @@ func (b *batcher) flushSoon() {
 	}
 }
 
+// run stores what waits every BatchInterval, a tenth of it after the
+// poller's rounds (see netpoll.Options.Round): what a round reads waits
+// for the next store only as long as the round takes, not a whole
+// interval more.
 func (b *batcher) run() {
 	defer close(b.done)
-	t := time.NewTicker(b.s.cfg.BatchInterval)
+	interval := b.s.cfg.BatchInterval
+	t := time.NewTimer(netpoll.UntilRound(time.Now(), interval, interval/10))
 	defer t.Stop()
 	for {
 		select {
@@ -134,6 +140,7 @@ func (b *batcher) run() {
 			return
 		case <-t.C:
 			b.flush()
+			t.Reset(netpoll.UntilRound(time.Now(), interval, interval/10))
 		case <-b.kick:
 			b.flush()
 		}

@@ -82,7 +82,8 @@ type Config struct {
 	// BatchInterval is how long events wait to be stored together, one
 	// message per site (see batcher). Default 50 ms: far below the
 	// dashboard's tick, long enough to put many frames and tracker
-	// batches in one message.
+	// batches in one message. A busy io_uring poller reads in rounds on
+	// the same grid, just before the batcher stores what they brought.
 	BatchInterval time.Duration
 	// MaxBuffered bounds events waiting to be stored; beyond it classic
 	// events are dropped and counted, and a tracker batch is refused
@@ -238,7 +239,7 @@ func New(cfg Config) (*Server, error) {
 		Subprotocols:    []string{"json"},
 		Error:           s.upgradeError,
 	}
-	if s.poller, err = netpoll.New(netpoll.Options{Mode: cfg.Poller}); err != nil {
+	if s.poller, err = netpoll.New(netpoll.Options{Mode: cfg.Poller, Round: cfg.BatchInterval}); err != nil {
 		return nil, err
 	}
 	s.log.Info("ingest reads connections", "with", s.poller.Mode())

@@ -57,6 +57,15 @@ type Options struct {
 	// Loops is the number of loops, each with its goroutine and buffers.
 	// Default: GOMAXPROCS.
 	Loops int
+	// Round is the longest a busy io_uring loop lets completions gather
+	// before its next round (a round costs a system call and the Go
+	// scheduler's handing the loop's thread a processor). Those waits end
+	// on multiples of Round since the Unix epoch (see UntilRound), so that
+	// what consumes the handlers' work can follow right after. A loop
+	// that reads much waits less, so that its buffers do not run out.
+	// Default 10 ms; at most MaxRound, since commands to a busy loop
+	// (sends, closes) wait for its next round.
+	Round time.Duration
 	// Mode asks for a mode; the default is the best this system allows.
 	// Asking for io_uring or epoll where it is not available falls back
 	// to the next one; Mode tells which was used. Tests use it to check
@@ -94,11 +103,15 @@ func New(opts Options) (*Poller, error) {
 	if n <= 0 {
 		n = runtime.GOMAXPROCS(0)
 	}
+	if opts.Round <= 0 {
+		opts.Round = 10 * time.Millisecond
+	}
+	opts.Round = min(opts.Round, MaxRound)
 	for _, mode := range []Mode{IOURing, Epoll} {
 		if opts.Mode == Goroutines || (opts.Mode == Epoll && mode == IOURing) {
 			continue
 		}
-		loops, err := startLoops(mode, n)
+		loops, err := startLoops(mode, n, opts.Round)
 		if err == nil {
 			p.mode, p.loops = mode, loops
 			break
@@ -113,13 +126,13 @@ func New(opts Options) (*Poller, error) {
 // errUnsupported says a mode is not available here.
 var errUnsupported = errors.New("netpoll: not supported here")
 
-func startLoops(mode Mode, n int) ([]loop, error) {
+func startLoops(mode Mode, n int, round time.Duration) ([]loop, error) {
 	var loops []loop
 	for range n {
 		var l loop
 		var err error
 		if mode == IOURing {
-			l, err = newUringLoop()
+			l, err = newUringLoop(round)
 		} else {
 			l, err = newEpollLoop()
 		}
@@ -132,6 +145,22 @@ func startLoops(mode Mode, n int) ([]loop, error) {
 		loops = append(loops, l)
 	}
 	return loops, nil
+}
+
+// MaxRound is the longest Options.Round: a longer round would keep sends
+// and closes waiting for it.
+const MaxRound = 100 * time.Millisecond
+
+// UntilRound returns how long it is from now until the next instant that
+// lies offset past a multiple of round since the Unix epoch: io_uring
+// loops start their rounds at offset 0, and something that consumes what
+// their handlers produce can wake a little later and find it all.
+func UntilRound(now time.Time, round, offset time.Duration) time.Duration {
+	d := (int64(offset) - now.UnixNano()) % int64(round)
+	if d <= 0 {
+		d += int64(round)
+	}
+	return time.Duration(d)
 }
 
 // Mode is the mode the poller uses.

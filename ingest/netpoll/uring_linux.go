@@ -27,10 +27,6 @@ const (
 	// back. 256 × 4 KiB is 1 MiB per loop, touched only as it is used.
 	uringBuffers    = 256
 	uringBufferSize = 4 << 10
-	// coalesceBatch: after a round that brought fewer completions, the
-	// loop waits uringCoalesce before the next, so that one system call
-	// serves many frames; after more, it goes on at once.
-	coalesceBatch = 256
 )
 
 // What a completion is for: the low two bits of its user data. The rest
@@ -52,9 +48,10 @@ const (
 // take the loop's processor away each time and wake its monitor thread
 // every 20 µs to do so, which cost more than the loop's work.
 type uringLoop struct {
-	ring *ring
-	bufs *bufRing
-	efd  *os.File
+	ring  *ring
+	bufs  *bufRing
+	efd   *os.File
+	round time.Duration // see Options.Round
 	// The kernel reads these while the loop enters the ring; they live
 	// on the heap, which does not move. noWait has a timeout of zero.
 	waitArg, noWait getEventsArg
@@ -136,8 +133,8 @@ type outbox struct {
 // sending reports whether a send of c's is under way.
 func (c *uringConn) sending() bool { return c.out != nil && c.out.busy }
 
-func newUringLoop() (loop, error) {
-	l := &uringLoop{done: make(chan struct{}), conns: make(map[uint64]*uringConn)}
+func newUringLoop(round time.Duration) (loop, error) {
+	l := &uringLoop{round: round, done: make(chan struct{}), conns: make(map[uint64]*uringConn)}
 	started := make(chan error, 1)
 	go l.run(started)
 	if err := <-started; err != nil {
@@ -285,8 +282,8 @@ func (l *uringLoop) command(kind cmdKind, c *uringConn, send *sendReq) bool {
 	}
 	l.cmds = append(l.cmds, uringCmd{kind, c, send})
 	l.mu.Unlock()
-	// A busy loop takes commands at its next round, within
-	// uringCoalesce; only an idle one needs waking.
+	// A busy loop takes commands at its next round, within its round
+	// interval; only an idle one needs waking.
 	if l.idle.Load() {
 		l.wake()
 	}
@@ -387,6 +384,9 @@ func (l *uringLoop) run(started chan<- error) {
 	l.noWait.ts = uint64(uintptr(unsafe.Pointer(&l.zeroTS)))
 	var signal [8]byte
 	reaped := 0
+	// period is the time between the last two rounds' reaping, in
+	// which reaped completions came.
+	last, period := time.Now(), time.Duration(0)
 	for {
 		switch {
 		case reaped == 0 && !l.hasCommands(): // idle: wait for the kernel or a command
@@ -400,8 +400,11 @@ func (l *uringLoop) run(started chan<- error) {
 			}
 			l.ring.signalEventfd(false)
 			l.idle.Store(false)
-		case reaped < coalesceBatch && !l.ring.pending(): // let more gather
-			time.Sleep(uringCoalesce)
+		case !l.ring.pending(): // let more gather
+			now := time.Now()
+			if wait := roundWait(now, l.round, reaped, period); wait >= minRoundWait {
+				time.Sleep(wait)
+			}
 		}
 		if l.commands() {
 			return
@@ -416,8 +419,27 @@ func (l *uringLoop) run(started chan<- error) {
 			l.toClose = l.toClose[:0]
 		}
 		reaped = l.ring.reap(l.complete)
+		now := time.Now()
+		last, period = now, now.Sub(last)
 	}
 }
+
+// roundWait is how long a busy loop lets completions gather after a round
+// that reaped some within since: until the next round on round's grid
+// (see UntilRound), but at the rate just seen no longer than it takes to
+// fill three quarters of the loop's buffers. Beyond them the kernel stops
+// receiving (ENOBUFS) until the loop gives buffers back.
+func roundWait(now time.Time, round time.Duration, reaped int, since time.Duration) time.Duration {
+	wait := UntilRound(now, round, 0)
+	if reaped > 0 {
+		wait = min(wait, since*uringBuffers*3/4/time.Duration(reaped))
+	}
+	return wait
+}
+
+// minRoundWait: a wait shorter than this is not worth the scheduler's
+// handing the loop's thread away and back; the loop goes on at once.
+const minRoundWait = 500 * time.Microsecond
 
 // enter submits, and does all the receives' work (DEFER_TASKRUN) now:
 // asked for no completions, the kernel would do only 20 items of it per
@@ -670,9 +692,3 @@ func (l *uringLoop) complete(e cqe) {
 		c.r.ended(fmt.Errorf("netpoll: receive: %w", err))
 	}
 }
-
-// uringCoalesce is how long a busy loop lets completions gather before
-// its next round: each round costs a system call and the Go scheduler's
-// waking the loop's thread. It adds at most that to a frame's way to the
-// dashboard, whose tick is a second.
-const uringCoalesce = 10 * time.Millisecond

@@ -2,6 +2,8 @@
 
 package netpoll
 
+import "time"
+
 // io_uring is used on little-endian Linux, where its buffer ring's layout
 // has been checked (see bufRing.publish).
-func newUringLoop() (loop, error) { return nil, errUnsupported }
+func newUringLoop(time.Duration) (loop, error) { return nil, errUnsupported }
