@@ -44,6 +44,15 @@ type batcher struct {
 	mu      sync.Mutex
 	pending map[string]*siteBatches
 	n       int // events pending
+	// acks are connections' deferred acks, sent after a flush once due
+	// (see conn.ackSoonLocked), so that they leave together.
+	acks []dueAck
+}
+
+// dueAck is a connection's deferred ack, due at a time (Unix ns).
+type dueAck struct {
+	c  *conn
+	at int64
 }
 
 // siteBatches is what waits for one site: classic events, and tracker
@@ -117,6 +126,34 @@ func (b *batcher) addBatch(batch *event.Batch, stored func(*event.Batch, error))
 	return true
 }
 
+// ackAt has the batcher send c's deferred ack after its first flush at or
+// after at (Unix ns).
+func (b *batcher) ackAt(c *conn, at int64) {
+	b.mu.Lock()
+	b.acks = append(b.acks, dueAck{c, at})
+	b.mu.Unlock()
+}
+
+// sendDueAcks sends the deferred acks due by now (Unix ns).
+func (b *batcher) sendDueAcks(now int64) {
+	b.mu.Lock()
+	acks := b.acks
+	b.acks = nil
+	b.mu.Unlock()
+	kept := acks[:0]
+	for _, a := range acks {
+		if a.at > now {
+			kept = append(kept, a)
+		} else {
+			a.c.ackDeferred()
+		}
+	}
+	clear(acks[len(kept):])
+	b.mu.Lock()
+	b.acks = append(kept, b.acks...)
+	b.mu.Unlock()
+}
+
 func (b *batcher) flushSoon() {
 	select {
 	case b.kick <- struct{}{}:
@@ -140,6 +177,7 @@ func (b *batcher) run() {
 			return
 		case <-t.C:
 			b.flush()
+			b.sendDueAcks(time.Now().UnixNano())
 			t.Reset(netpoll.UntilRound(time.Now(), interval, interval/10))
 		case <-b.kick:
 			b.flush()

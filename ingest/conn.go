@@ -68,6 +68,10 @@ type conn struct {
 	// highest batch seq stored.
 	unacked int
 	lastAck uint64
+	// ackedAt is when the last ack was sent (Unix ns); ackDue says the
+	// batcher is to send the next (see ackSoonLocked).
+	ackedAt int64
+	ackDue  bool
 }
 
 // newConn makes a connection; visitor is the tracker's visitor id, unused
@@ -261,6 +265,11 @@ func (c *conn) endLocked(leaveReason string, closeFrame []byte) {
 		return
 	}
 	c.ended = true // Data ignores what still arrives
+	if c.ackDue {
+		// Before the close frame: the tracker need not re-send what
+		// is stored.
+		c.ackLocked()
+	}
 	c.doLocked(func() {
 		written := closeFrame != nil && c.writeFrame(wsframe.Close, closeFrame) == nil
 		switch {
@@ -364,7 +373,7 @@ func (c *conn) storeBatch(now int64, seq uint64, events []event.Event) error {
 	}
 	if seq <= c.lastAck {
 		// Stored already: the tracker missed the ack.
-		c.ackLocked(seq)
+		c.ackSoonLocked()
 		return nil
 	}
 	b := &event.Batch{
@@ -392,15 +401,46 @@ func (c *conn) stored(b *event.Batch, err error) {
 		return
 	}
 	c.lastAck = max(c.lastAck, b.Seq)
-	c.ackLocked(b.Seq)
+	c.ackSoonLocked()
 }
 
-// ackLocked acks batch seq. The batcher stores batches of many
-// connections at once: with io_uring their acks leave together in the
-// poller's next round, without a worker; otherwise the queue writes it.
-// c.mu is held.
-func (c *conn) ackLocked(seq uint64) {
-	payload, _ := json.Marshal(ackMsg{Type: "ack", Seq: seq})
+// ackSoonLocked acks lastAck now if no ack was sent within AckInterval,
+// or else has the batcher send the ack once that much time has passed,
+// with the acks of other connections (see Config.AckInterval); c.mu is
+// held.
+func (c *conn) ackSoonLocked() {
+	if c.ackDue || c.ended {
+		// The deferred ack will include it; or the close frame is on
+		// its way, and nothing may follow it (the tracker re-sends).
+		return
+	}
+	due := c.ackedAt + int64(c.s.cfg.AckInterval)
+	if time.Now().UnixNano() >= due {
+		c.ackLocked()
+		return
+	}
+	c.ackDue = true
+	c.s.batcher.ackAt(c, due)
+}
+
+// ackDeferred sends the ack that ackSoonLocked put off, unless it has been
+// sent already.
+func (c *conn) ackDeferred() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ackDue && !c.ended {
+		c.ackLocked()
+	}
+}
+
+// ackLocked acks every batch up to lastAck and clears a deferred ack.
+// The batcher stores batches of many connections at once: with io_uring
+// their acks leave together in the poller's next round, without a worker;
+// otherwise the queue writes it. c.mu is held.
+func (c *conn) ackLocked() {
+	c.ackedAt = time.Now().UnixNano()
+	c.ackDue = false
+	payload, _ := json.Marshal(ackMsg{Type: "ack", Seq: c.lastAck})
 	if c.ended || c.reg == nil || !c.reg.Send(wsframe.AppendFrame(nil, wsframe.Text, payload)) {
 		c.doLocked(func() { c.writeText(payload) })
 	}

@@ -241,7 +241,8 @@ type rateMsg struct {
 	rates
 }
 
-// ackMsg acknowledges a batch: it is stored and will not be lost.
+// ackMsg acknowledges every batch up to Seq: they are stored and will not
+// be lost. At most one is sent per Config.AckInterval.
 type ackMsg struct {
 	Type string `json:"type"` // "ack"
 	Seq  uint64 `json:"seq"`

@@ -85,6 +85,14 @@ type Config struct {
 	// batches in one message. A busy io_uring poller reads in rounds on
 	// the same grid, just before the batcher stores what they brought.
 	BatchInterval time.Duration
+	// AckInterval is the least time between two acks on a connection.
+	// Acks are cumulative (an ack of seq acks every batch up to it): the
+	// first batch stored after a quiet AckInterval is acked at once, the
+	// ones stored within it by one ack at its end, which the batcher sends
+	// with other connections' after its next flush. Default 3 s: a tracker
+	// sending every second then keeps three batches more for re-sending,
+	// and the node sends a third of the acks (each a send system call).
+	AckInterval time.Duration
 	// MaxBuffered bounds events waiting to be stored; beyond it classic
 	// events are dropped and counted, and a tracker batch is refused
 	// (its tracker re-sends it later). Default 100,000 (≈ 10 MB).
@@ -144,6 +152,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.BatchInterval == 0 {
 		c.BatchInterval = 50 * time.Millisecond
+	}
+	if c.AckInterval == 0 {
+		c.AckInterval = 3 * time.Second
 	}
 	if c.MaxBuffered == 0 {
 		c.MaxBuffered = 100_000

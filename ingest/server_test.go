@@ -163,7 +163,7 @@ func batch(seq uint64, n int) map[string]any {
 // connection may have in flight is paused, not stalled: every batch is
 // stored and acked in order.
 func TestManyBatchesInFlight(t *testing.T) {
-	n := startNode(t, nil)
+	n := startNode(t, func(c *Config) { c.AckInterval = time.Nanosecond })
 	c := dial(t, n.url+"/v1/track?v=1&site=shop", nil)
 	var hello struct{ Type, Session string }
 	readType(t, c, &hello)
@@ -192,7 +192,10 @@ func TestManyBatchesInFlight(t *testing.T) {
 }
 
 func TestHelloAckAndDedupeAfterReconnect(t *testing.T) {
-	n := startNode(t, func(c *Config) { c.SampleInterval = 80 * time.Millisecond })
+	n := startNode(t, func(c *Config) {
+		c.SampleInterval = 80 * time.Millisecond
+		c.AckInterval = time.Nanosecond // an ack per batch
+	})
 	c := dial(t, n.url+"/v1/track?v=1&site=shop", nil)
 	var hello struct {
 		Type, Session               string
@@ -215,11 +218,12 @@ func TestHelloAckAndDedupeAfterReconnect(t *testing.T) {
 			t.Fatalf("ack = %+v, want %d", ack, seq)
 		}
 	}
-	// A re-send on the same connection is acked again, not stored again.
+	// A re-send on the same connection is acked again (acks are
+	// cumulative: with every batch stored), not stored again.
 	_ = c.WriteJSON(batch(2, 4))
 	readType(t, c, &ack)
-	if ack.Seq != 2 {
-		t.Fatalf("re-sent batch acked as %d", ack.Seq)
+	if ack.Seq != 3 {
+		t.Fatalf("re-sent batch 2 acked as %d, want 3", ack.Seq)
 	}
 	c.Close()
 
@@ -249,6 +253,59 @@ func TestHelloAckAndDedupeAfterReconnect(t *testing.T) {
 	}
 	if fmt.Sprint(seqs) != "[1 2 3 3 4]" {
 		t.Errorf("stored batches %v, want [1 2 3 3 4]", seqs)
+	}
+}
+
+// TestAcksAreCumulative: the first batch is acked at once; the ones
+// stored within AckInterval of that ack by one ack of the last, sent at
+// the end of the interval, or before the connection's close frame.
+func TestAcksAreCumulative(t *testing.T) {
+	tests := []struct {
+		name        string
+		ackInterval time.Duration
+		shutdown    bool
+	}{
+		{"at the end of the interval", time.Second, false},
+		{"before the close frame", time.Hour, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n := startNode(t, func(c *Config) { c.AckInterval = tt.ackInterval })
+			c := dial(t, n.url+"/v1/track?v=1&site=shop", nil)
+			var hello struct{ Type string }
+			readType(t, c, &hello)
+			var ack struct {
+				Type string
+				Seq  uint64
+			}
+			_ = c.WriteJSON(batch(1, 2))
+			readType(t, c, &ack)
+			if ack.Type != "ack" || ack.Seq != 1 {
+				t.Fatalf("first ack %+v, want seq 1", ack)
+			}
+			for seq := uint64(2); seq <= 5; seq++ {
+				_ = c.WriteJSON(batch(seq, 2))
+			}
+			n.waitActivity(t, 5)
+			shutdown := make(chan error, 1)
+			if tt.shutdown {
+				go func() { shutdown <- n.srv.Shutdown(context.Background()) }()
+			}
+			readType(t, c, &ack)
+			if ack.Type != "ack" || ack.Seq != 5 {
+				t.Fatalf("ack %+v, want one of seq 5", ack)
+			}
+			if !tt.shutdown {
+				return
+			}
+			_, _, err := c.ReadMessage()
+			if !websocket.IsCloseError(err, websocket.CloseServiceRestart) {
+				t.Fatalf("after the ack: %v, want the close frame", err)
+			}
+			if err := <-shutdown; err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }
 

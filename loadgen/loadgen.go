@@ -393,6 +393,7 @@ func (t *tracker) runBatched(ctx context.Context) error {
 		return fmt.Errorf("hello: %w", err)
 	}
 	// Acks come back on the same connection; count them as they come.
+	// They are cumulative: an ack of seq acks every batch up to it.
 	perBatch := max(1, int(t.cfg.Rate*t.cfg.BatchEvery.Seconds()))
 	// every is the batch interval: BatchEvery, or longer when the node
 	// sends a rate directive. A batch keeps its size, so a slower flush
@@ -401,6 +402,7 @@ func (t *tracker) runBatched(ctx context.Context) error {
 	every.Store(int64(t.cfg.BatchEvery))
 	readErr := make(chan error, 1)
 	go func() {
+		var acked uint64
 		for {
 			var msg struct {
 				Type    string
@@ -413,7 +415,10 @@ func (t *tracker) runBatched(ctx context.Context) error {
 			}
 			switch msg.Type {
 			case "ack":
-				t.acked.Add(int64(perBatch))
+				if msg.Seq > acked {
+					t.acked.Add(int64(msg.Seq-acked) * int64(perBatch))
+					acked = msg.Seq
+				}
 			case "rate":
 				// Like pulse.js: flush as often as the node says.
 				if msg.FlushMs > 0 {

@@ -189,7 +189,8 @@ func startCluster(t *testing.T) *cluster {
 	c.agg = c.aggs[event.Partition("demo")%2]
 	for i := range 2 {
 		port := freePort(t)
-		p := c.pulse(fmt.Sprintf("ingest-%d", i), "ingest", "-ingest-addr", fmt.Sprintf("127.0.0.1:%d", port), "-quote-source", "off")
+		p := c.pulse(fmt.Sprintf("ingest-%d", i), "ingest", "-ingest-addr", fmt.Sprintf("127.0.0.1:%d", port), "-quote-source", "off",
+			"-ingest-ack-interval", testAckInterval.String())
 		p.start(t)
 		c.ingest = append(c.ingest, p)
 		c.ingestURL = append(c.ingestURL, fmt.Sprintf("http://127.0.0.1:%d", port))

@@ -38,6 +38,7 @@ func startPulse(t testing.TB, dir string, edit func(*Config)) *Main {
 	m.Config.DataDir = dir
 	m.Config.AdminPassword = testPassword
 	m.Config.APIToken = testToken
+	m.Config.IngestAckInterval = testAckInterval
 	if edit != nil {
 		edit(&m.Config)
 	}
@@ -50,6 +51,10 @@ func startPulse(t testing.TB, dir string, edit func(*Config)) *Main {
 	t.Cleanup(func() { once.Do(func() { _ = m.Close() }) })
 	return m
 }
+
+// testAckInterval: trackers in tests send a batch and wait for its ack,
+// which the default ack interval (3 s) would put off.
+const testAckInterval = 20 * time.Millisecond
 
 // testWriter sends logs to t.Log, so they show only for failing tests.
 type testWriter struct{ t testing.TB }

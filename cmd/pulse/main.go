@@ -108,6 +108,9 @@ type Config struct {
 	// IngestConnRate is the events per second one tracker connection may
 	// send.
 	IngestConnRate int
+	// IngestAckInterval is the least time between two acks to a tracker
+	// (0: ingest's default, 3 s).
+	IngestAckInterval time.Duration
 	// Quote source settings.
 	QuoteSource          string
 	QuoteSeed            int
@@ -254,6 +257,7 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 		num(&c.Replicas, "replicas", "PULSE_REPLICAS", "replicas of streams and buckets (3 on a NATS cluster)"),
 		num(&c.IngestCapacity, "ingest-capacity", "PULSE_INGEST_CAPACITY", "events per second an ingest node takes before telling trackers to slow down (0: 50000)"),
 		num(&c.IngestConnRate, "ingest-conn-rate", "PULSE_INGEST_CONN_RATE", "events per second one tracker connection may send, with bursts of 10 s (0: 200)"),
+		dur(&c.IngestAckInterval, "ingest-ack-interval", "PULSE_INGEST_ACK_INTERVAL", "least time between two acks to a tracker; acks are cumulative (0: 3s)"),
 		num(&c.QuoteSeed, "quote-seed", "PULSE_QUOTE_SEED", "seed of the simulated source's prices"),
 		dur(&c.QuoteInterval, "quote-interval", "PULSE_QUOTE_INTERVAL", "upstream refresh interval (0: 5s simulated and replay, 1m alphavantage)"),
 		num(&c.QuoteBudgetPerMinute, "quote-budget-per-minute", "PULSE_QUOTE_BUDGET_PER_MINUTE", "upstream calls per minute for the whole cluster (0: no limit; alphavantage free tier: 5)"),
@@ -378,8 +382,9 @@ func (m *Main) Run(ctx context.Context) error {
 		}
 		cfg := ingest.Config{
 			Publisher: js, Sites: m.sites, NodeID: nodeID, Capacity: c.IngestCapacity, MaxConnEventsPerSecond: c.IngestConnRate,
-			Poller: netpoll.Mode(c.IngestPoller),
-			Ready:  natsReady, Logger: log, Registerer: reg,
+			AckInterval: c.IngestAckInterval,
+			Poller:      netpoll.Mode(c.IngestPoller),
+			Ready:       natsReady, Logger: log, Registerer: reg,
 		}
 		if poller != nil {
 			cfg.Quotes = poller
