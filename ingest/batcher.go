@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"strconv"
 	"sync"
@@ -39,6 +40,9 @@ type batcher struct {
 	quit chan struct{}
 	done chan struct{}
 	seq  uint64 // owned by run
+	// msg is the message being put together, owned by run; its buffers
+	// serve every flush.
+	msg  message
 	once sync.Once
 
 	mu      sync.Mutex
@@ -215,36 +219,55 @@ func (b *batcher) flush() {
 
 // publishSite stores what waits for site in as few messages as fit.
 func (b *batcher) publishSite(site string, sb *siteBatches, now int64) {
-	var msg message
+	msg := &b.msg
 	for events := sb.classic; len(events) > 0; {
 		n := min(len(events), classicMaxBatch)
 		msg.add(pendingBatch{batch: &event.Batch{Site: site, Node: b.s.cfg.NodeID, Received: now, Events: events[:n]}})
 		events = events[n:]
 		if msg.full() {
-			b.publish(site, &msg)
+			b.publish(site, msg)
 		}
 	}
 	for _, pb := range sb.batches {
 		msg.add(pb)
 		if msg.full() {
-			b.publish(site, &msg)
+			b.publish(site, msg)
 		}
 	}
-	b.publish(site, &msg)
+	b.publish(site, msg)
 }
 
 // message is a list of batches being put together.
 type message struct {
-	body    []byte // the batches' binary forms
+	// body is room for the list's header (listHeaderRoom bytes), then
+	// the batches' binary forms.
+	body    []byte
 	batches []pendingBatch
 }
 
+// listHeaderRoom is the most bytes a list header takes (see
+// event.AppendListHeader): a byte and a uvarint.
+const listHeaderRoom = 1 + binary.MaxVarintLen64
+
 func (m *message) add(pb pendingBatch) {
+	if len(m.body) < listHeaderRoom {
+		m.body = make([]byte, listHeaderRoom, 64<<10)
+	}
 	m.body = pb.batch.AppendBinary(m.body)
 	m.batches = append(m.batches, pb)
 }
 
-func (m *message) full() bool { return len(m.body) >= maxMessageBytes }
+func (m *message) full() bool { return len(m.body)-listHeaderRoom >= maxMessageBytes }
+
+// payload returns the message to publish: the list header, written into
+// the room before the batches, and the batches.
+func (m *message) payload() []byte {
+	var room [listHeaderRoom]byte
+	header := event.AppendListHeader(room[:0], len(m.batches))
+	payload := m.body[listHeaderRoom-len(header):]
+	copy(payload, header)
+	return payload
+}
 
 // publish stores m, tells its batches, and empties it.
 func (b *batcher) publish(site string, m *message) {
@@ -252,7 +275,7 @@ func (b *batcher) publish(site string, m *message) {
 		return
 	}
 	b.seq++
-	payload := append(event.AppendListHeader(nil, len(m.batches)), m.body...)
+	payload := m.payload()
 	msgID := "batch:" + b.s.cfg.NodeID + ":" + strconv.FormatUint(b.seq, 10)
 	var err error
 	for try := 1; try <= publishTries; try++ {
@@ -274,6 +297,7 @@ func (b *batcher) publish(site string, m *message) {
 	if err != nil {
 		b.s.log.Error("events not stored", "site", site, "batches", len(m.batches), "err", err)
 	}
+	// The publish has returned: nothing holds the payload any more.
 	clear(m.batches)
-	*m = message{body: m.body[:0], batches: m.batches[:0]}
+	*m = message{body: m.body[:listHeaderRoom], batches: m.batches[:0]}
 }
