@@ -331,3 +331,23 @@ func TestSendKeepsOrder(t *testing.T) {
 		}
 	})
 }
+
+func TestDefaultLoops(t *testing.T) {
+	tests := []struct{ procs, want int }{{1, 1}, {2, 1}, {3, 1}, {4, 2}, {16, 8}}
+	for _, tt := range tests {
+		prev := runtime.GOMAXPROCS(tt.procs)
+		got := DefaultLoops()
+		runtime.GOMAXPROCS(prev)
+		if got != tt.want {
+			t.Errorf("GOMAXPROCS %d: %d loops, want %d", tt.procs, got, tt.want)
+		}
+	}
+	p, err := New(Options{Mode: Epoll})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if p.Mode() != Goroutines && len(p.loops) != DefaultLoops() {
+		t.Errorf("%d loops, want %d", len(p.loops), DefaultLoops())
+	}
+}
