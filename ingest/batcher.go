@@ -172,7 +172,8 @@ func (b *batcher) flushSoon() {
 func (b *batcher) run() {
 	defer close(b.done)
 	interval := b.s.cfg.BatchInterval
-	t := time.NewTimer(netpoll.UntilRound(time.Now(), interval, interval/10))
+	untilFlush := func() time.Duration { return netpoll.UntilRound(time.Now(), interval, interval/10) }
+	t := time.NewTimer(untilFlush())
 	defer t.Stop()
 	for {
 		select {
@@ -182,7 +183,7 @@ func (b *batcher) run() {
 		case <-t.C:
 			b.flush()
 			b.sendDueAcks(time.Now().UnixNano())
-			t.Reset(netpoll.UntilRound(time.Now(), interval, interval/10))
+			t.Reset(untilFlush())
 		case <-b.kick:
 			b.flush()
 		}
