@@ -301,7 +301,8 @@ func (s *Site) evictSessions() {
 // applyBatch counts the events of b, unless b is a tracker batch already
 // applied; it reports whether it did.
 func (s *Site) applyBatch(b *event.Batch) bool {
-	if b.Session != "" && b.Seq > 0 && !s.session(b.Session, b.Received).firstTime(b.Seq) {
+	l := lookups{s: s}
+	if b.Session != "" && b.Seq > 0 && !l.session(b.Session, b.Received).firstTime(b.Seq) {
 		return false
 	}
 	for i := range b.Events {
@@ -310,34 +311,24 @@ func (s *Site) applyBatch(b *event.Batch) bool {
 		k := int(e.Kind) % len(Kinds{})
 		s.Events++
 		s.ByKind[k]++
-		sec := s.Seconds[t/1000]
-		if sec == nil {
-			sec = &Kinds{}
-			s.Seconds[t/1000] = sec
-		}
-		sec[k]++
-		s.minute(t).ByKind[k]++
+		l.second(t)[k]++
+		l.minute(t).ByKind[k]++
 
-		v := b.VisitorOf(e)
-		vc := s.Visitors[v]
-		if vc == nil {
-			vc = &event.VisitorCount{Visitor: v}
-			s.Visitors[v] = vc
-		}
+		vc := l.visitor(b.VisitorOf(e))
 		vc.Events++
 		vc.LastSeen = max(vc.LastSeen, t)
 
-		p := s.page(e.Path)
+		p := l.page(e.Path)
 		p.Events++
-		minuteOf(p.Minutes, t).ByKind[k]++
+		l.pageMinute(t).ByKind[k]++
 		if b.Session != "" && e.Path != "" {
 			// A session on a new page: a page view ends and one begins.
-			ss := s.session(b.Session, t)
+			ss := l.session(b.Session, t)
 			if ss.Path != e.Path {
 				if ss.Path != "" {
 					minuteOf(s.page(ss.Path).Minutes, t).Departures++
 				}
-				minuteOf(p.Minutes, t).Arrivals++
+				l.pageMinute(t).Arrivals++
 				ss.Path = e.Path
 			}
 		}
@@ -352,16 +343,95 @@ func (s *Site) applyBatch(b *event.Batch) bool {
 				p.ClickHeat[cell]++
 			}
 			if b.Session != "" {
-				s.applyClick(p, s.session(b.Session, t), e, t)
+				s.applyClick(p, l.session(b.Session, t), e, t)
 			}
 		case event.KindScroll:
 			if b.Session != "" && e.PH > 0 {
-				applyScroll(p, s.session(b.Session, t), e)
+				applyScroll(p, l.session(b.Session, t), e)
 			}
 		}
 	}
 	s.dirty = true
 	return true
+}
+
+// lookups finds a site's counters for the events of one batch, remembering
+// what it found for the one before: a batch's events mostly share their
+// second, minute, visitor, page and session, and a map lookup per counter
+// per event cost more than the rest of counting the event. What it
+// remembers stays valid for the batch: nothing else adds to or evicts from
+// the site's maps meanwhile.
+type lookups struct {
+	s *Site
+
+	sec    *Kinds
+	secKey int64
+	min    *Minute
+	minKey int64
+
+	vc        *event.VisitorCount
+	visitorID string
+
+	p          *Page
+	path       string
+	pageMin    *Minute
+	pageMinKey int64
+	ss         *SessionState
+	sessionID  string
+}
+
+func (l *lookups) second(unixMs int64) *Kinds {
+	if key := unixMs / 1000; l.sec == nil || l.secKey != key {
+		l.sec, l.secKey = l.s.Seconds[key], key
+		if l.sec == nil {
+			l.sec = &Kinds{}
+			l.s.Seconds[key] = l.sec
+		}
+	}
+	return l.sec
+}
+
+func (l *lookups) minute(unixMs int64) *Minute {
+	if key := unixMs / 60_000; l.min == nil || l.minKey != key {
+		l.min, l.minKey = l.s.minute(unixMs), key
+	}
+	return l.min
+}
+
+func (l *lookups) visitor(id string) *event.VisitorCount {
+	if l.vc == nil || l.visitorID != id {
+		l.vc, l.visitorID = l.s.Visitors[id], id
+		if l.vc == nil {
+			l.vc = &event.VisitorCount{Visitor: id}
+			l.s.Visitors[id] = l.vc
+		}
+	}
+	return l.vc
+}
+
+// page returns the page of path; pageMinute then returns that page's
+// minute.
+func (l *lookups) page(path string) *Page {
+	if l.p == nil || l.path != path {
+		l.p, l.path, l.pageMin = l.s.page(path), path, nil
+	}
+	return l.p
+}
+
+func (l *lookups) pageMinute(unixMs int64) *Minute {
+	if key := unixMs / 60_000; l.pageMin == nil || l.pageMinKey != key {
+		l.pageMin, l.pageMinKey = minuteOf(l.p.Minutes, unixMs), key
+	}
+	return l.pageMin
+}
+
+// session is Site.session for the batch's session.
+func (l *lookups) session(id string, t int64) *SessionState {
+	if l.ss == nil || l.sessionID != id {
+		l.ss, l.sessionID = l.s.session(id, t), id
+	}
+	l.ss.LastSeen = max(l.ss.LastSeen, t)
+	return l.ss
 }
 
 // heatCell returns the heatmap cell of a move or click, or false when the

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 	"time"
 
@@ -286,5 +287,36 @@ func TestFirstTime(t *testing.T) {
 				t.Errorf("%s: batch %d (#%d): firstTime %v, want %v", tc.name, seq, i, got, tc.want[i])
 			}
 		}
+	}
+}
+
+// TestBatchCountsAsItsEvents checks that applyBatch, which remembers its
+// lookups from event to event, counts a batch as it counts the same events
+// applied one batch each: across seconds, minutes, pages, visitors,
+// clicks and scrolls.
+func TestBatchCountsAsItsEvents(t *testing.T) {
+	const received = 1_700_000_000_000
+	kinds := []event.Kind{event.KindMove, event.KindClick, event.KindScroll, event.KindMove, event.KindClick}
+	paths := []string{"/", "/a", "/a", "/b", "", "/a"}
+	visitors := []string{"", "", "v2", "v2", ""}
+	var events []event.Event
+	for i := range 97 {
+		events = append(events, event.Event{
+			Kind: kinds[i%len(kinds)], T: received - 150_000 + int64(i)*1_700,
+			X: int32(i * 37 % 1280), Y: int32(i * 53 % 4000), VW: 1280, VH: 800, PH: 4000,
+			Path: paths[i%len(paths)], Visitor: visitors[i%len(visitors)],
+		})
+	}
+	whole, byEvent := newSite(), newSite()
+	if !whole.applyBatch(&event.Batch{Site: "demo", Session: "s1", Visitor: "v1", Received: received, Events: events}) {
+		t.Fatal("batch not applied")
+	}
+	for i := range events {
+		byEvent.applyBatch(&event.Batch{Site: "demo", Session: "s1", Visitor: "v1", Received: received, Events: events[i : i+1]})
+	}
+	if !reflect.DeepEqual(whole, byEvent) {
+		got, _ := json.Marshal(whole)
+		want, _ := json.Marshal(byEvent)
+		t.Errorf("batch counted as\n%s\nevents one by one as\n%s", got, want)
 	}
 }
