@@ -40,10 +40,10 @@ type batcher struct {
 	quit chan struct{}
 	done chan struct{}
 	seq  uint64 // owned by run
-	// msg is the message being put together, owned by run; its buffers
-	// serve every flush.
-	msg  message
-	once sync.Once
+	// messages holds emptied *message values for reuse: their buffers
+	// serve later flushes.
+	messages sync.Pool
+	once     sync.Once
 
 	mu      sync.Mutex
 	pending map[string]*siteBatches
@@ -60,17 +60,22 @@ type dueAck struct {
 }
 
 // siteBatches is what waits for one site: classic events, and tracker
-// batches.
+// batches already in their binary form, in messages that fit.
 type siteBatches struct {
 	classic []event.Event
-	batches []pendingBatch
+	msgs    []*message
 }
 
-// pendingBatch is a batch waiting to be stored, with what to call once it
-// is stored (or not); nil for classic events, which no one waits for.
-type pendingBatch struct {
-	batch  *event.Batch
-	stored func(*event.Batch, error)
+// waiter is a tracker batch's seq, and who waits for it to be stored.
+type waiter struct {
+	seq uint64
+	w   storeWaiter
+}
+
+// storeWaiter is told whether a tracker batch it handed over is stored;
+// a connection, which then acks the batch or closes.
+type storeWaiter interface {
+	stored(seq uint64, err error)
 }
 
 func newBatcher(s *Server) *batcher {
@@ -81,6 +86,7 @@ func newBatcher(s *Server) *batcher {
 		done:    make(chan struct{}),
 		pending: make(map[string]*siteBatches),
 	}
+	b.messages.New = func() any { return newMessage() }
 	go b.run()
 	return b
 }
@@ -114,20 +120,29 @@ func (b *batcher) add(site string, ev event.Event) bool {
 	return true
 }
 
-// addBatch queues a tracker batch; stored is called with the outcome of
-// storing it, on the batcher's goroutine. It returns false when the buffer
-// is full.
-func (b *batcher) addBatch(batch *event.Batch, stored func(*event.Batch, error)) bool {
+// addBatch queues a tracker batch, in its binary form: batch is not kept.
+// w is told the outcome of storing it, on the batcher's goroutine. It
+// returns false when the buffer is full.
+func (b *batcher) addBatch(batch *event.Batch, w storeWaiter) bool {
 	b.mu.Lock()
+	defer b.mu.Unlock()
 	if b.n+len(batch.Events) > b.s.cfg.MaxBuffered {
-		b.mu.Unlock()
 		return false
 	}
-	sb := b.site(batch.Site)
-	sb.batches = append(sb.batches, pendingBatch{batch, stored})
+	b.filling(b.site(batch.Site)).add(batch, w)
 	b.n += len(batch.Events)
-	b.mu.Unlock()
 	return true
+}
+
+// filling returns the message of sb that batches are added to: its last,
+// unless that is full.
+func (b *batcher) filling(sb *siteBatches) *message {
+	if n := len(sb.msgs); n > 0 && !sb.msgs[n-1].full() {
+		return sb.msgs[n-1]
+	}
+	m := b.messages.Get().(*message)
+	sb.msgs = append(sb.msgs, m)
+	return m
 }
 
 // ackAt has the batcher send c's deferred ack after its first flush at or
@@ -218,24 +233,20 @@ func (b *batcher) flush() {
 	}
 }
 
-// publishSite stores what waits for site in as few messages as fit.
+// publishSite stores what waits for site in as few messages as fit:
+// classic events join the tracker batches' messages in batches of their
+// own, stamped now.
 func (b *batcher) publishSite(site string, sb *siteBatches, now int64) {
-	msg := &b.msg
 	for events := sb.classic; len(events) > 0; {
 		n := min(len(events), classicMaxBatch)
-		msg.add(pendingBatch{batch: &event.Batch{Site: site, Node: b.s.cfg.NodeID, Received: now, Events: events[:n]}})
+		b.filling(sb).add(&event.Batch{Site: site, Node: b.s.cfg.NodeID, Received: now, Events: events[:n]}, nil)
 		events = events[n:]
-		if msg.full() {
-			b.publish(site, msg)
-		}
 	}
-	for _, pb := range sb.batches {
-		msg.add(pb)
-		if msg.full() {
-			b.publish(site, msg)
-		}
+	for _, m := range sb.msgs {
+		b.publish(site, m)
+		m.reset()
+		b.messages.Put(m)
 	}
-	b.publish(site, msg)
 }
 
 // message is a list of batches being put together.
@@ -243,36 +254,53 @@ type message struct {
 	// body is room for the list's header (listHeaderRoom bytes), then
 	// the batches' binary forms.
 	body    []byte
-	batches []pendingBatch
+	batches int
+	// classic counts the classic events in the message, which no one
+	// waits for; byKind all its events.
+	classic int
+	byKind  kindCounts
+	waiters []waiter
 }
 
 // listHeaderRoom is the most bytes a list header takes (see
 // event.AppendListHeader): a byte and a uvarint.
 const listHeaderRoom = 1 + binary.MaxVarintLen64
 
-func (m *message) add(pb pendingBatch) {
-	if len(m.body) < listHeaderRoom {
-		m.body = make([]byte, listHeaderRoom, 64<<10)
+func newMessage() *message { return &message{body: make([]byte, listHeaderRoom, 4<<10)} }
+
+// add appends batch; w is nil for classic events.
+func (m *message) add(batch *event.Batch, w storeWaiter) {
+	m.body = batch.AppendBinary(m.body)
+	m.batches++
+	m.byKind.add(batch.Events)
+	if w == nil {
+		m.classic += len(batch.Events)
+	} else {
+		m.waiters = append(m.waiters, waiter{batch.Seq, w})
 	}
-	m.body = pb.batch.AppendBinary(m.body)
-	m.batches = append(m.batches, pb)
 }
 
 func (m *message) full() bool { return len(m.body)-listHeaderRoom >= maxMessageBytes }
+
+// reset empties m, keeping its buffers.
+func (m *message) reset() {
+	clear(m.waiters)
+	*m = message{body: m.body[:listHeaderRoom], waiters: m.waiters[:0]}
+}
 
 // payload returns the message to publish: the list header, written into
 // the room before the batches, and the batches.
 func (m *message) payload() []byte {
 	var room [listHeaderRoom]byte
-	header := event.AppendListHeader(room[:0], len(m.batches))
+	header := event.AppendListHeader(room[:0], m.batches)
 	payload := m.body[listHeaderRoom-len(header):]
 	copy(payload, header)
 	return payload
 }
 
-// publish stores m, tells its batches, and empties it.
+// publish stores m and tells those waiting for its batches.
 func (b *batcher) publish(site string, m *message) {
-	if len(m.batches) == 0 {
+	if m.batches == 0 {
 		return
 	}
 	b.seq++
@@ -284,21 +312,16 @@ func (b *batcher) publish(site string, m *message) {
 			break
 		}
 	}
-	for _, pb := range m.batches {
-		switch {
-		case err == nil:
-			b.s.metrics.countEvents(site, pb.batch.Events)
-		case pb.stored == nil:
-			b.s.metrics.dropped.WithLabelValues(site, "publish_failed").Add(float64(len(pb.batch.Events)))
-		}
-		if pb.stored != nil {
-			pb.stored(pb.batch, err)
-		}
+	switch {
+	case err == nil:
+		b.s.metrics.countEvents(site, &m.byKind)
+	case m.classic > 0:
+		b.s.metrics.dropped.WithLabelValues(site, "publish_failed").Add(float64(m.classic))
+	}
+	for _, w := range m.waiters {
+		w.w.stored(w.seq, err)
 	}
 	if err != nil {
-		b.s.log.Error("events not stored", "site", site, "batches", len(m.batches), "err", err)
+		b.s.log.Error("events not stored", "site", site, "batches", m.batches, "err", err)
 	}
-	// The publish has returned: nothing holds the payload any more.
-	clear(m.batches)
-	*m = message{body: m.body[:listHeaderRoom], batches: m.batches[:0]}
 }

@@ -376,11 +376,11 @@ func (c *conn) storeBatch(now int64, seq uint64, events []event.Event) error {
 		c.ackSoonLocked()
 		return nil
 	}
-	b := &event.Batch{
+	b := event.Batch{
 		Site: c.site, Session: c.session, Visitor: c.visitor, Seq: seq,
 		Node: c.s.cfg.NodeID, Received: now, Events: events,
 	}
-	if !c.s.batcher.addBatch(b, c.stored) {
+	if !c.s.batcher.addBatch(&b, c) {
 		return errBufferFull
 	}
 	c.s.accepted.Add(int64(len(events)))
@@ -389,8 +389,8 @@ func (c *conn) storeBatch(now int64, seq uint64, events []event.Event) error {
 	return nil
 }
 
-// stored is called by the batcher once batch b is stored, or not.
-func (c *conn) stored(b *event.Batch, err error) {
+// stored is called by the batcher once batch seq is stored, or not.
+func (c *conn) stored(seq uint64, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.unacked--
@@ -400,7 +400,7 @@ func (c *conn) stored(b *event.Batch, err error) {
 		c.closeLocked(websocket.CloseTryAgainLater, "could not store events, reconnect and re-send", "error")
 		return
 	}
-	c.lastAck = max(c.lastAck, b.Seq)
+	c.lastAck = max(c.lastAck, seq)
 	c.ackSoonLocked()
 }
 

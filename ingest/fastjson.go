@@ -241,7 +241,7 @@ func fastClassic(data []byte) (id []byte, x, y float64, ok bool) {
 // fastBatch decodes a batch frame whose events are flat objects of plain
 // values into f. ok is false when encoding/json must decide.
 func fastBatch(data []byte, f *batchFrame) bool {
-	*f = batchFrame{Events: f.Events[:0]} // f may be scratch of an earlier frame
+	*f = batchFrame{Events: f.Events[:0], converted: f.converted} // f may be scratch of an earlier frame
 	s := scanner{b: data}
 	seenEvents := false
 	ok := s.object(func(key []byte) bool {

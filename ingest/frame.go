@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -101,6 +102,8 @@ type batchFrame struct {
 	Type   string         `json:"type"`
 	Seq    uint64         `json:"seq"`
 	Events []trackerEvent `json:"events"`
+	// converted is scratch for checkBatch's events.
+	converted []event.Event
 }
 
 // trackerEvent is one event as pulse.js sends it.
@@ -130,7 +133,7 @@ type frameType struct {
 // receivedMs. maxEvents bounds the events in one batch.
 func decodeBatch(data []byte, f *batchFrame, receivedMs int64, maxEvents int) (seq uint64, events []event.Event, err error) {
 	if !fastBatch(data, f) {
-		*f = batchFrame{}
+		*f = batchFrame{converted: f.converted}
 		if err := json.Unmarshal(data, f); err != nil {
 			return 0, nil, frameErr("not a batch: %v", err)
 		}
@@ -138,7 +141,8 @@ func decodeBatch(data []byte, f *batchFrame, receivedMs int64, maxEvents int) (s
 	return checkBatch(f, receivedMs, maxEvents)
 }
 
-// checkBatch validates a decoded batch frame and converts its events.
+// checkBatch validates a decoded batch frame and converts its events, into
+// f's scratch: they are f's until f decodes the next frame.
 func checkBatch(f *batchFrame, receivedMs int64, maxEvents int) (seq uint64, events []event.Event, err error) {
 	if f.Type != "batch" {
 		return 0, nil, frameErr("unknown frame type %q", f.Type)
@@ -149,7 +153,8 @@ func checkBatch(f *batchFrame, receivedMs int64, maxEvents int) (seq uint64, eve
 	if len(f.Events) == 0 || len(f.Events) > maxEvents {
 		return 0, nil, frameErr("batch must hold 1 to %d events, not %d", maxEvents, len(f.Events))
 	}
-	events = make([]event.Event, len(f.Events))
+	events = slices.Grow(f.converted[:0], len(f.Events))[:len(f.Events)]
+	f.converted = events
 	for i := range f.Events {
 		if err := convertEvent(&f.Events[i], receivedMs, &events[i]); err != nil {
 			return 0, nil, fmt.Errorf("event %d: %w", i, err)

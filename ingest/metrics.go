@@ -52,15 +52,20 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	return m, nil
 }
 
-// countEvents adds stored events to the per-kind counters, one counter
-// update per kind rather than per event.
-func (m *metrics) countEvents(site string, events []event.Event) {
-	var byKind [16]int
+// kindCounts counts events by kind.
+type kindCounts [16]int
+
+func (c *kindCounts) add(events []event.Event) {
 	for i := range events {
-		if k := int(events[i].Kind); k < len(byKind) {
-			byKind[k]++
+		if k := int(events[i].Kind); k < len(c) {
+			c[k]++
 		}
 	}
+}
+
+// countEvents adds stored events to the per-kind counters, one counter
+// update per kind rather than per event.
+func (m *metrics) countEvents(site string, byKind *kindCounts) {
 	for k, n := range byKind {
 		if n > 0 {
 			m.events.WithLabelValues(site, event.Kind(k).String()).Add(float64(n))
