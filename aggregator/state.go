@@ -434,6 +434,33 @@ func (l *lookups) session(id string, t int64) *SessionState {
 	return l.ss
 }
 
+// topVisitorsOf returns the topVisitors most active visitors, most active
+// first (ties by id). It keeps the top sorted as it goes rather than
+// sorting every visitor: a site has thousands, and the overview is built
+// every tick.
+func topVisitorsOf(visitors map[string]*event.VisitorCount) []event.VisitorCount {
+	before := func(a, b *event.VisitorCount) bool {
+		return a.Events > b.Events || a.Events == b.Events && a.Visitor < b.Visitor
+	}
+	top := make([]event.VisitorCount, 0, min(len(visitors), topVisitors))
+	for _, v := range visitors {
+		if len(top) == topVisitors && !before(v, &top[len(top)-1]) {
+			continue
+		}
+		i := len(top)
+		if i < topVisitors {
+			top = append(top, event.VisitorCount{})
+		} else {
+			i-- // the last one drops out
+		}
+		for ; i > 0 && before(v, &top[i-1]); i-- {
+			top[i] = top[i-1]
+		}
+		top[i] = *v
+	}
+	return top
+}
+
 // heatCell returns the heatmap cell of a move or click, or false when the
 // event has no viewport width to normalise by.
 func heatCell(e *event.Event) (int, bool) {
@@ -673,17 +700,7 @@ func (s *Site) overview(name string, now time.Time) event.Overview {
 		}
 	}
 
-	top := make([]event.VisitorCount, 0, len(s.Visitors))
-	for _, v := range s.Visitors {
-		top = append(top, *v)
-	}
-	slices.SortFunc(top, func(a, b event.VisitorCount) int {
-		if c := cmp.Compare(b.Events, a.Events); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.Visitor, b.Visitor)
-	})
-	ov.TopVisitors = top[:min(len(top), topVisitors)]
+	ov.TopVisitors = topVisitorsOf(s.Visitors)
 
 	paths := make([]string, 0, len(s.Pages))
 	for p := range s.Pages {

@@ -1,12 +1,14 @@
 package aggregator
 
 import (
+	"cmp"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -318,5 +320,24 @@ func TestBatchCountsAsItsEvents(t *testing.T) {
 		got, _ := json.Marshal(whole)
 		want, _ := json.Marshal(byEvent)
 		t.Errorf("batch counted as\n%s\nevents one by one as\n%s", got, want)
+	}
+}
+
+func TestTopVisitorsOf(t *testing.T) {
+	for _, n := range []int{0, 1, topVisitors - 1, topVisitors, topVisitors + 1, 500} {
+		visitors := make(map[string]*event.VisitorCount)
+		var all []event.VisitorCount
+		for i := range n {
+			v := event.VisitorCount{Visitor: fmt.Sprintf("v%03d", i), Events: uint64(i * 7919 % 13), LastSeen: int64(i)}
+			visitors[v.Visitor] = &v
+			all = append(all, v)
+		}
+		slices.SortFunc(all, func(a, b event.VisitorCount) int {
+			return cmp.Or(cmp.Compare(b.Events, a.Events), cmp.Compare(a.Visitor, b.Visitor))
+		})
+		want := all[:min(n, topVisitors)]
+		if got := topVisitorsOf(visitors); !slices.Equal(got, want) {
+			t.Errorf("%d visitors: top %v, want %v", n, got, want)
+		}
 	}
 }
