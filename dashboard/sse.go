@@ -54,13 +54,16 @@ func encodeFrame(ctx context.Context, name string, version uint64, panel any, ch
 		}
 		u.Fragments[id] = buf.String()
 	}
-	data, err := json.Marshal(u)
-	if err != nil {
+	// The JSON goes straight into the frame: an update can be hundreds
+	// of KB. encoding/json writes no newline inside, which would end the
+	// SSE data line; the Encoder ends it with one.
+	var frame bytes.Buffer
+	frame.WriteString("id: " + strconv.FormatUint(version, 10) + "\nevent: " + name + "\ndata: ")
+	if err := json.NewEncoder(&frame).Encode(u); err != nil {
 		return nil, fmt.Errorf("encode %s: %w", name, err)
 	}
-	buf.Reset()
-	fmt.Fprintf(&buf, "id: %d\nevent: %s\ndata: %s\n\n", version, name, data)
-	return &update{version: version, frame: bytes.Clone(buf.Bytes())}, nil
+	frame.WriteByte('\n')
+	return &update{version: version, frame: frame.Bytes()}, nil
 }
 
 // client is one SSE stream. Every update carries the whole panel, so a
