@@ -154,10 +154,12 @@ func (r *reader) batch(b *Batch) {
 		return
 	}
 	r.data = r.data[1:]
-	b.Site = r.string()
+	// b holds the batch before this one, whose site, node and strings
+	// of events most batches share.
+	b.Site = r.stringLike(b.Site)
 	b.Session = r.string()
 	b.Visitor = r.string()
-	b.Node = r.string()
+	b.Node = r.stringLike(b.Node)
 	b.Seq = r.uvarint()
 	b.Received = r.varint()
 	n := r.uvarint()
@@ -168,8 +170,11 @@ func (r *reader) batch(b *Batch) {
 		r.fail(fmt.Errorf("%d events cannot fit in %d bytes", n, len(r.data)))
 		return
 	}
-	events := b.Events[:0]
 	var last Event // the events of a batch mostly share their strings
+	if len(b.Events) > 0 {
+		last = b.Events[len(b.Events)-1]
+	}
+	events := b.Events[:0]
 	for range n {
 		var e Event
 		e.Kind = Kind(r.byte())
