@@ -244,6 +244,7 @@ func (b *batcher) publishSite(site string, sb *siteBatches, now int64) {
 	}
 	for _, m := range sb.msgs {
 		b.publish(site, m)
+		// The publish has returned: nothing holds the payload any more.
 		m.reset()
 		b.messages.Put(m)
 	}
