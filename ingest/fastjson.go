@@ -300,62 +300,36 @@ func (s *scanner) events(f *batchFrame) bool {
 	var last trackerEvent // strings repeat from event to event
 	for {
 		var e trackerEvent
-		if !s.event(&e, &last) {
+		ok := s.object(func(key []byte) bool {
+			switch string(key) {
+			case "k":
+				return s.strLike(&e.Kind, last.Kind)
+			case "p":
+				return s.strLike(&e.Path, last.Path)
+			case "sel":
+				return s.strLike(&e.Target, last.Target)
+			case "a":
+				return s.numTo(&e.Age)
+			case "x":
+				return s.numTo(&e.X)
+			case "y":
+				return s.numTo(&e.Y)
+			case "vw":
+				return s.numTo(&e.VW)
+			case "vh":
+				return s.numTo(&e.VH)
+			case "ph":
+				return s.numTo(&e.PH)
+			default:
+				return s.unknown(key, "k", "p", "sel", "a", "x", "y", "vw", "vh", "ph")
+			}
+		})
+		if !ok {
 			return false
 		}
 		f.Events = append(f.Events, e)
 		last = e
 		if s.next(']') {
-			return true
-		}
-		if !s.next(',') {
-			return false
-		}
-	}
-}
-
-// event reads one event of a batch into e; strings equal to last's are
-// last's. It is object with the fields inlined: events are most of what a
-// node reads, and a call through a func value per field cost a tenth of
-// reading them.
-func (s *scanner) event(e, last *trackerEvent) bool {
-	if !s.next('{') {
-		return false
-	}
-	if s.next('}') {
-		return true
-	}
-	for {
-		key, ok := s.str()
-		if !ok || !s.next(':') {
-			return false
-		}
-		switch string(key) {
-		case "k":
-			ok = s.strLike(&e.Kind, last.Kind)
-		case "p":
-			ok = s.strLike(&e.Path, last.Path)
-		case "sel":
-			ok = s.strLike(&e.Target, last.Target)
-		case "a":
-			ok = s.numTo(&e.Age)
-		case "x":
-			ok = s.numTo(&e.X)
-		case "y":
-			ok = s.numTo(&e.Y)
-		case "vw":
-			ok = s.numTo(&e.VW)
-		case "vh":
-			ok = s.numTo(&e.VH)
-		case "ph":
-			ok = s.numTo(&e.PH)
-		default:
-			ok = s.unknown(key, "k", "p", "sel", "a", "x", "y", "vw", "vh", "ph")
-		}
-		if !ok {
-			return false
-		}
-		if s.next('}') {
 			return true
 		}
 		if !s.next(',') {
