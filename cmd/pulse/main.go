@@ -257,7 +257,7 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 		num(&c.Replicas, "replicas", "PULSE_REPLICAS", "replicas of streams and buckets (3 on a NATS cluster)"),
 		num(&c.IngestCapacity, "ingest-capacity", "PULSE_INGEST_CAPACITY", "events per second an ingest node takes before telling trackers to slow down (0: 50000)"),
 		num(&c.IngestConnRate, "ingest-conn-rate", "PULSE_INGEST_CONN_RATE", "events per second one tracker connection may send, with bursts of 10 s (0: 200)"),
-		dur(&c.IngestAckInterval, "ingest-ack-interval", "PULSE_INGEST_ACK_INTERVAL", "least time between two acks to a tracker; acks are cumulative (0: 3s)"),
+		dur(&c.IngestAckInterval, "ingest-ack-interval", "PULSE_INGEST_ACK_INTERVAL", "least time between two acks to a tracker; acks are cumulative (0: 10s)"),
 		num(&c.QuoteSeed, "quote-seed", "PULSE_QUOTE_SEED", "seed of the simulated source's prices"),
 		dur(&c.QuoteInterval, "quote-interval", "PULSE_QUOTE_INTERVAL", "upstream refresh interval (0: 5s simulated and replay, 1m alphavantage)"),
 		num(&c.QuoteBudgetPerMinute, "quote-budget-per-minute", "PULSE_QUOTE_BUDGET_PER_MINUTE", "upstream calls per minute for the whole cluster (0: no limit; alphavantage free tier: 5)"),
