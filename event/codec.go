@@ -219,13 +219,25 @@ func (r *reader) byte() byte {
 	return c
 }
 
+// uvarint and varint read one-byte varints, most of the numbers and
+// string lengths of events, without calling encoding/binary.
 func (r *reader) uvarint() uint64 {
+	if len(r.data) > 0 && r.data[0] < 0x80 {
+		v := r.data[0]
+		r.data = r.data[1:]
+		return uint64(v)
+	}
 	v, n := binary.Uvarint(r.data)
 	r.skip(n)
 	return v
 }
 
 func (r *reader) varint() int64 {
+	if len(r.data) > 0 && r.data[0] < 0x80 {
+		v := r.data[0]
+		r.data = r.data[1:]
+		return int64(v>>1) ^ -int64(v&1) // zigzag, as binary.Varint
+	}
 	v, n := binary.Varint(r.data)
 	r.skip(n)
 	return v

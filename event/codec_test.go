@@ -1,7 +1,9 @@
 package event
 
 import (
+	"encoding/binary"
 	"encoding/json"
+	"math"
 	"reflect"
 	"slices"
 	"strings"
@@ -171,4 +173,27 @@ func FuzzDecodeBatch(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestReaderVarints checks the reader's one-byte fast path and the rest
+// against encoding/binary, around every length boundary.
+func TestReaderVarints(t *testing.T) {
+	var signed []int64
+	for _, edge := range []int64{0, 1 << 6, 1 << 13, 1 << 20, 1 << 27, 1 << 34, 1 << 62} {
+		for d := int64(-2); d <= 2; d++ {
+			signed = append(signed, edge+d, -edge+d)
+		}
+	}
+	signed = append(signed, math.MaxInt64, math.MinInt64)
+	for _, v := range signed {
+		r := reader{data: binary.AppendVarint(nil, v)}
+		if got := r.varint(); got != v || r.err != nil || len(r.data) != 0 {
+			t.Errorf("varint %d: read %d, err %v, %d bytes left", v, got, r.err, len(r.data))
+		}
+		u := uint64(v)
+		r = reader{data: binary.AppendUvarint(nil, u)}
+		if got := r.uvarint(); got != u || r.err != nil || len(r.data) != 0 {
+			t.Errorf("uvarint %d: read %d, err %v, %d bytes left", u, got, r.err, len(r.data))
+		}
+	}
 }
