@@ -427,10 +427,11 @@ func (l *lookups) pageMinute(unixMs int64) *Minute {
 
 // session is Site.session for the batch's session.
 func (l *lookups) session(id string, t int64) *SessionState {
-	if l.ss == nil || l.sessionID != id {
-		l.ss, l.sessionID = l.s.session(id, t), id
+	if l.ss != nil && l.sessionID == id {
+		l.ss.LastSeen = max(l.ss.LastSeen, t) // as Site.session does
+		return l.ss
 	}
-	l.ss.LastSeen = max(l.ss.LastSeen, t)
+	l.ss, l.sessionID = l.s.session(id, t), id
 	return l.ss
 }
 
