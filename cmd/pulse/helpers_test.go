@@ -193,6 +193,10 @@ func dialTracker(t testing.TB, ingestURL, site, sid string) *trackerClient {
 	if err != nil {
 		t.Fatalf("dial tracker: %v", err)
 	}
+	// The cleanup also keeps the connection reachable to the end of the
+	// test: a socket the garbage collector finds unreachable is closed
+	// by its finalizer, and the tracker would leave half-way.
+	t.Cleanup(func() { ws.Close() })
 	var hello struct {
 		Type    string `json:"type"`
 		Session string `json:"session"`
