@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/nats-io/nats.go"
 	"golang.org/x/time/rate"
 
 	"github.com/pulse-analytics/pulse/event"
@@ -475,12 +476,19 @@ func (c *conn) presence(kind event.PresenceKind, reason, visitor string) {
 		if err == nil {
 			return
 		}
-		if try == presenceTries {
+		giveUp := try == presenceTries || errors.Is(err, nats.ErrConnectionClosed)
+		if !giveUp {
+			select {
+			case <-time.After(wait):
+			case <-c.s.publishing.Done():
+				giveUp = true
+			}
+		}
+		if giveUp {
 			c.s.metrics.dropped.WithLabelValues(c.site, "presence").Inc()
-			c.s.log.Warn("presence not published", "site", c.site, "kind", kind, "err", err)
+			c.s.log.Warn("presence not published", "site", c.site, "kind", kind, "tries", try, "err", err)
 			return
 		}
-		time.Sleep(wait)
 		wait = min(2*wait, 4*time.Second)
 	}
 }

@@ -218,6 +218,10 @@ type Server struct {
 	closing  bool
 	handlers sync.WaitGroup
 	shutdown atomic.Bool
+	// publishing is the lifetime of presence publishes and their
+	// retries; Shutdown ends it when it gives up waiting for them.
+	publishing     context.Context
+	stopPublishing context.CancelFunc
 }
 
 // New returns a Server and starts its batcher, which Shutdown stops.
@@ -243,6 +247,7 @@ func New(cfg Config) (*Server, error) {
 		loadDone:  make(chan struct{}),
 		sweepDone: make(chan struct{}),
 	}
+	s.publishing, s.stopPublishing = context.WithCancel(context.Background())
 	s.batchFrames.New = func() any { return new(batchFrame) }
 	s.upgrader = websocket.Upgrader{
 		// gorilla only does the handshake here; its Conn is dropped
@@ -497,15 +502,26 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-done:
 	case <-ctx.Done():
 		err = fmt.Errorf("ingest shutdown: connections still open: %w", ctx.Err())
+		// Leaves still retrying (NATS is gone) give up now, so that no
+		// connection's work outlives Shutdown; a write to a stuck
+		// client ends within writeWait.
+		s.stopPublishing()
+		select {
+		case <-done:
+		case <-time.After(writeWait + time.Second):
+		}
 	}
 	s.poller.Close()
-	return errors.Join(err, s.batcher.stop(ctx))
+	err = errors.Join(err, s.batcher.stop(ctx))
+	s.stopPublishing()
+	return err
 }
 
 // publish stores one message with a message id, so a retry after an
-// unclear failure is deduplicated by the stream.
+// unclear failure is deduplicated by the stream. It gives up when
+// Shutdown does.
 func (s *Server) publish(subject, msgID string, data []byte) error {
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.PublishTimeout)
+	ctx, cancel := context.WithTimeout(s.publishing, s.cfg.PublishTimeout)
 	defer cancel()
 	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
 	msg.Header.Set(jetstream.MsgIDHeader, msgID)

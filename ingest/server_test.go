@@ -3,6 +3,7 @@ package ingest
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/nats-io/nats.go/jetstream"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/pulse-analytics/pulse/event"
 	"github.com/pulse-analytics/pulse/natsutil/natstest"
@@ -30,6 +32,7 @@ type testNode struct {
 	srv *Server
 	url string // ws://…
 	js  jetstream.JetStream
+	ns  *natstest.Server
 }
 
 func startNode(t *testing.T, edit func(*Config)) *testNode {
@@ -51,7 +54,7 @@ func startNode(t *testing.T, edit func(*Config)) *testNode {
 		_ = s.Shutdown(context.Background())
 		hs.Close()
 	})
-	return &testNode{srv: s, url: "ws" + strings.TrimPrefix(hs.URL, "http"), js: ns.JS}
+	return &testNode{srv: s, url: "ws" + strings.TrimPrefix(hs.URL, "http"), js: ns.JS, ns: ns}
 }
 
 // messages returns every message in ACTIVITY, oldest first.
@@ -348,6 +351,31 @@ func TestPresenceJoinAndLeave(t *testing.T) {
 	}
 	if timeouts != 1 {
 		t.Errorf("leave reasons %v: want one timeout", reasons)
+	}
+}
+
+// TestShutdownWithoutNATS stops a node whose NATS server is gone: the
+// leave of a connection cannot be stored, and Shutdown must not return
+// while it is still being retried (it would outlive the node and log into
+// a process that has moved on).
+func TestShutdownWithoutNATS(t *testing.T) {
+	n := startNode(t, func(c *Config) { c.PublishTimeout = 100 * time.Millisecond })
+	c := dial(t, n.url+"/v1/track?v=1", nil)
+	readType(t, c, &struct{}{}) // hello
+	n.waitMessages(t, 1)        // the join
+	n.ns.NS.Shutdown()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	if err := n.srv.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("shutdown: %v, want the deadline exceeded", err)
+	}
+	var m dto.Metric
+	if err := n.srv.metrics.dropped.WithLabelValues("demo", "presence").Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	if got := m.GetCounter().GetValue(); got != 1 {
+		t.Errorf("presence messages dropped when Shutdown returned: %v, want 1 (the leave)", got)
 	}
 }
 
