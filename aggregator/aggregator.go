@@ -231,6 +231,9 @@ func (a *Aggregator) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Closed starts a goroutine at every call (nats.go's ordered
+	// consumer): ask once per consumer, not at every turn of the loop.
+	activityClosed := activity.Closed()
 	// Only slice 0 aggregates quotes; the others wait on a context that
 	// never ends instead.
 	quotesClosed := make(<-chan struct{})
@@ -266,12 +269,12 @@ func (a *Aggregator) Run(ctx context.Context) error {
 				a.sweepLostNodes(ctx, now)
 				lastSweep = now
 			}
-		case <-activity.Closed():
+		case <-activityClosed:
 			// The client gave the consumer up (it was lost in a failover):
 			// consume again from what the state has.
 			a.log.Warn("activity consumer stopped; consuming again", "from_seq", a.appliedSeq()+1)
 			if cc, err := a.consume(ctx, event.StreamActivity, a.filter(), a.appliedSeq(), a.handle); err == nil {
-				activity = cc
+				activity, activityClosed = cc, cc.Closed()
 			} else {
 				a.log.Error("consume again", "err", err)
 				time.Sleep(time.Second)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -235,5 +236,20 @@ func TestReSentBatchesCountOnce(t *testing.T) {
 	ov := waitEvents(t, ns.JS, "demo", 3*6+2)
 	if ov.ByKind["click"] != 6 {
 		t.Errorf("clicks %d, want 6 (one per tracker batch)", ov.ByKind["click"])
+	}
+}
+
+// TestRunKeepsItsGoroutines: an aggregator that only ticks must not
+// gain goroutines as it goes (asking the ordered consumer for its Closed
+// channel at every turn of the loop started one each time).
+func TestRunKeepsItsGoroutines(t *testing.T) {
+	ns := natstest.Run(t)
+	runAggregator(t, ns)
+	publishBatches(t, ns.JS, "demo", 1, 1)
+	waitEvents(t, ns.JS, "demo", 1)
+	before := runtime.NumGoroutine()
+	time.Sleep(1500 * time.Millisecond) // about 75 ticks of 20 ms
+	if after := runtime.NumGoroutine(); after > before+10 {
+		t.Errorf("goroutines went from %d to %d over 1.5 s of ticks", before, after)
 	}
 }
