@@ -312,6 +312,11 @@ func (b *batcher) publish(site string, m *message) {
 		if err = b.s.publish(event.ActivitySubject(site), msgID, payload); err == nil {
 			break
 		}
+		if try < publishTries {
+			// A retry after a timeout holds every later message back:
+			// say so, or the stall is a mystery.
+			b.s.log.Warn("events not stored yet, retrying", "site", site, "try", try, "err", err)
+		}
 	}
 	switch {
 	case err == nil:
