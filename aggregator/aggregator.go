@@ -359,7 +359,7 @@ func (a *Aggregator) consume(ctx context.Context, stream string, filter []string
 // burst can leave a consumer with no open pull request while the client
 // believes it has one (the server stops delivering and sends no
 // heartbeats; nats-server issues 4736 and 6290 describe the same): with
-// 19,000 classic trackers arriving within a second, 1 run in 6 stalled
+// 19,000 classic trackers arriving within a second, 1 run in 10 stalled
 // counting for 10 s that way. At 1 s it stalls for 2 s at most.
 const consumeHeartbeat = jetstream.PullHeartbeat(time.Second)
 
