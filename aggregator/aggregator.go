@@ -30,6 +30,7 @@ import (
 
 	"github.com/pulse-analytics/pulse/event"
 	"github.com/pulse-analytics/pulse/natsutil"
+	"github.com/pulse-analytics/pulse/natsutil/follow"
 )
 
 // Notifier publishes panel updates.
@@ -165,19 +166,6 @@ func (a *Aggregator) filter() []string {
 // quotesOwner reports whether this aggregator aggregates quotes.
 func (a *Aggregator) quotesOwner() bool { return a.cfg.Slice == 0 }
 
-// appliedSeq and quotesSeq are the last sequences applied of each stream.
-func (a *Aggregator) appliedSeq() uint64 {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.seq
-}
-
-func (a *Aggregator) quotesSeq() uint64 {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.quotes.Seq
-}
-
 // Figures are the aggregator's numbers for its status report.
 func (a *Aggregator) Figures() map[string]float64 {
 	a.mu.Lock()
@@ -227,23 +215,25 @@ func (a *Aggregator) Run(ctx context.Context) error {
 		return err
 	}
 	a.log.Info("aggregator consuming", "activity_from_seq", a.seq+1, "sites", len(a.sites), "quotes_from_seq", a.quotes.Seq+1)
-	activity, err := a.consume(ctx, event.StreamActivity, a.filter(), a.seq, a.handle)
+	followers := make([]*follow.Follower, 0, 2)
+	stop := func() {
+		for _, f := range followers {
+			f.Stop(drainWait)
+		}
+	}
+	activity, err := a.follow(ctx, event.StreamActivity, a.filter(), a.seq, a.handle)
 	if err != nil {
 		return err
 	}
-	// Closed starts a goroutine at every call (nats.go's ordered
-	// consumer): ask once per consumer, not at every turn of the loop.
-	activityClosed := activity.Closed()
-	// Only slice 0 aggregates quotes; the others wait on a context that
-	// never ends instead.
-	quotesClosed := make(<-chan struct{})
-	var quotesCC jetstream.ConsumeContext
+	followers = append(followers, activity)
+	// Only slice 0 aggregates quotes.
 	if a.quotesOwner() {
-		if quotesCC, err = a.consume(ctx, event.StreamQuotes, nil, a.quotes.Seq, a.handleQuote); err != nil {
-			activity.Stop()
+		quotes, err := a.follow(ctx, event.StreamQuotes, nil, a.quotes.Seq, a.handleQuote)
+		if err != nil {
+			stop()
 			return err
 		}
-		quotesClosed = quotesCC.Closed()
+		followers = append(followers, quotes)
 	}
 	a.running.Store(true)
 
@@ -259,50 +249,18 @@ func (a *Aggregator) Run(ctx context.Context) error {
 			}
 			if now.Sub(lastSweep) >= nodeSweep && ctx.Err() == nil {
 				if err := a.holdSlice(ctx); err != nil && ctx.Err() == nil {
-					activity.Stop()
-					if quotesCC != nil {
-						quotesCC.Stop()
-					}
+					stop()
 					a.running.Store(false)
 					return err
 				}
 				a.sweepLostNodes(ctx, now)
 				lastSweep = now
 			}
-		case <-activityClosed:
-			// The client gave the consumer up (it was lost in a failover):
-			// consume again from what the state has.
-			a.log.Warn("activity consumer stopped; consuming again", "from_seq", a.appliedSeq()+1)
-			if cc, err := a.consume(ctx, event.StreamActivity, a.filter(), a.appliedSeq(), a.handle); err == nil {
-				activity, activityClosed = cc, cc.Closed()
-			} else {
-				a.log.Error("consume again", "err", err)
-				time.Sleep(time.Second)
-			}
-		case <-quotesClosed:
-			a.log.Warn("quotes consumer stopped; consuming again")
-			if cc, err := a.consume(ctx, event.StreamQuotes, nil, a.quotesSeq(), a.handleQuote); err == nil {
-				quotesCC, quotesClosed = cc, cc.Closed()
-			} else {
-				a.log.Error("consume again", "err", err)
-				time.Sleep(time.Second)
-			}
 		case <-ctx.Done():
 			a.running.Store(false)
-			// Drain applies what was delivered; it needs the server, so
-			// without one, stop after a short wait. What was not applied
-			// is not acked and is replayed at the next start.
-			for _, cc := range []jetstream.ConsumeContext{activity, quotesCC} {
-				if cc == nil {
-					continue
-				}
-				cc.Drain()
-				select {
-				case <-cc.Closed():
-				case <-time.After(drainWait):
-					cc.Stop()
-				}
-			}
+			// Messages delivered are applied first, for at most
+			// drainWait; the rest are replayed at the next start.
+			stop()
 			// The last snapshot must be written even though ctx is done.
 			stopCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
@@ -320,48 +278,19 @@ func (a *Aggregator) Run(ctx context.Context) error {
 	}
 }
 
-// consume consumes stream in order from the message after seq, the
-// sequence the state covers. It uses an ordered consumer: the client checks
-// that sequences follow one another and, on a gap, a lost heartbeat or a
-// server failover, recreates the consumer after the last message it
-// delivered. A durable consumer with acks cannot do this: after a crash or
-// a leader change it redelivers unacked messages only when their ack wait
-// runs out, behind later ones, which the state would then have to take out
-// of order. The snapshot's sequence, not an ack floor, says where to start.
-func (a *Aggregator) consume(ctx context.Context, stream string, filter []string, seq uint64, handle jetstream.MessageHandler) (jetstream.ConsumeContext, error) {
-	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: filter, DeliverPolicy: jetstream.DeliverAllPolicy, MaxResetAttempts: -1}
-	if seq > 0 {
-		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
-		cfg.OptStartSeq = seq + 1
-	}
-	cons, err := a.cfg.JetStream.OrderedConsumer(ctx, stream, cfg)
+// follow consumes stream in order from the message after seq, the
+// sequence the state covers, through NATS failures (see package follow).
+// A durable consumer with acks cannot do this: after a crash or a leader
+// change it redelivers unacked messages only when their ack wait runs out,
+// behind later ones, which the state would then have to take out of
+// order. The snapshot's sequence, not an ack floor, says where to start.
+func (a *Aggregator) follow(ctx context.Context, stream string, filter []string, seq uint64, handle jetstream.MessageHandler) (*follow.Follower, error) {
+	f, err := follow.Start(ctx, a.cfg.JetStream, follow.Options{Stream: stream, Filter: filter, After: seq, Logger: a.log}, handle)
 	if err != nil {
-		return nil, fmt.Errorf("aggregator: consumer of %s: %w", stream, err)
+		return nil, fmt.Errorf("aggregator: %w", err)
 	}
-	cc, err := cons.Consume(handle, jetstream.PullHeartbeat(consumeHeartbeat), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		// Missed heartbeats come with every NATS failover; the client
-		// recreates the consumer by itself.
-		if errors.Is(err, jetstream.ErrNoHeartbeat) {
-			a.log.Debug("consume", "stream", stream, "err", err)
-			return
-		}
-		a.log.Warn("consume", "stream", stream, "err", err)
-	}))
-	if err != nil {
-		return nil, fmt.Errorf("aggregator: consume %s: %w", stream, err)
-	}
-	return cc, nil
+	return f, nil
 }
-
-// consumeHeartbeat is how often the server confirms an open pull request
-// to the aggregator's consumers; two missed ones make the client recreate
-// the consumer. nats.go's default for ordered consumers is 5 s, and a
-// burst can leave a consumer with no open pull request while the client
-// believes it has one (the server stops delivering and sends no
-// heartbeats; nats-server issues 4736 and 6290 describe the same): with
-// 19,000 classic trackers arriving within a second, 1 run in 10 stalled
-// counting for 10 s that way. At 1 s it stalls for 2 s at most.
-const consumeHeartbeat = jetstream.PullHeartbeat(time.Second)
 
 // handle applies one message. Messages at or below a sequence already in
 // the state (redeliveries, replays after a restart) are skipped.

@@ -240,8 +240,9 @@ func TestReSentBatchesCountOnce(t *testing.T) {
 }
 
 // TestRunKeepsItsGoroutines: an aggregator that only ticks must not
-// gain goroutines as it goes (asking the ordered consumer for its Closed
-// channel at every turn of the loop started one each time).
+// gain goroutines as it goes (asking nats.go's ordered consumer, used
+// before package follow, for its Closed channel at every turn of the loop
+// started one each time).
 func TestRunKeepsItsGoroutines(t *testing.T) {
 	ns := natstest.Run(t)
 	runAggregator(t, ns)
