@@ -205,7 +205,8 @@ func startCluster(t *testing.T) *cluster {
 	return c
 }
 
-// diagnose logs the streams' and consumers' state.
+// diagnose logs the streams' and consumers' state. Each call has its own
+// time: one consumer on a dead server must not hide the rest.
 func (c *cluster) diagnose(t *testing.T) {
 	nc, err := nats.Connect(strings.Join(c.natsURLs, ","))
 	if err != nil {
@@ -214,20 +215,37 @@ func (c *cluster) diagnose(t *testing.T) {
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	call := func() (context.Context, context.CancelFunc) {
+		return context.WithTimeout(context.Background(), 3*time.Second)
+	}
 	for _, name := range []string{event.StreamActivity, event.StreamQuotes} {
+		ctx, cancel := call()
 		st, err := js.Stream(ctx, name)
+		cancel()
 		if err != nil {
 			t.Logf("stream %s: %v", name, err)
 			continue
 		}
-		info, _ := st.Info(ctx)
+		info := st.CachedInfo()
 		t.Logf("stream %s: %+v, leader %s", name, info.State, info.Cluster.Leader)
-		for ci := range st.ListConsumers(ctx).Info() {
+		ctx, cancel = call()
+		names := st.ConsumerNames(ctx)
+		for cons := range names.Name() {
+			cctx, ccancel := call()
+			ci, err := st.Consumer(cctx, cons)
+			ccancel()
+			if err != nil {
+				t.Logf("consumer %s: %v", cons, err)
+				continue
+			}
+			i := ci.CachedInfo()
 			t.Logf("consumer %s: delivered %+v, ack floor %+v, pending %d, ack pending %d, redelivered %d, leader %s",
-				ci.Name, ci.Delivered, ci.AckFloor, ci.NumPending, ci.NumAckPending, ci.NumRedelivered, ci.Cluster.Leader)
+				i.Name, i.Delivered, i.AckFloor, i.NumPending, i.NumAckPending, i.NumRedelivered, i.Cluster.Leader)
 		}
+		if err := names.Err(); err != nil {
+			t.Logf("consumers of %s: %v", name, err)
+		}
+		cancel()
 	}
 }
 
