@@ -63,19 +63,17 @@ const (
 	maxRetry = 5 * time.Second
 )
 
-// Follower hands a stream's messages to a handler in order, each once
-// (unless the handler is the same across Followers, which start from where
-// they are told). Create one with Start.
+// Follower hands a stream's messages to a handler once each, in stream
+// order. Create one with Start.
 type Follower struct {
 	js     jetstream.JetStream
 	opts   Options
 	handle jetstream.MessageHandler
 	log    *slog.Logger
 
-	renew chan struct{} // a new consumer is needed
-	quit  chan struct{}
-	done  chan struct{} // closed when run returns
-	once  sync.Once
+	renew  chan struct{} // a new consumer is needed
+	cancel context.CancelFunc
+	done   chan struct{} // closed when run returns
 
 	// mu is held while a message is handled, so that no message of a
 	// consumer given up is handled after its replacement is created.
@@ -105,7 +103,6 @@ func Start(ctx context.Context, js jetstream.JetStream, opts Options, handle jet
 		js: js, opts: opts, handle: handle,
 		log:   opts.Logger.With("stream", opts.Stream),
 		renew: make(chan struct{}, 1),
-		quit:  make(chan struct{}),
 		done:  make(chan struct{}),
 		next:  1,
 		last:  opts.After,
@@ -115,22 +112,14 @@ func Start(ctx context.Context, js jetstream.JetStream, opts Options, handle jet
 	if err := f.create(cctx, 0, opts.After); err != nil {
 		return nil, err
 	}
+	ctx, f.cancel = context.WithCancel(ctx)
 	go f.run(ctx)
 	return f, nil
 }
 
-// run creates a new consumer whenever one is needed.
+// run creates a new consumer whenever one is needed, until ctx ends.
 func (f *Follower) run(ctx context.Context) {
 	defer close(f.done)
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() {
-		select {
-		case <-f.quit:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	for {
 		select {
 		case <-ctx.Done():
@@ -271,7 +260,7 @@ func (f *Follower) deleteSoon(name string) {
 // handled first, for at most wait; the rest are left to whoever follows
 // the stream next.
 func (f *Follower) Stop(wait time.Duration) {
-	f.once.Do(func() { close(f.quit) })
+	f.cancel()
 	<-f.done
 	f.mu.Lock()
 	cc, name := f.cc, f.name
