@@ -11,12 +11,13 @@
 #   overload  100 connections as fast as they can for 20 s
 #   fanout    SSE subscribers: Node 100 admins, Pulse 1,000 consumers
 #   quotes    10,000 quote widgets obeying callIn
-# RUNS (default 3) repeats each measured run. Needs node, npm and go.
+# RUNS (default 3) repeats each measured run; OUT (default bench/results)
+# is where the reports go. Needs node, npm and go.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 peers=$(cd "${PEERS:-../shared/peers}" && pwd)
-out="$root/bench/results"
+out="${OUT:-$root/bench/results}"
 runs="${RUNS:-3}"
 mkdir -p "$out"
 

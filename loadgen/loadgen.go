@@ -100,6 +100,11 @@ type Report struct {
 	// the connections' setup (handshakes, joins) left out, as the peers'
 	// loadgen leaves it out by measuring its send window and drain.
 	ServerCPUPerEventSent float64 `json:"serverCpuPerEventSentUs,omitempty"`
+	// OpenWhenMeasured counts the trackers' connections still open when
+	// the server's CPU was read at the end: the trackers close them only
+	// after that, as the peers' loadgen does, so neither figure includes
+	// their closing.
+	OpenWhenMeasured int64 `json:"openWhenMeasured,omitempty"`
 }
 
 // JSON returns the report as indented JSON.
@@ -181,8 +186,12 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		}
 	}
 
-	sendCtx, cancel := context.WithTimeout(ctx, cfg.Ramp+cfg.Duration)
-	defer cancel()
+	// Trackers send until sendCtx ends and keep their connections open
+	// until the server's CPU has been read at the end of the run.
+	sendCtx, stopSending := context.WithTimeout(ctx, cfg.Ramp+cfg.Duration)
+	defer stopSending()
+	openCtx, closeConns := context.WithCancel(ctx)
+	defer closeConns()
 	// The window without the connections' setup starts a second after
 	// the ramp, if sending goes on for a while after that.
 	var window struct {
@@ -202,10 +211,14 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		})
 		defer t.Stop()
 	}
-	var wg sync.WaitGroup
+	var sending, open sync.WaitGroup
+	var openConns atomic.Int64
 	for i := range cfg.Trackers {
 		delay := cfg.Ramp * time.Duration(i) / time.Duration(cfg.Trackers)
-		wg.Go(func() {
+		sending.Add(1)
+		open.Go(func() {
+			sent := sync.OnceFunc(sending.Done)
+			defer sent()
 			select {
 			case <-time.After(delay):
 			case <-sendCtx.Done():
@@ -222,20 +235,26 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 				r.errors.Add(1)
 				return
 			}
-			defer conn.Close()
 			r.connected.Add(1)
+			openConns.Add(1)
+			defer func() {
+				closeTracker(conn)
+				openConns.Add(-1)
+			}()
 			t := tracker{conn: conn, id: i, cfg: &cfg, sent: &r.sent, acked: &r.acked}
 			if err := t.run(sendCtx); err != nil {
 				r.errors.Add(1)
 			}
+			sent()
+			<-openCtx.Done()
 		})
 	}
-	wg.Wait()
+	sending.Wait()
 	secs := time.Since(start).Seconds()
 	rep := Report{
 		Trackers: cfg.Trackers, Connected: r.connected.Load(), Format: format, Seconds: secs,
-		Sent: r.sent.Load(), Acked: r.acked.Load(), Errors: r.errors.Load(),
-		SentPerSecond: float64(r.sent.Load()) / secs, AckedPerSecond: float64(r.acked.Load()) / secs,
+		Sent: r.sent.Load(), Errors: r.errors.Load(),
+		SentPerSecond: float64(r.sent.Load()) / secs,
 	}
 	if dash != nil {
 		// Wait for the count to catch up, as long as it moves.
@@ -251,8 +270,6 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
-		// One more tick for the consumers to see the final total.
-		time.Sleep(1500 * time.Millisecond)
 		rep.Counted = last - base
 		if rep.Sent > 0 {
 			rep.CountedRatio = float64(rep.Counted) / float64(rep.Sent)
@@ -263,6 +280,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		if err != nil {
 			return rep, err
 		}
+		rep.OpenWhenMeasured = openConns.Load()
 		elapsed := time.Since(start).Seconds()
 		rep.ServerCPUSeconds = after.cpuSeconds - before.cpuSeconds
 		rep.ServerCPUCores = rep.ServerCPUSeconds / elapsed
@@ -280,6 +298,15 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		}
 		window.mu.Unlock()
 	}
+	if dash != nil {
+		// One more tick for the consumers to see the final total.
+		time.Sleep(1500 * time.Millisecond)
+	}
+	closeConns()
+	open.Wait()
+	// Acks count until the connections close.
+	rep.Acked = r.acked.Load()
+	rep.AckedPerSecond = float64(rep.Acked) / secs
 	stopWatching()
 	watchers.Wait()
 	rep.Latency = hist.summary()
@@ -359,9 +386,18 @@ type tracker struct {
 	sent, acked *atomic.Int64
 }
 
+// closeTracker ends a tracker's connection as a browser leaving the page
+// does: a close frame, then the socket.
+func closeTracker(conn *websocket.Conn) {
+	_ = conn.WriteControl(websocket.CloseMessage,
+		websocket.FormatCloseMessage(websocket.CloseGoingAway, ""), time.Now().Add(500*time.Millisecond))
+	_ = conn.Close()
+}
+
+// run sends until ctx ends; the connection stays open.
 func (t *tracker) run(ctx context.Context) error {
-	// Closing the connection when the run ends unblocks the reader.
-	stop := context.AfterFunc(ctx, func() { t.conn.Close() })
+	// A write blocked when sending ends gives up at once.
+	stop := context.AfterFunc(ctx, func() { _ = t.conn.NetConn().SetWriteDeadline(time.Now()) })
 	defer stop()
 	if t.cfg.Batched {
 		return t.runBatched(ctx)

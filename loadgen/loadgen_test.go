@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -30,7 +31,7 @@ func TestRunAgainstARealNode(t *testing.T) {
 	for _, batched := range []bool{false, true} {
 		r, err := Run(context.Background(), Config{
 			URL: srv.URL, Trackers: 20, Rate: 20, Duration: 1500 * time.Millisecond, Ramp: 200 * time.Millisecond,
-			Batched: batched, BatchEvery: 250 * time.Millisecond, Sources: 3,
+			Batched: batched, BatchEvery: 250 * time.Millisecond, Sources: 3, ServerPID: os.Getpid(),
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -41,6 +42,11 @@ func TestRunAgainstARealNode(t *testing.T) {
 		}
 		if batched && (r.Acked == 0 || r.Acked > r.Sent) {
 			t.Errorf("acked %d of %d", r.Acked, r.Sent)
+		}
+		// Like the peers' loadgen, the run measures the server before
+		// the trackers leave.
+		if r.OpenWhenMeasured != r.Connected {
+			t.Errorf("batched %v: %d of %d connections open when the server was measured", batched, r.OpenWhenMeasured, r.Connected)
 		}
 	}
 }

@@ -36,6 +36,9 @@ func TestLoadgenMeasuresPulse(t *testing.T) {
 		if r.Latency.P50 <= 0 || r.Latency.P50 > r.Latency.P99 || r.Latency.Max > 10_000 {
 			t.Errorf("batched %v: implausible latency %+v", batched, r.Latency)
 		}
+		if r.OpenWhenMeasured != r.Connected {
+			t.Errorf("batched %v: %d of %d connections open when the server was measured", batched, r.OpenWhenMeasured, r.Connected)
+		}
 		if r.ServerCPUSeconds <= 0 || r.ServerRSSMegabytes <= 0 || r.ServerCPUPerEventSent <= 0 {
 			t.Errorf("batched %v: server figures %v s (%v us per event sent after the ramp), %v MB",
 				batched, r.ServerCPUSeconds, r.ServerCPUPerEventSent, r.ServerRSSMegabytes)
