@@ -13,7 +13,6 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/nats-io/nats.go"
-	"golang.org/x/time/rate"
 
 	"github.com/pulse-analytics/pulse/event"
 	"github.com/pulse-analytics/pulse/ingest/netpoll"
@@ -46,7 +45,6 @@ type conn struct {
 	site     string
 	session  string
 	protocol bool // false: classic single-event frames only
-	limiter  *rate.Limiter
 	frames   *wsframe.Reader
 
 	// lastRead is when bytes last arrived (Unix ns); the sweeper pings
@@ -73,6 +71,10 @@ type conn struct {
 	// batcher is to send the next (see ackSoonLocked).
 	ackedAt int64
 	ackDue  bool
+	// readAt is when Data was called (Unix ns): the time of the frames
+	// it hands on, taken once for all of them.
+	readAt int64
+	budget budget
 }
 
 // newConn makes a connection; visitor is the tracker's visitor id, unused
@@ -81,8 +83,8 @@ func newConn(s *Server, nc net.Conn, ip, site, session, visitor string, protocol
 	perSecond := s.cfg.MaxConnEventsPerSecond
 	c := &conn{
 		s: s, nc: nc, ip: ip, id: newID(), site: site, session: session, visitor: visitor, protocol: protocol,
-		limiter: rate.NewLimiter(rate.Limit(perSecond), 10*perSecond),
-		frames:  wsframe.NewReader(int(s.cfg.ReadLimit)),
+		budget: newBudget(perSecond, 10*perSecond),
+		frames: wsframe.NewReader(int(s.cfg.ReadLimit)),
 	}
 	c.lastRead.Store(time.Now().UnixNano())
 	c.lastPing = c.lastRead.Load()
@@ -108,12 +110,14 @@ func (c *conn) start() error {
 
 // Data is called by the poller with the bytes the tracker sent.
 func (c *conn) Data(b []byte) {
-	c.lastRead.Store(time.Now().UnixNano())
+	now := time.Now().UnixNano()
+	c.lastRead.Store(now)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.ended {
 		return
 	}
+	c.readAt = now
 	if err := c.frames.Feed(b, c.message); err != nil {
 		c.fail(err)
 	}
@@ -312,7 +316,7 @@ func (c *conn) handle(data []byte) error {
 			}
 		}()
 		if fastBatch(data, f) && f.Type == "batch" {
-			now := time.Now().UnixMilli()
+			now := c.readAt / int64(time.Millisecond)
 			seq, events, err := checkBatch(f, now, c.s.cfg.MaxBatchEvents)
 			if err != nil {
 				return err
@@ -332,7 +336,7 @@ func (c *conn) handle(data []byte) error {
 		}
 		return c.classic(visitor, x, y)
 	case ft.Type == "batch" && c.protocol:
-		now := time.Now().UnixMilli()
+		now := c.readAt / int64(time.Millisecond)
 		seq, events, err := decodeBatch(data, &batchFrame{}, now, c.s.cfg.MaxBatchEvents)
 		if err != nil {
 			return err
@@ -348,14 +352,14 @@ func (c *conn) classic(visitor string, x, y int32) error {
 	if !c.joined {
 		c.joinLocked(visitor)
 	}
-	if !c.limiter.Allow() {
+	if !c.budget.allow(c.readAt, 1) {
 		// Classic clients cannot be told to slow down or re-send, so
 		// frames over the limit are dropped and counted.
 		c.s.metrics.rejected.WithLabelValues("rate_limit").Inc()
 		return nil
 	}
 	c.s.accepted.Add(1)
-	ev := event.Event{Kind: event.KindMove, T: time.Now().UnixMilli(), X: x, Y: y, Visitor: visitor}
+	ev := event.Event{Kind: event.KindMove, T: c.readAt / int64(time.Millisecond), X: x, Y: y, Visitor: visitor}
 	if !c.s.batcher.add(c.site, ev) {
 		c.s.metrics.dropped.WithLabelValues(c.site, "buffer_full").Inc()
 	}
@@ -367,7 +371,7 @@ func (c *conn) classic(visitor string, x, y int32) error {
 // re-sent batch (same session and seq) is counted once by the aggregator.
 // c.mu is held.
 func (c *conn) storeBatch(now int64, seq uint64, events []event.Event) error {
-	if !c.limiter.AllowN(time.Now(), len(events)) {
+	if !c.budget.allow(c.readAt, len(events)) {
 		// The batch is not acked: the tracker keeps it and re-sends it
 		// after reconnecting, so closing loses nothing.
 		return fmt.Errorf("%w: more than %d events a second", errRateLimit, c.s.cfg.MaxConnEventsPerSecond)

@@ -1,10 +1,14 @@
 package ingest
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
+
+	"github.com/pulse-analytics/pulse/natsutil/natstest"
 )
 
 // The frame decoders' cost per frame and per event, with the fast path
@@ -70,4 +74,32 @@ func BenchmarkDecodeBatch(b *testing.B) {
 		}
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*20), "ns/event")
 	})
+}
+
+// BenchmarkConnClassic is a classic frame as the poller hands it to its
+// connection: the WebSocket frame, the JSON, the rate limit and the
+// batcher, against a real embedded NATS server that stores what the
+// batcher publishes.
+func BenchmarkConnClassic(b *testing.B) {
+	ns := natstest.Run(b)
+	s, err := New(Config{
+		Publisher: ns.JS, Logger: slog.New(slog.DiscardHandler), Sites: staticSites{"demo": {Key: "demo"}},
+		MaxConnEventsPerSecond: 1 << 30, MaxBuffered: 1 << 30,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = s.Shutdown(context.Background()) }()
+	c := newConn(s, nil, "127.0.0.1", "demo", "s1", "", false)
+	c.joined, c.visitor = true, "user123"
+	// A client's frame masked with a zero key, which unmasking leaves as
+	// it is, so the same bytes can be fed again.
+	frame := append([]byte{0x81, 0x80 | byte(len(classicFrameSample)), 0, 0, 0, 0}, classicFrameSample...)
+	b.ReportAllocs()
+	for b.Loop() {
+		c.Data(frame)
+	}
+	if c.ended {
+		b.Fatal("the connection failed")
+	}
 }
