@@ -5,7 +5,7 @@ package ingest
 // mutex guards it, so it needs no lock of its own, and it takes the time
 // the poller read the frames instead of reading the clock again.
 // x/time/rate's Limiter (its own mutex, time.Time arithmetic, a clock
-// read) and the clock reads this saves were about a quarter of what a
+// read) and the clock reads this saves were over a quarter of what a
 // classic frame cost conn.Data (BenchmarkConnClassic).
 type budget struct {
 	perSecond, burst float64
