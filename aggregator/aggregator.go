@@ -285,7 +285,10 @@ func (a *Aggregator) Run(ctx context.Context) error {
 // behind later ones, which the state would then have to take out of
 // order. The snapshot's sequence, not an ack floor, says where to start.
 func (a *Aggregator) follow(ctx context.Context, stream string, filter []string, seq uint64, handle jetstream.MessageHandler) (*follow.Follower, error) {
-	f, err := follow.Start(ctx, a.cfg.JetStream, follow.Options{Stream: stream, Filter: filter, After: seq, Logger: a.log}, handle)
+	renewals := a.metrics.renewals.WithLabelValues(stream)
+	f, err := follow.Start(ctx, a.cfg.JetStream, follow.Options{
+		Stream: stream, Filter: filter, After: seq, Logger: a.log, Renewed: renewals.Inc,
+	}, handle)
 	if err != nil {
 		return nil, fmt.Errorf("aggregator: %w", err)
 	}

@@ -12,16 +12,22 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pulse-analytics/pulse/event"
 	"github.com/pulse-analytics/pulse/natsutil"
 	"github.com/pulse-analytics/pulse/natsutil/natstest"
 )
 
-// runAggregator runs an aggregator until the returned stop is called.
-func runAggregator(t *testing.T, ns *natstest.Server) (stop func()) {
+// runAggregator runs an aggregator until the returned stop is called;
+// edit changes its configuration.
+func runAggregator(t *testing.T, ns *natstest.Server, edit ...func(*Config)) (stop func()) {
 	t.Helper()
-	a, err := New(Config{JetStream: ns.JS, Notifier: ns.NC, Tick: 20 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
+	cfg := Config{JetStream: ns.JS, Notifier: ns.NC, Tick: 20 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)}
+	for _, e := range edit {
+		e(&cfg)
+	}
+	a, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,6 +108,65 @@ func TestExactCountsThroughRestart(t *testing.T) {
 	}
 	waitEvents(t, ns.JS, "shop", 6)
 	stop()
+}
+
+// TestLostConsumerIsRenewed: when the aggregator's consumer disappears
+// (deleted here; in a cluster, with the NATS server that held it), the
+// aggregator goes on under a new one, counts every event once, and says
+// so in its metrics.
+func TestLostConsumerIsRenewed(t *testing.T) {
+	ns := natstest.Run(t)
+	reg := prometheus.NewRegistry()
+	runAggregator(t, ns, func(c *Config) { c.Registerer = reg })
+	publishBatches(t, ns.JS, "demo", 5, 2)
+	waitEvents(t, ns.JS, "demo", 10)
+	if n := renewals(t, reg); n != 0 {
+		t.Fatalf("%v renewals before the consumer was lost", n)
+	}
+
+	ctx := context.Background()
+	st, err := ns.JS.Stream(ctx, event.StreamActivity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := st.ConsumerNames(ctx)
+	for name := range names.Name() {
+		if err := st.DeleteConsumer(ctx, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := names.Err(); err != nil {
+		t.Fatal(err)
+	}
+	publishBatches(t, ns.JS, "demo", 5, 2)
+	waitEvents(t, ns.JS, "demo", 20)
+	if n := renewals(t, reg); n < 1 {
+		t.Errorf("%v renewals after the consumer was deleted, want at least 1", n)
+	}
+}
+
+// renewals reads pulse_aggregator_consumer_renewals_total of the
+// activity stream from reg.
+func renewals(t *testing.T, reg *prometheus.Registry) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != "pulse_aggregator_consumer_renewals_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "stream" && l.GetValue() == event.StreamActivity {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	t.Fatal("no pulse_aggregator_consumer_renewals_total for the activity stream")
+	return 0
 }
 
 // TestSnapshotLostReplaysFromStart: when the snapshot is gone, the

@@ -14,6 +14,7 @@ type metrics struct {
 	duplicates     prometheus.Counter
 	snapshotErrors prometheus.Counter
 	seq            prometheus.Gauge
+	renewals       *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -38,11 +39,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "pulse_aggregator_snapshot_sequence",
 			Help: "Stream sequence covered by the last snapshot.",
 		}),
+		renewals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pulse_aggregator_consumer_renewals_total",
+			Help: "Times the aggregator gave a stream's consumer up and started another (a NATS server lost, a missed heartbeat, a gap), by stream.",
+		}, []string{"stream"}),
 	}
 	// The built-in site's series exists from the start, so that a scraper
 	// sees the counter at 0 before the first event rather than no counter.
 	m.events.WithLabelValues(event.DefaultSite)
-	for _, c := range []prometheus.Collector{m.events, m.invalid, m.duplicates, m.snapshotErrors, m.seq} {
+	m.renewals.WithLabelValues(event.StreamActivity)
+	for _, c := range []prometheus.Collector{m.events, m.invalid, m.duplicates, m.snapshotErrors, m.seq, m.renewals} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("aggregator metrics: %w", err)
 		}

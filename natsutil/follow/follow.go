@@ -38,6 +38,11 @@ type Options struct {
 	// a new consumer.
 	Heartbeat time.Duration
 	Logger    *slog.Logger
+	// Renewed, when set, is called each time the Follower gives its
+	// consumer up to start another (a lost heartbeat, a gap, a deleted
+	// consumer, a server going away), with f's lock held: it must not
+	// block or call the Follower.
+	Renewed func()
 }
 
 // DefaultHeartbeat is the pull heartbeat when Options name none. nats.go's
@@ -238,6 +243,9 @@ func (f *Follower) errHandler(gen int) jetstream.ConsumeErrHandler {
 // f.mu is held.
 func (f *Follower) renewLocked(reason string) {
 	f.log.Info("following again under a new consumer", "reason", reason, "after_seq", f.last)
+	if f.opts.Renewed != nil {
+		f.opts.Renewed()
+	}
 	f.gen++
 	f.next = 1
 	select {

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -173,12 +174,16 @@ func TestFollowAfterItsConsumerIsDeleted(t *testing.T) {
 	p := &publisher{js: js}
 	p.publish(t, "t.a", 5)
 	var r recorder
-	f, err := Start(context.Background(), js, Options{Stream: "T"}, r.handle)
+	var renewals atomic.Int64
+	f, err := Start(context.Background(), js, Options{Stream: "T", Renewed: func() { renewals.Add(1) }}, r.handle)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Stop(time.Second)
 	r.waitFor(t, seqs(1, 5), 10*time.Second)
+	if n := renewals.Load(); n != 0 {
+		t.Errorf("%d renewals before the consumer was deleted", n)
+	}
 
 	f.mu.Lock()
 	name := f.name
@@ -192,6 +197,9 @@ func TestFollowAfterItsConsumerIsDeleted(t *testing.T) {
 	defer f.mu.Unlock()
 	if f.name == name {
 		t.Errorf("still on consumer %s", name)
+	}
+	if n := renewals.Load(); n < 1 {
+		t.Errorf("Renewed called %d times, want at least once", n)
 	}
 }
 
