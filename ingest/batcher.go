@@ -37,6 +37,7 @@ const publishTries = 3
 type batcher struct {
 	s    *Server
 	kick chan struct{}
+	wake chan struct{} // run's timer is to be set again
 	quit chan struct{}
 	done chan struct{}
 	seq  uint64 // owned by run
@@ -51,6 +52,10 @@ type batcher struct {
 	// acks are connections' deferred acks, sent after a flush once due
 	// (see conn.ackSoonLocked), so that they leave together.
 	acks []dueAck
+	// asleep: nothing was pending at run's last round, and its timer is
+	// not set; what is added next wakes it. An idle node does not wake
+	// every BatchInterval for nothing.
+	asleep bool
 }
 
 // dueAck is a connection's deferred ack, due at a time (Unix ns).
@@ -82,9 +87,11 @@ func newBatcher(s *Server) *batcher {
 	b := &batcher{
 		s:       s,
 		kick:    make(chan struct{}, 1),
+		wake:    make(chan struct{}, 1),
 		quit:    make(chan struct{}),
 		done:    make(chan struct{}),
 		pending: make(map[string]*siteBatches),
+		asleep:  true,
 	}
 	b.messages.New = func() any { return newMessage() }
 	go b.run()
@@ -112,6 +119,7 @@ func (b *batcher) add(site string, ev event.Event) bool {
 	sb := b.site(site)
 	sb.classic = append(sb.classic, ev)
 	b.n++
+	b.wakeLocked()
 	full := len(sb.classic) >= classicMaxBatch
 	b.mu.Unlock()
 	if full {
@@ -131,7 +139,20 @@ func (b *batcher) addBatch(batch *event.Batch, w storeWaiter) bool {
 	}
 	b.filling(b.site(batch.Site)).add(batch, w)
 	b.n += len(batch.Events)
+	b.wakeLocked()
 	return true
+}
+
+// wakeLocked has run set its timer again if it is asleep; b.mu is held.
+func (b *batcher) wakeLocked() {
+	if !b.asleep {
+		return
+	}
+	b.asleep = false
+	select {
+	case b.wake <- struct{}{}:
+	default:
+	}
 }
 
 // filling returns the message of sb that batches are added to: its last,
@@ -150,6 +171,7 @@ func (b *batcher) filling(sb *siteBatches) *message {
 func (b *batcher) ackAt(c *conn, at int64) {
 	b.mu.Lock()
 	b.acks = append(b.acks, dueAck{c, at})
+	b.wakeLocked()
 	b.mu.Unlock()
 }
 
@@ -183,26 +205,40 @@ func (b *batcher) flushSoon() {
 // run stores what waits every BatchInterval, a tenth of it after the
 // poller's rounds (see netpoll.Options.Round): what a round reads waits
 // for the next store only as long as the round takes, not a whole
-// interval more.
+// interval more. While nothing waits, events or acks, it sleeps.
 func (b *batcher) run() {
 	defer close(b.done)
 	interval := b.s.cfg.BatchInterval
 	untilFlush := func() time.Duration { return netpoll.UntilRound(time.Now(), interval, interval/10) }
 	t := time.NewTimer(untilFlush())
+	t.Stop() // asleep until something is added
 	defer t.Stop()
 	for {
 		select {
 		case <-b.quit:
 			b.flush()
 			return
+		case <-b.wake:
+			t.Reset(untilFlush())
 		case <-t.C:
 			b.flush()
 			b.sendDueAcks(time.Now().UnixNano())
-			t.Reset(untilFlush())
+			if !b.sleepIfIdle() {
+				t.Reset(untilFlush())
+			}
 		case <-b.kick:
 			b.flush()
 		}
 	}
+}
+
+// sleepIfIdle reports whether nothing waits, events or deferred acks,
+// and if so marks run asleep.
+func (b *batcher) sleepIfIdle() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.asleep = len(b.pending) == 0 && len(b.acks) == 0
+	return b.asleep
 }
 
 // stop publishes what is queued and ends the batcher.

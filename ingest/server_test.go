@@ -262,6 +262,35 @@ func TestHelloAckAndDedupeAfterReconnect(t *testing.T) {
 // TestAcksAreCumulative: the first batch is acked at once; the ones
 // stored within AckInterval of that ack by one ack of the last, sent at
 // the end of the interval, or before the connection's close frame.
+// TestBatcherSleepsWhileIdle: with nothing to store or ack, the batcher
+// stops waking every interval, and what is sent next wakes it.
+func TestBatcherSleepsWhileIdle(t *testing.T) {
+	n := startNode(t, nil)
+	b := n.srv.batcher
+	asleep := func() bool {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return b.asleep
+	}
+	waitAsleep := func() {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); !asleep(); time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("the batcher is still awake with nothing to do")
+			}
+		}
+	}
+	waitAsleep()
+	c := dial(t, n.url+"/v1/track?site=demo", nil)
+	for i := range 3 {
+		if err := c.WriteMessage(websocket.TextMessage, []byte(`{"id":"v1","x":1,"y":2}`)); err != nil {
+			t.Fatal(err)
+		}
+		n.waitActivity(t, i+1)
+		waitAsleep()
+	}
+}
+
 func TestAcksAreCumulative(t *testing.T) {
 	tests := []struct {
 		name        string
