@@ -47,8 +47,9 @@ type conn struct {
 	protocol bool // false: classic single-event frames only
 	frames   *wsframe.Reader
 
-	// lastRead is when bytes last arrived (Unix ns); the sweeper pings
-	// and times out idle connections by it. lastPing is the sweeper's.
+	// lastRead is when bytes last arrived (Unix ns), stored by Data: the
+	// time of every frame it hands on, read once. The sweeper pings and
+	// times out idle connections by it. lastPing is the sweeper's.
 	lastRead atomic.Int64
 	lastPing int64
 
@@ -71,10 +72,7 @@ type conn struct {
 	// batcher is to send the next (see ackSoonLocked).
 	ackedAt int64
 	ackDue  bool
-	// readAt is when Data was called (Unix ns): the time of the frames
-	// it hands on, taken once for all of them.
-	readAt int64
-	budget budget
+	budget  budget
 }
 
 // newConn makes a connection; visitor is the tracker's visitor id, unused
@@ -110,14 +108,12 @@ func (c *conn) start() error {
 
 // Data is called by the poller with the bytes the tracker sent.
 func (c *conn) Data(b []byte) {
-	now := time.Now().UnixNano()
-	c.lastRead.Store(now)
+	c.lastRead.Store(time.Now().UnixNano())
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.ended {
 		return
 	}
-	c.readAt = now
 	if err := c.frames.Feed(b, c.message); err != nil {
 		c.fail(err)
 	}
@@ -316,7 +312,7 @@ func (c *conn) handle(data []byte) error {
 			}
 		}()
 		if fastBatch(data, f) && f.Type == "batch" {
-			now := c.readAt / int64(time.Millisecond)
+			now := c.lastRead.Load() / int64(time.Millisecond)
 			seq, events, err := checkBatch(f, now, c.s.cfg.MaxBatchEvents)
 			if err != nil {
 				return err
@@ -336,7 +332,7 @@ func (c *conn) handle(data []byte) error {
 		}
 		return c.classic(visitor, x, y)
 	case ft.Type == "batch" && c.protocol:
-		now := c.readAt / int64(time.Millisecond)
+		now := c.lastRead.Load() / int64(time.Millisecond)
 		seq, events, err := decodeBatch(data, &batchFrame{}, now, c.s.cfg.MaxBatchEvents)
 		if err != nil {
 			return err
@@ -352,14 +348,14 @@ func (c *conn) classic(visitor string, x, y int32) error {
 	if !c.joined {
 		c.joinLocked(visitor)
 	}
-	if !c.budget.allow(c.readAt, 1) {
+	if !c.budget.allow(c.lastRead.Load(), 1) {
 		// Classic clients cannot be told to slow down or re-send, so
 		// frames over the limit are dropped and counted.
 		c.s.metrics.rejected.WithLabelValues("rate_limit").Inc()
 		return nil
 	}
 	c.s.accepted.Add(1)
-	ev := event.Event{Kind: event.KindMove, T: c.readAt / int64(time.Millisecond), X: x, Y: y, Visitor: visitor}
+	ev := event.Event{Kind: event.KindMove, T: c.lastRead.Load() / int64(time.Millisecond), X: x, Y: y, Visitor: visitor}
 	if !c.s.batcher.add(c.site, ev) {
 		c.s.metrics.dropped.WithLabelValues(c.site, "buffer_full").Inc()
 	}
@@ -371,7 +367,7 @@ func (c *conn) classic(visitor string, x, y int32) error {
 // re-sent batch (same session and seq) is counted once by the aggregator.
 // c.mu is held.
 func (c *conn) storeBatch(now int64, seq uint64, events []event.Event) error {
-	if !c.budget.allow(c.readAt, len(events)) {
+	if !c.budget.allow(c.lastRead.Load(), len(events)) {
 		// The batch is not acked: the tracker keeps it and re-sends it
 		// after reconnecting, so closing loses nothing.
 		return fmt.Errorf("%w: more than %d events a second", errRateLimit, c.s.cfg.MaxConnEventsPerSecond)
