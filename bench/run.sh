@@ -20,6 +20,7 @@ peers=$(cd "${PEERS:-../shared/peers}" && pwd)
 out="${OUT:-$root/bench/results}"
 runs="${RUNS:-3}"
 mkdir -p "$out"
+out=$(cd "$out" && pwd) # the peers' bench.sh writes there from its own directory
 
 go build -o bench/pulse ./cmd/pulse
 (cd "$peers/loadgen" && go build -o loadgen .)
