@@ -24,9 +24,21 @@ const (
 	uringEntries = 4096
 	// Each loop has uringBuffers buffers of uringBufferSize bytes for all
 	// its sockets: a receive takes one, the handler reads it, it goes
-	// back. 256 × 4 KiB is 1 MiB per loop, touched only as it is used.
-	uringBuffers    = 256
-	uringBufferSize = 4 << 10
+	// back. 512 × 2 KiB is 1 MiB per loop, touched only as it is used.
+	// Most frames are small (a classic frame about 40 bytes, a tracker
+	// batch of 20 events about 1.3 KB), so the count matters more than
+	// the size.
+	uringBuffers    = 512
+	uringBufferSize = 2 << 10
+	// roundFill is how many completions a busy loop lets gather in a
+	// round (see roundWait); the buffers beyond are headroom for bursts.
+	// A round that finds the buffers used up ends its sockets' receives
+	// (ENOBUFS), and each then costs a new submission. Each round costs
+	// a wake-up of the loop's thread, too, so fewer, fuller rounds are
+	// cheaper: with 512 buffers of 2 KiB instead of 256 of 4 KiB, a
+	// classic event at 20,000 a second took about a tenth less CPU
+	// (BENCHMARKS.md, item 28).
+	roundFill = uringBuffers * 3 / 4
 )
 
 // What a completion is for: the low two bits of its user data. The rest
@@ -65,6 +77,9 @@ type uringLoop struct {
 	done    chan struct{}
 	// idle is set while the loop waits for the eventfd, or is about to.
 	idle atomic.Bool
+	// outOfBuffers counts the receives that ended because every buffer
+	// was in use (ENOBUFS), to be read again next round.
+	outOfBuffers atomic.Int64
 
 	// The loop goroutine's own.
 	conns   map[uint64]*uringConn
@@ -426,13 +441,13 @@ func (l *uringLoop) run(started chan<- error) {
 
 // roundWait is how long a busy loop lets completions gather after a round
 // that reaped some within since: until the next round on round's grid
-// (see UntilRound), but at the rate just seen no longer than it takes to
-// fill three quarters of the loop's buffers. Beyond them the kernel stops
-// receiving (ENOBUFS) until the loop gives buffers back.
+// (see UntilRound), but at the rate just seen no longer than it takes
+// roundFill completions to come. Beyond the loop's buffers the kernel
+// stops receiving (ENOBUFS) until the loop gives buffers back.
 func roundWait(now time.Time, round time.Duration, reaped int, since time.Duration) time.Duration {
 	wait := UntilRound(now, round, 0)
 	if reaped > 0 {
-		wait = min(wait, since*uringBuffers*3/4/time.Duration(reaped))
+		wait = min(wait, since*roundFill/time.Duration(reaped))
 	}
 	return wait
 }
@@ -677,9 +692,14 @@ func (l *uringLoop) complete(e cqe) {
 	switch {
 	case e.res == 0:
 		err = io.EOF
-	case e.res > 0, e.res == -int32(unix.ENOBUFS), e.res == -int32(unix.ECANCELED), e.res == -int32(unix.EINTR):
-		// Out of buffers, paused, or stopped for reasons of its own:
-		// read on if wanted.
+	case e.res == -int32(unix.ENOBUFS):
+		// The buffers are back by the next round, which reads on.
+		l.outOfBuffers.Add(1)
+		l.arm(c)
+		return
+	case e.res > 0, e.res == -int32(unix.ECANCELED), e.res == -int32(unix.EINTR):
+		// Paused, or stopped for reasons of its own: read on if
+		// wanted.
 		l.arm(c)
 		return
 	default:
