@@ -200,6 +200,37 @@ func TestBrowserDemoMovesDashboard(t *testing.T) {
 		t.Fatalf("sites page: %v", err)
 	}
 	screenshot(t, dash, "sites")
+
+	// An admin adds a site with the form; an origin that is not
+	// scheme://host is refused with a message, and nothing is saved.
+	form := `[data-testid=site-form] `
+	if err := chromedp.Do(dash,
+		chromedp.SendKeys(chromedp.CSS(form+`input[name=key]`), "shop2"),
+		chromedp.SendKeys(chromedp.CSS(form+`textarea[name=origins]`), "shop.example"),
+		chromedp.Submit(chromedp.CSS(`[data-testid=site-form]`)),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid=site-error]`)),
+	); err != nil {
+		t.Fatalf("a bad origin: %v", err)
+	}
+	if msg, _ := textOf(dash, `[data-testid=site-error]`); !strings.Contains(msg, "scheme://host") {
+		t.Errorf("error for a bad origin = %q, want it to name scheme://host", msg)
+	}
+	if n, err := chromedp.Run(dash, chromedp.Evaluate[int](`document.querySelectorAll('[data-testid=snippet-shop2]').length`)); err != nil || n != 0 {
+		t.Errorf("a site with a bad origin was listed (%d, %v)", n, err)
+	}
+	if err := chromedp.Do(dash,
+		chromedp.SetValue(chromedp.CSS(form+`input[name=key]`), "shop"),
+		chromedp.SetValue(chromedp.CSS(form+`input[name=name]`), "Our shop"),
+		chromedp.SetValue(chromedp.CSS(form+`textarea[name=origins]`), "https://shop.example"),
+		chromedp.Submit(chromedp.CSS(`[data-testid=site-form]`)),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid=snippet-shop]`)),
+	); err != nil {
+		t.Fatalf("add a site with the form: %v", err)
+	}
+	if snippet, _ := textOf(dash, `[data-testid=snippet-shop]`); !strings.Contains(snippet, "shop") {
+		t.Errorf("new site's snippet = %q, want it to name the site", snippet)
+	}
+	screenshot(t, dash, "site-added")
 }
 
 // TestBrowserTrackerObeysRate: an ingest node over its capacity tells the
