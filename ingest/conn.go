@@ -348,14 +348,15 @@ func (c *conn) classic(visitor string, x, y int32) error {
 	if !c.joined {
 		c.joinLocked(visitor)
 	}
-	if !c.budget.allow(c.lastRead.Load(), 1) {
+	now := c.lastRead.Load()
+	if !c.budget.allow(now, 1) {
 		// Classic clients cannot be told to slow down or re-send, so
 		// frames over the limit are dropped and counted.
 		c.s.metrics.rejected.WithLabelValues("rate_limit").Inc()
 		return nil
 	}
 	c.s.accepted.Add(1)
-	ev := event.Event{Kind: event.KindMove, T: c.lastRead.Load() / int64(time.Millisecond), X: x, Y: y, Visitor: visitor}
+	ev := event.Event{Kind: event.KindMove, T: now / int64(time.Millisecond), X: x, Y: y, Visitor: visitor}
 	if !c.s.batcher.add(c.site, ev) {
 		c.s.metrics.dropped.WithLabelValues(c.site, "buffer_full").Inc()
 	}

@@ -259,9 +259,6 @@ func TestHelloAckAndDedupeAfterReconnect(t *testing.T) {
 	}
 }
 
-// TestAcksAreCumulative: the first batch is acked at once; the ones
-// stored within AckInterval of that ack by one ack of the last, sent at
-// the end of the interval, or before the connection's close frame.
 // TestBatcherSleepsWhileIdle: with nothing to store or ack, the batcher
 // stops waking every interval, and what is sent next wakes it.
 func TestBatcherSleepsWhileIdle(t *testing.T) {
@@ -291,6 +288,9 @@ func TestBatcherSleepsWhileIdle(t *testing.T) {
 	}
 }
 
+// TestAcksAreCumulative: the first batch is acked at once; the ones
+// stored within AckInterval of that ack by one ack of the last, sent at
+// the end of the interval, or before the connection's close frame.
 func TestAcksAreCumulative(t *testing.T) {
 	tests := []struct {
 		name        string
