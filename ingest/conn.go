@@ -2,11 +2,11 @@ package ingest
 
 import (
 	"bytes"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -52,6 +52,10 @@ type conn struct {
 	// times out idle connections by it. lastPing is the sweeper's.
 	lastRead atomic.Int64
 	lastPing int64
+	// pendingSince is when the frame the reader holds the start of
+	// began to arrive (Unix ns), 0 while it holds none: the sweeper ends
+	// a connection whose frame takes longer than FrameWait.
+	pendingSince atomic.Int64
 
 	// mu guards the fields below: Data runs on a poller, the rest
 	// wherever a connection is closed from.
@@ -73,7 +77,24 @@ type conn struct {
 	ackedAt int64
 	ackDue  bool
 	budget  budget
+	// controls is the budget of pings and pongs from the tracker.
+	controls budget
+
+	// pending is what the reader holds of unfinished frames, counted in
+	// the node's Server.pending; frameDone says a message or control
+	// frame was completed in the current Data call.
+	pending   int
+	frameDone bool
+	// pong is the payload of the pong queued (pongQueued) to answer the
+	// latest ping.
+	pong       []byte
+	pongQueued bool
 }
+
+// controlsPerSecond is the rate of pings and pongs a tracker may send,
+// with a burst of ten times that: browsers send none, and other clients
+// a ping every few seconds at most.
+const controlsPerSecond = 10
 
 // newConn makes a connection; visitor is the tracker's visitor id, unused
 // for classic clients, which name theirs in every frame.
@@ -81,7 +102,7 @@ func newConn(s *Server, nc net.Conn, ip, site, session, visitor string, protocol
 	perSecond := s.cfg.MaxConnEventsPerSecond
 	c := &conn{
 		s: s, nc: nc, ip: ip, id: newID(), site: site, session: session, visitor: visitor, protocol: protocol,
-		budget: newBudget(perSecond, 10*perSecond),
+		budget: newBudget(perSecond, 10*perSecond), controls: newBudget(controlsPerSecond, 10*controlsPerSecond),
 		frames: wsframe.NewReader(int(s.cfg.ReadLimit)),
 	}
 	c.lastRead.Store(time.Now().UnixNano())
@@ -89,18 +110,28 @@ func newConn(s *Server, nc net.Conn, ip, site, session, visitor string, protocol
 	return c
 }
 
-// start hands the connection to the poller and says hello to a tracker.
+// start says hello to a tracker and hands the connection to the poller.
+// The hello is written here, on the handler's goroutine and before the
+// poller can hand on anything the tracker sends: a new tracker's hello
+// never waits for a worker, however busy other connections keep them.
 func (c *conn) start() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.protocol {
+		hello, err := json.Marshal(helloMsg{Type: "hello", Session: c.session, rates: c.s.rates()})
+		if err != nil {
+			return fmt.Errorf("hello: %w", err)
+		}
+		if err := c.writeFrame(wsframe.Text, hello); err != nil {
+			return fmt.Errorf("hello: %w", err)
+		}
+	}
 	reg, err := c.s.poller.Add(c.nc, c)
 	if err != nil {
 		return err
 	}
 	c.reg, c.nc = reg, nil
 	if c.protocol {
-		hello := helloMsg{Type: "hello", Session: c.session, rates: c.s.rates()}
-		c.doLocked(func() { c.write(hello) })
 		c.joinLocked(c.visitor)
 	}
 	return nil
@@ -108,16 +139,50 @@ func (c *conn) start() error {
 
 // Data is called by the poller with the bytes the tracker sent.
 func (c *conn) Data(b []byte) {
-	c.lastRead.Store(time.Now().UnixNano())
+	now := time.Now().UnixNano()
+	c.lastRead.Store(now)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.ended {
 		return
 	}
-	if err := c.frames.Feed(b, c.message); err != nil {
+	c.frameDone = false
+	err := c.frames.Feed(b, c.message)
+	if err == nil {
+		err = c.countPendingLocked(now)
+	}
+	if err != nil {
 		c.fail(err)
 	}
 }
+
+// countPendingLocked counts what the reader now holds of unfinished
+// frames in the node's budget (Config.MaxPendingBytes), and notes when the
+// frame it holds began; c.mu is held.
+func (c *conn) countPendingLocked(now int64) error {
+	pending := c.frames.Pending()
+	was := c.pending
+	if pending != was {
+		c.pending = pending
+		total := c.s.pending.Add(int64(pending - was))
+		if pending > was && total > c.s.cfg.MaxPendingBytes {
+			return fmt.Errorf("%w (%d bytes)", errPendingBudget, c.s.cfg.MaxPendingBytes)
+		}
+	}
+	switch {
+	case pending == 0:
+		c.pendingSince.Store(0)
+	case was == 0 || c.frameDone:
+		// A frame began in this read.
+		c.pendingSince.Store(now)
+	}
+	return nil
+}
+
+// errPendingBudget refuses a frame while the node holds too many bytes of
+// frames not yet complete; the tracker is closed with 1013 (try again
+// later).
+var errPendingBudget = errors.New("the node holds too many unfinished frames")
 
 // Closed is called by the poller when the tracker's socket closed without
 // a close frame, or failed.
@@ -135,32 +200,56 @@ var errClosing = errors.New("closing")
 
 // message handles one message or control frame; c.mu is held.
 func (c *conn) message(op wsframe.Opcode, payload []byte) error {
+	c.frameDone = true
 	switch op {
 	case wsframe.Text:
 		return c.handle(payload)
 	case wsframe.Binary:
 		return errBinary
-	case wsframe.Ping:
-		data := bytes.Clone(payload)
-		c.doLocked(func() { _ = c.writeFrame(wsframe.Pong, data) })
-	case wsframe.Close:
-		code, reason := websocket.CloseNoStatusReceived, "closed"
-		if len(payload) >= 2 {
-			code = int(binary.BigEndian.Uint16(payload))
+	case wsframe.Ping, wsframe.Pong:
+		// A flood of them ends the connection like a flood of events.
+		if !c.controls.allow(c.lastRead.Load(), 1) {
+			return fmt.Errorf("%w: more than %d control frames a second", errRateLimit, controlsPerSecond)
 		}
+		if op == wsframe.Ping {
+			c.pongLocked(payload)
+		}
+	case wsframe.Close:
+		// The reader let through only a valid close frame.
+		code, _, _ := wsframe.ParseClose(payload)
+		reason := "closed"
 		switch code {
-		case websocket.CloseNormalClosure, websocket.CloseGoingAway, websocket.CloseNoStatusReceived:
+		case websocket.CloseNormalClosure, websocket.CloseGoingAway, wsframe.NoStatus:
 		default:
 			reason = "error"
 		}
 		echo := websocket.FormatCloseMessage(websocket.CloseNormalClosure, "")
-		if code != websocket.CloseNoStatusReceived {
+		if code != wsframe.NoStatus {
 			echo = websocket.FormatCloseMessage(code, "")
 		}
 		c.endLocked(reason, echo)
 		return errClosing
 	}
 	return nil
+}
+
+// pongLocked answers a ping. A pong already queued is answered with the
+// latest ping's payload instead (RFC 6455 allows answering only the most
+// recent), so however many pings arrive, a connection has at most one pong
+// waiting; c.mu is held.
+func (c *conn) pongLocked(payload []byte) {
+	c.pong = append(c.pong[:0], payload...)
+	if c.pongQueued {
+		return
+	}
+	c.pongQueued = true
+	c.doLocked(func() {
+		c.mu.Lock()
+		payload := c.pong
+		c.pongQueued, c.pong = false, nil
+		c.mu.Unlock()
+		c.send(wsframe.Pong, payload)
+	})
 }
 
 // fail closes the connection for err, the first error of its frames;
@@ -176,6 +265,10 @@ func (c *conn) fail(err error) {
 		err = fmt.Errorf("frames are limited to %d bytes", c.s.cfg.ReadLimit)
 	case errors.Is(err, wsframe.ErrProtocol):
 		code, label = websocket.CloseProtocolError, "protocol"
+	case errors.Is(err, wsframe.ErrInvalidUTF8):
+		code, label = websocket.CloseInvalidFramePayloadData, "invalid_utf8"
+	case errors.Is(err, errPendingBudget):
+		code, label = websocket.CloseTryAgainLater, "pending_bytes"
 	case errors.Is(err, errBinary):
 		code, label = websocket.CloseUnsupportedData, "binary"
 	case errors.Is(err, errFrame):
@@ -266,6 +359,9 @@ func (c *conn) endLocked(leaveReason string, closeFrame []byte) {
 		return
 	}
 	c.ended = true // Data ignores what still arrives
+	c.s.pending.Add(-int64(c.pending))
+	c.pending = 0
+	c.pendingSince.Store(0)
 	if c.ackDue {
 		// Before the close frame: the tracker need not re-send what
 		// is stored.
@@ -304,14 +400,9 @@ func (c *conn) handle(data []byte) error {
 	}
 	if c.protocol && bytes.Contains(data, []byte(`"type":"batch"`)) {
 		f := c.s.batchFrames.Get().(*batchFrame)
-		defer func() {
-			// A frame of far too many events is refused, and its
-			// scratch is not kept.
-			if cap(f.Events) <= presizeEvents {
-				c.s.batchFrames.Put(f)
-			}
-		}()
-		if fastBatch(data, f) && f.Type == "batch" {
+		defer c.s.batchFrames.Put(f)
+		f.limit = c.s.cfg.MaxBatchEvents
+		if fastBatch(data, f) && f.Type == "batch" || f.overLimit {
 			now := c.lastRead.Load() / int64(time.Millisecond)
 			seq, events, err := checkBatch(f, now, c.s.cfg.MaxBatchEvents)
 			if err != nil {
@@ -444,7 +535,7 @@ func (c *conn) ackLocked() {
 	c.ackDue = false
 	payload, _ := json.Marshal(ackMsg{Type: "ack", Seq: c.lastAck})
 	if c.ended || c.reg == nil || !c.reg.Send(wsframe.AppendFrame(nil, wsframe.Text, payload)) {
-		c.doLocked(func() { c.writeText(payload) })
+		c.doLocked(func() { c.send(wsframe.Text, payload) })
 	}
 }
 
@@ -511,26 +602,35 @@ var errRateLimit = errors.New("event rate limit exceeded")
 const lingerWait = 500 * time.Millisecond
 
 // write sends v as a JSON text frame; it runs in the connection's queue,
-// the only writer of data frames. A tracker that cannot take a small frame
-// in writeWait is stuck and is closed.
+// the only writer of data frames.
 func (c *conn) write(v any) {
 	data, err := json.Marshal(v)
 	if err != nil {
-		c.closeWith(websocket.CloseGoingAway, "write failed", "error")
+		c.s.log.Error("tracker message not encoded", "err", err)
 		return
 	}
-	c.writeText(data)
+	c.send(wsframe.Text, data)
 }
 
-// writeText writes a text frame, like write.
-func (c *conn) writeText(data []byte) {
-	if c.writeFrame(wsframe.Text, data) != nil {
-		c.closeWith(websocket.CloseGoingAway, "write failed", "error")
+// send writes a frame, and ends the connection if it cannot: its socket
+// failed, or the tracker stopped reading. A tracker's frames are small, so
+// a tracker that cannot take one in writeWait has left a full socket
+// buffer unread. No close frame follows (it would wait as long again).
+func (c *conn) send(op wsframe.Opcode, payload []byte) {
+	err := c.writeFrame(op, payload)
+	if err == nil {
+		return
 	}
+	if errors.Is(err, netpoll.ErrWriteTimeout) || errors.Is(err, os.ErrDeadlineExceeded) {
+		c.s.metrics.rejected.WithLabelValues("not_reading").Inc()
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.endLocked("error", nil)
 }
 
 // writeFrame writes one frame within writeWait; only the queue's tasks
-// write, one at a time.
+// write, one at a time (and start, before the queue has any).
 func (c *conn) writeFrame(op wsframe.Opcode, payload []byte) error {
 	frame := wsframe.AppendFrame(make([]byte, 0, len(payload)+10), op, payload)
 	if c.reg == nil { // not started
@@ -545,7 +645,13 @@ func (c *conn) writeFrame(op wsframe.Opcode, payload []byte) error {
 // nothing, not even a pong, for PongWait.
 func (c *conn) sweep(now int64) {
 	idle := time.Duration(now - c.lastRead.Load())
+	since := c.pendingSince.Load()
 	switch {
+	case since != 0 && time.Duration(now-since) > c.s.cfg.FrameWait:
+		// Bytes that trickle in keep the connection from being idle,
+		// but a frame must be whole in time.
+		c.s.metrics.rejected.WithLabelValues("frame_timeout").Inc()
+		c.closeWith(websocket.ClosePolicyViolation, fmt.Sprintf("a frame must arrive within %s", c.s.cfg.FrameWait), "timeout")
 	case idle > c.s.cfg.PongWait:
 		// The tracker is gone or stuck: no close frame, no lingering.
 		c.s.metrics.rejected.WithLabelValues("timeout").Inc()
@@ -554,6 +660,6 @@ func (c *conn) sweep(now int64) {
 		c.mu.Unlock()
 	case idle >= c.s.cfg.PingInterval && time.Duration(now-c.lastPing) >= c.s.cfg.PingInterval:
 		c.lastPing = now
-		c.do(func() { _ = c.writeFrame(wsframe.Ping, nil) })
+		c.do(func() { c.send(wsframe.Ping, nil) })
 	}
 }

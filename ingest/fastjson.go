@@ -243,7 +243,7 @@ func fastClassic(data []byte) (id []byte, x, y float64, ok bool) {
 // fastBatch decodes a batch frame whose events are flat objects of plain
 // values into f. ok is false when encoding/json must decide.
 func fastBatch(data []byte, f *batchFrame) bool {
-	*f = batchFrame{Events: f.Events[:0], converted: f.converted} // f may be scratch of an earlier frame
+	*f = batchFrame{Events: f.Events[:0], converted: f.converted, limit: f.limit} // f may be scratch of an earlier frame
 	s := scanner{b: data}
 	seenEvents := false
 	ok := s.object(func(key []byte) bool {
@@ -291,7 +291,11 @@ func (s *scanner) events(f *batchFrame) bool {
 		// One allocation for the batch rather than a growing slice:
 		// there are fewer events than braces left in the frame (and a
 		// frame of braces cannot ask for more than presizeEvents).
-		f.Events = make([]trackerEvent, 0, min(bytes.Count(s.b[s.i:], []byte("{")), presizeEvents))
+		n := min(bytes.Count(s.b[s.i:], []byte("{")), presizeEvents)
+		if f.limit > 0 {
+			n = min(n, f.limit)
+		}
+		f.Events = make([]trackerEvent, 0, n)
 	}
 	f.Events = f.Events[:0]
 	if s.next(']') {
@@ -325,6 +329,10 @@ func (s *scanner) events(f *batchFrame) bool {
 			}
 		})
 		if !ok {
+			return false
+		}
+		if f.limit > 0 && len(f.Events) == f.limit {
+			f.overLimit = true
 			return false
 		}
 		f.Events = append(f.Events, e)

@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -104,6 +105,12 @@ type batchFrame struct {
 	Events []trackerEvent `json:"events"`
 	// converted is scratch for checkBatch's events.
 	converted []event.Event
+	// limit, if not 0, is the most events the decoders read: a 64 KiB
+	// frame of empty objects would otherwise be 20,000 events, a couple
+	// of megabytes, before it could be refused. overLimit says a decoder
+	// stopped there.
+	limit     int
+	overLimit bool
 }
 
 // trackerEvent is one event as pulse.js sends it.
@@ -132,13 +139,46 @@ type frameType struct {
 // decodeBatch decodes a tracker batch, stamping event times relative to
 // receivedMs. maxEvents bounds the events in one batch.
 func decodeBatch(data []byte, f *batchFrame, receivedMs int64, maxEvents int) (seq uint64, events []event.Event, err error) {
-	if !fastBatch(data, f) {
-		*f = batchFrame{converted: f.converted}
-		if err := json.Unmarshal(data, f); err != nil {
-			return 0, nil, frameErr("not a batch: %v", err)
+	f.limit = maxEvents
+	if !fastBatch(data, f) && !f.overLimit {
+		if err := slowBatch(data, f); err != nil {
+			return 0, nil, err
 		}
 	}
 	return checkBatch(f, receivedMs, maxEvents)
+}
+
+// slowBatch decodes a batch with encoding/json, reading no more than
+// f.limit events (if set).
+func slowBatch(data []byte, f *batchFrame) error {
+	var envelope struct {
+		Type   string          `json:"type"`
+		Seq    uint64          `json:"seq"`
+		Events json.RawMessage `json:"events"`
+	}
+	if err := json.Unmarshal(data, &envelope); err != nil {
+		return frameErr("not a batch: %v", err)
+	}
+	*f = batchFrame{Type: envelope.Type, Seq: envelope.Seq, converted: f.converted, limit: f.limit}
+	if len(envelope.Events) == 0 || string(envelope.Events) == "null" {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(envelope.Events))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('[') {
+		return frameErr("not a batch: events must be an array")
+	}
+	for dec.More() {
+		if f.limit > 0 && len(f.Events) == f.limit {
+			f.overLimit = true
+			return nil
+		}
+		var e trackerEvent
+		if err := dec.Decode(&e); err != nil {
+			return frameErr("not a batch: %v", err)
+		}
+		f.Events = append(f.Events, e)
+	}
+	return nil
 }
 
 // checkBatch validates a decoded batch frame and converts its events, into
@@ -149,6 +189,9 @@ func checkBatch(f *batchFrame, receivedMs int64, maxEvents int) (seq uint64, eve
 	}
 	if f.Seq == 0 {
 		return 0, nil, frameErr("batch seq must be positive")
+	}
+	if f.overLimit {
+		return 0, nil, frameErr("batch must hold 1 to %d events, not more", maxEvents)
 	}
 	if len(f.Events) == 0 || len(f.Events) > maxEvents {
 		return 0, nil, frameErr("batch must hold 1 to %d events, not %d", maxEvents, len(f.Events))

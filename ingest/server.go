@@ -106,6 +106,17 @@ type Config struct {
 	// PongWait is how long a tracker may stay silent (no frame, no pong)
 	// before it is dropped. Default 45 s: two pings and some slack.
 	PongWait time.Duration
+	// FrameWait bounds how long a frame may take to arrive, from its
+	// first byte to its last (for a fragmented message, the whole
+	// message). Bytes that trickle in keep a connection from timing out
+	// as idle, so without it a client could hold a frame's buffer for
+	// ever. Default 20 s: a full 64 KiB frame at 4 KB a second.
+	FrameWait time.Duration
+	// MaxPendingBytes bounds what the node holds of frames not yet
+	// complete, all connections together; a frame that would go beyond
+	// it closes its connection with 1013 (try again later). Default
+	// 256 MiB.
+	MaxPendingBytes int64
 	// PublishTimeout bounds one publish to JetStream. Default 5 s.
 	PublishTimeout time.Duration
 	// MaxConnEventsPerSecond is the sustained event rate one connection
@@ -168,6 +179,12 @@ func (c *Config) setDefaults() {
 	if c.PongWait == 0 {
 		c.PongWait = 45 * time.Second
 	}
+	if c.FrameWait == 0 {
+		c.FrameWait = 20 * time.Second
+	}
+	if c.MaxPendingBytes == 0 {
+		c.MaxPendingBytes = 256 << 20
+	}
 	if c.PublishTimeout == 0 {
 		c.PublishTimeout = 5 * time.Second
 	}
@@ -194,6 +211,9 @@ type Server struct {
 	upgrader websocket.Upgrader
 	batcher  *batcher
 
+	// pending is the bytes of unfinished frames all connections' readers
+	// hold (see Config.MaxPendingBytes).
+	pending atomic.Int64
 	// accepted counts events accepted since the last load measurement;
 	// perSecond holds the last measurement (float64 bits).
 	accepted  atomic.Int64
@@ -296,13 +316,22 @@ func (s *Server) serveDemo(w http.ResponseWriter, r *http.Request) {
 // NodeID names the node.
 func (s *Server) NodeID() string { return s.cfg.NodeID }
 
-// Ready reports whether the node can take traffic.
+// Ready reports whether the node can take traffic: it is not shutting
+// down, its NATS connection is usable, and a new tracker would get a
+// worker for its join within workerWait.
 func (s *Server) Ready() error {
 	if s.shutdown.Load() {
 		return errors.New("ingest: shutting down")
 	}
+	if waiting, stalled := s.workers.stalled(time.Now(), workerWait); stalled {
+		return fmt.Errorf("ingest: all %d workers busy for over %s, %d connections waiting", maxWorkers, workerWait, waiting)
+	}
 	return s.cfg.Ready()
 }
+
+// workerWait is how long connections may wait for a worker, with every
+// worker busy, before the node says it is not ready.
+const workerWait = time.Second
 
 // originAllowed lets through requests without an Origin header (not a
 // browser), pages of the node itself (the demo page), and origins the site
@@ -375,9 +404,13 @@ func (s *Server) serveTrack(w http.ResponseWriter, r *http.Request) {
 	if visitor == "" {
 		visitor = session
 	}
+	nc := ws.NetConn()
+	if tc, ok := nc.(interface{ SetWriteBuffer(int) error }); ok {
+		_ = tc.SetWriteBuffer(sendBuffer)
+	}
 	// From here the connection lives on without this goroutine: the
 	// poller reads it, and its end forgets it (unregister).
-	c := newConn(s, ws.NetConn(), ip, site, session, visitor, protocol)
+	c := newConn(s, nc, ip, site, session, visitor, protocol)
 	if !s.register(c) {
 		c.closeWith(websocket.CloseServiceRestart, "ingest node shutting down", "shutdown")
 		return
@@ -387,6 +420,13 @@ func (s *Server) serveTrack(w http.ResponseWriter, r *http.Request) {
 		c.closeWith(websocket.CloseInternalServerErr, "could not start", "error")
 	}
 }
+
+// sendBuffer is a tracker socket's send buffer (the kernel doubles it).
+// What a node sends a tracker is small (hello, acks, rates, pongs), so
+// this is ample even over a slow link; without it the kernel lets the
+// buffer grow to megabytes for a client that does not read, and a write
+// to it blocks only once those are full.
+const sendBuffer = 16 << 10
 
 type trackResult int
 
@@ -451,7 +491,7 @@ func (s *Server) unregister(c *conn) {
 // on time, until Shutdown.
 func (s *Server) sweep() {
 	defer close(s.sweepDone)
-	t := time.NewTicker(min(s.cfg.PingInterval, s.cfg.PongWait) / 4)
+	t := time.NewTicker(min(s.cfg.PingInterval, s.cfg.PongWait, s.cfg.FrameWait) / 4)
 	defer t.Stop()
 	var conns []*conn
 	for {

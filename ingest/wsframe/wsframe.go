@@ -10,6 +10,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"unicode/utf8"
 )
 
 // Opcode is a frame's or message's type.
@@ -32,6 +33,10 @@ var ErrTooLarge = errors.New("message too large")
 // ErrProtocol marks a frame that breaks RFC 6455; the connection should be
 // closed with 1002 (protocol error).
 var ErrProtocol = errors.New("websocket protocol error")
+
+// ErrInvalidUTF8 marks a text message or close reason that is not UTF-8;
+// the connection should be closed with 1007 (invalid frame payload data).
+var ErrInvalidUTF8 = errors.New("text is not valid UTF-8")
 
 func protocolErr(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrProtocol, fmt.Sprintf(format, args...))
@@ -63,7 +68,9 @@ func (r *Reader) Pending() int { return len(r.pending) + len(r.message) }
 
 // Feed reads the frames in data, which follows the bytes fed before, and
 // calls fn with each complete data message (text or binary, fragments
-// joined) and each control frame, in order. It unmasks data in place. The
+// joined) and each control frame, in order. A text message that is not
+// UTF-8 is an error (ErrInvalidUTF8), as is a close frame that ParseClose
+// refuses, so fn sees only valid ones. It unmasks data in place. The
 // payload passed to fn is only valid during the call. Feed stops at the
 // first error, from the stream or from fn; after one, the connection must
 // be closed.
@@ -169,9 +176,17 @@ func (r *Reader) frame(buf []byte, fn func(Opcode, []byte) error) (int, error) {
 	unmask(payload, buf[header:header+4])
 
 	switch {
-	case op >= Close: // control frames may come between fragments
+	case op == Close:
+		if _, _, err := ParseClose(payload); err != nil {
+			return 0, err
+		}
+		return total, fn(op, payload)
+	case op > Close: // control frames may come between fragments
 		return total, fn(op, payload)
 	case op != Continuation && fin: // the usual case: a whole message
+		if op == Text && !utf8.Valid(payload) {
+			return 0, ErrInvalidUTF8
+		}
 		return total, fn(op, payload)
 	case op != Continuation: // first fragment
 		r.inMessage, r.messageOp = true, op
@@ -184,7 +199,47 @@ func (r *Reader) frame(buf []byte, fn func(Opcode, []byte) error) (int, error) {
 		}
 		msg := r.message
 		r.inMessage, r.message = false, nil
+		if r.messageOp == Text && !utf8.Valid(msg) {
+			return 0, ErrInvalidUTF8
+		}
 		return total, fn(r.messageOp, msg)
+	}
+}
+
+// NoStatus is the code of a close frame without one (1005): it is never
+// sent, only reported.
+const NoStatus = 1005
+
+// ParseClose reads a close frame's payload: its status code (NoStatus if
+// it has none) and reason. A payload of one byte, a code that may not be
+// sent (RFC 6455 section 7.4) or a reason that is not UTF-8 is an error.
+func ParseClose(payload []byte) (code int, reason string, err error) {
+	switch {
+	case len(payload) == 0:
+		return NoStatus, "", nil
+	case len(payload) == 1:
+		return 0, "", protocolErr("close frame with a one-byte payload")
+	}
+	code = int(binary.BigEndian.Uint16(payload))
+	if !validCloseCode(code) {
+		return 0, "", protocolErr("close code %d may not be sent", code)
+	}
+	if !utf8.Valid(payload[2:]) {
+		return 0, "", fmt.Errorf("%w: close reason", ErrInvalidUTF8)
+	}
+	return code, string(payload[2:]), nil
+}
+
+// validCloseCode reports whether an endpoint may send code: the codes RFC
+// 6455 and the IANA registry define for use in frames (1004, 1005, 1006
+// and 1015 are reserved), and those for libraries and applications
+// (3000-4999).
+func validCloseCode(code int) bool {
+	switch {
+	case code >= 1000 && code <= 1003, code >= 1007 && code <= 1014:
+		return true
+	default:
+		return code >= 3000 && code <= 4999
 	}
 }
 

@@ -125,6 +125,11 @@ func TestReaderErrors(t *testing.T) {
 		{"continuation alone", frame(true, Continuation, []byte("x"), key), ErrProtocol},
 		{"message inside a message", append(frame(false, Text, []byte("a"), key), frame(true, Text, []byte("b"), key)...), ErrProtocol},
 		{"64-bit length top bit", []byte{0x81, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 0}, ErrProtocol},
+		{"text not UTF-8", frame(true, Text, []byte("caf\xe9"), key), ErrInvalidUTF8},
+		{"fragments not UTF-8", append(frame(false, Text, []byte("\xce"), key), frame(true, Continuation, []byte("\xff"), key)...), ErrInvalidUTF8},
+		{"close of one byte", frame(true, Close, []byte{3}, key), ErrProtocol},
+		{"close code 1005", frame(true, Close, []byte{0x03, 0xed}, key), ErrProtocol},
+		{"close reason not UTF-8", frame(true, Close, []byte("\x03\xe8\xff"), key), ErrInvalidUTF8},
 	} {
 		_, err := feedAll(NewReader(100), tc.data, 0)
 		if !errors.Is(err, tc.want) {
@@ -142,6 +147,53 @@ func TestReaderErrors(t *testing.T) {
 	calls := 0
 	if err := NewReader(100).Feed(two, func(Opcode, []byte) error { calls++; return stop }); err != stop || calls != 1 {
 		t.Errorf("fn error: got %v after %d calls", err, calls)
+	}
+}
+
+// TestReaderAcceptsUTF8InPieces: a character split between fragments is
+// valid, and binary messages are not checked.
+func TestReaderAcceptsUTF8InPieces(t *testing.T) {
+	stream := append(frame(false, Text, []byte("\xce"), key), frame(true, Continuation, []byte("\xba\xe1\xbd\xb9"), key)...)
+	stream = append(stream, frame(true, Binary, []byte{0xff, 0xfe}, key)...)
+	got, err := feedAll(NewReader(100), stream, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []message{{Text, "\xce\xba\xe1\xbd\xb9"}, {Binary, "\xff\xfe"}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+func TestParseClose(t *testing.T) {
+	for _, tc := range []struct {
+		payload string
+		code    int
+		reason  string
+		err     error
+	}{
+		{"", NoStatus, "", nil},
+		{"\x03", 0, "", ErrProtocol},
+		{"\x03\xe8", 1000, "", nil},
+		{"\x03\xe9bye", 1001, "bye", nil},
+		{"\x03\xf3", 1011, "", nil},
+		{"\x03\xf6", 1014, "", nil},
+		{"\x0b\xb8", 3000, "", nil},
+		{"\x13\x87", 4999, "", nil},
+		{"\x00\x00", 0, "", ErrProtocol},
+		{"\x03\xe7", 0, "", ErrProtocol},                // 999
+		{"\x03\xec", 0, "", ErrProtocol},                // 1004
+		{"\x03\xee", 0, "", ErrProtocol},                // 1006
+		{"\x03\xf7", 0, "", ErrProtocol},                // 1015
+		{"\x07\xd0", 0, "", ErrProtocol},                // 2000
+		{"\x13\x88", 0, "", ErrProtocol},                // 5000
+		{"\xff\xff", 0, "", ErrProtocol},                // 65535
+		{"\x03\xe8\xed\xa0\x80", 0, "", ErrInvalidUTF8}, // a surrogate
+	} {
+		code, reason, err := ParseClose([]byte(tc.payload))
+		if code != tc.code || reason != tc.reason || !errors.Is(err, tc.err) || (err == nil) != (tc.err == nil) {
+			t.Errorf("ParseClose(%q) = %d, %q, %v; want %d, %q, %v", tc.payload, code, reason, err, tc.code, tc.reason, tc.err)
+		}
 	}
 }
 
