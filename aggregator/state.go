@@ -2,6 +2,7 @@ package aggregator
 
 import (
 	"cmp"
+	"maps"
 	"slices"
 	"time"
 
@@ -37,6 +38,11 @@ const (
 	// and re-sent batches; at the bound, the tenth seen longest ago goes
 	// (evictSessions).
 	maxSessions = 20_000
+	// maxDepthPages bounds the pages a session remembers the scroll
+	// depth of; beyond it the first page by key is forgotten (a page
+	// view of it again counts anew). Without a bound one session
+	// scrolling new paths grew without end.
+	maxDepthPages = 16
 	// sessionIdle is how long a session's scroll depth is remembered
 	// without events; a page view ends well before that.
 	sessionIdle = 30 * time.Minute
@@ -83,6 +89,10 @@ type Page struct {
 	PageViews     uint64            `json:"pageViews"`
 	ClickHeat     map[int]uint64    `json:"clickHeat"`
 	MoveHeat      map[int]uint64    `json:"moveHeat"`
+
+	// key is the page's key in Site.Pages: sessions' maps of pages use
+	// it, so they share its bytes instead of holding a copy per event.
+	key string
 }
 
 // click is a click remembered for rage detection.
@@ -108,7 +118,9 @@ type SessionState struct {
 	LastSeen int64 `json:"lastSeen"`
 	// Path is the page of the session's latest event: where it is now.
 	Path string `json:"path,omitempty"`
-	// Depth is the deepest tenth of each page reached (1–10).
+	// Depth is the deepest tenth of each page reached (1–10), by the
+	// page's key in Site.Pages (so pages beyond maxPages share one), for
+	// at most maxDepthPages pages.
 	Depth map[string]uint8 `json:"depth,omitempty"`
 	// Clicks are the session's recent clicks, oldest first.
 	Clicks []click `json:"clicks,omitempty"`
@@ -210,7 +222,8 @@ func (s *Site) fill() {
 	if s.Pages == nil {
 		s.Pages = make(map[string]*Page)
 	}
-	for _, p := range s.Pages {
+	for key, p := range s.Pages {
+		p.key = key
 		if p.Minutes == nil {
 			p.Minutes = make(map[int64]*Minute)
 		}
@@ -249,7 +262,7 @@ func (s *Site) page(path string) *Page {
 				return p
 			}
 		}
-		p = &Page{Minutes: make(map[int64]*Minute), ClickHeat: make(map[int]uint64), MoveHeat: make(map[int]uint64)}
+		p = &Page{Minutes: make(map[int64]*Minute), ClickHeat: make(map[int]uint64), MoveHeat: make(map[int]uint64), key: path}
 		s.Pages[path] = p
 	}
 	return p
@@ -479,14 +492,19 @@ func applyScroll(p *Page, ss *SessionState, e *event.Event) {
 	if ss.Depth == nil {
 		ss.Depth = make(map[string]uint8)
 	}
-	prev, seen := ss.Depth[e.Path]
+	prev, seen := ss.Depth[p.key]
 	if !seen {
 		p.PageViews++
+		if len(ss.Depth) >= maxDepthPages {
+			// The first key, not an arbitrary one: a replay of the
+			// stream must forget the same.
+			delete(ss.Depth, slices.Min(slices.Collect(maps.Keys(ss.Depth))))
+		}
 	}
 	for d := prev + 1; d <= decile; d++ {
 		p.ScrollReached[d-1]++
 	}
-	ss.Depth[e.Path] = max(prev, decile)
+	ss.Depth[p.key] = max(prev, decile)
 }
 
 // burstSize returns how many clicks form a burst ending with c: c and the

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
@@ -339,5 +340,44 @@ func TestTopVisitorsOf(t *testing.T) {
 		if got := topVisitorsOf(visitors); !slices.Equal(got, want) {
 			t.Errorf("%d visitors: top %v, want %v", n, got, want)
 		}
+	}
+}
+
+// TestScrollOnEndlessPathsIsBounded: sessions that scroll on a new path
+// with every event (the attack: about 280,000 events from 50
+// trackers) keep a bounded map of pages each, and the site holds a
+// bounded amount.
+func TestScrollOnEndlessPathsIsBounded(t *testing.T) {
+	s := newSite()
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	const sessions, perSession = 50, 5600
+	events := make([]event.Event, 100)
+	for sess := range sessions {
+		id := fmt.Sprintf("session-%02d", sess)
+		for seq := range perSession / len(events) {
+			for i := range events {
+				n := seq*len(events) + i
+				events[i] = event.Event{Kind: event.KindScroll, T: 1, Y: 100, PH: 1000, Path: fmt.Sprintf("/page/%d/%d", sess, n)}
+			}
+			s.applyBatch(&event.Batch{Session: id, Seq: uint64(seq + 1), Received: 1, Events: events})
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	for id, ss := range s.Sessions {
+		if len(ss.Depth) > maxDepthPages {
+			t.Fatalf("session %s remembers %d pages, want at most %d", id, len(ss.Depth), maxDepthPages)
+		}
+	}
+	if len(s.Pages) > maxPages+1 {
+		t.Errorf("%d pages, want at most %d", len(s.Pages), maxPages+1)
+	}
+	if s.Events != sessions*perSession {
+		t.Errorf("counted %d events, want %d", s.Events, sessions*perSession)
+	}
+	if grown := int64(after.HeapAlloc) - int64(before.HeapAlloc); grown > 4<<20 {
+		t.Errorf("the site grew by %d bytes, want a few hundred KB", grown)
 	}
 }
