@@ -45,6 +45,14 @@ type account struct {
 	Admin bool `json:"admin"`
 	// Sites are the sites a user who is not an admin may see.
 	Sites []string `json:"sites,omitempty"`
+	// ID is made when the account is, and Epoch anew with every new
+	// password: a token holds the ID of its account, a session the
+	// epoch, so a user deleted and made again under the same name gets
+	// neither back, and a new password ends the old sessions. (Accounts
+	// stored before these existed have neither, and match sessions and
+	// tokens that have neither, until their next password.)
+	ID    string `json:"id,omitempty"`
+	Epoch string `json:"epoch,omitempty"`
 }
 
 // principal is who a request acts for: a logged-in user or an API token.
@@ -64,6 +72,8 @@ func (p *principal) canSee(site string) bool {
 type session struct {
 	User    string    `json:"user"`
 	Created time.Time `json:"created"`
+	// Epoch is the account's at login (see account.Epoch).
+	Epoch string `json:"epoch,omitempty"`
 }
 
 // apiToken is an API token as stored in the users bucket, under
@@ -72,6 +82,8 @@ type apiToken struct {
 	Name    string    `json:"name"`
 	User    string    `json:"user"`
 	Created time.Time `json:"created"`
+	// Account is the ID of the user's account (see account.ID).
+	Account string `json:"account,omitempty"`
 	// ID is the stored key's hash, to name the token for revoking.
 	ID string `json:"-"`
 }
@@ -88,22 +100,26 @@ type auth struct {
 	cost int
 }
 
-// ensureAdmin makes sure the admin account exists. With a password given,
-// the account gets it; without one, a first start creates the account with
-// a random password and returns it, to be printed once. Later starts (and
-// other replicas) find the account and return "".
-func (a *auth) ensureAdmin(ctx context.Context, password string) (generated string, err error) {
-	if password != "" {
-		if len(password) > maxPasswordLen {
-			return "", fmt.Errorf("admin password longer than %d bytes", maxPasswordLen)
-		}
-		if acc, err := a.account(ctx, adminUser); err == nil && bcrypt.CompareHashAndPassword(acc.Hash, []byte(password)) == nil {
-			return "", nil
+// ensureAdmin makes sure the admin account exists. A first start creates
+// it, with password if one is given, else with a random password that it
+// returns, to be printed once. Later starts (and other replicas) leave the
+// account as it is, so a password changed in the dashboard stays changed,
+// unless reset is set: then the account gets password.
+func (a *auth) ensureAdmin(ctx context.Context, password string, reset bool) (generated string, err error) {
+	if len(password) > maxPasswordLen {
+		return "", fmt.Errorf("admin password longer than %d bytes", maxPasswordLen)
+	}
+	if reset {
+		if password == "" {
+			return "", errors.New("resetting the admin password needs a password")
 		}
 		return "", a.putAccount(ctx, account{User: adminUser, Admin: true}, password)
 	}
-	generated = randomToken(12)
-	acc, err := newAccount(account{User: adminUser, Admin: true}, generated, a.cost)
+	if password == "" {
+		password = randomToken(12)
+		generated = password
+	}
+	acc, err := newAccount(account{User: adminUser, Admin: true}, password, a.cost)
 	if err != nil {
 		return "", err
 	}
@@ -116,6 +132,8 @@ func (a *auth) ensureAdmin(ctx context.Context, password string) (generated stri
 	return generated, nil
 }
 
+// newAccount encodes acc with a hash of password, and a new epoch (and ID
+// and creation time, if it has none).
 func newAccount(acc account, password string, cost int) ([]byte, error) {
 	hash, err := bcrypt.GenerateFromPassword([]byte(password), cost)
 	if err != nil {
@@ -125,22 +143,30 @@ func newAccount(acc account, password string, cost int) ([]byte, error) {
 	if acc.Created.IsZero() {
 		acc.Created = time.Now().UTC()
 	}
+	if acc.ID == "" {
+		acc.ID = randomToken(12)
+	}
+	acc.Epoch = randomToken(12)
 	return json.Marshal(acc)
 }
 
-// putAccount stores acc; with a password it gets a new hash, without one
-// it keeps the stored hash.
+// putAccount stores acc. An existing account keeps its ID and creation
+// time; with a password it gets a new hash (and epoch, ending its
+// sessions), without one it keeps the stored hash.
 func (a *auth) putAccount(ctx context.Context, acc account, password string) error {
+	old, gerr := a.account(ctx, acc.User)
+	if gerr == nil {
+		acc.ID, acc.Created = old.ID, old.Created
+	}
 	var data []byte
 	var err error
 	if password != "" {
 		data, err = newAccount(acc, password, a.cost)
 	} else {
-		old, gerr := a.account(ctx, acc.User)
 		if gerr != nil {
 			return fmt.Errorf("a new user needs a password: %w", gerr)
 		}
-		acc.Hash, acc.Created = old.Hash, old.Created
+		acc.Hash, acc.Epoch = old.Hash, old.Epoch
 		data, err = json.Marshal(acc)
 	}
 	if err != nil {
@@ -227,9 +253,9 @@ func kvEach(ctx context.Context, kv jetstream.KeyValue, fn func(key string, valu
 
 // createToken makes an API token for user and returns it; only its hash is
 // stored, so it is shown once.
-func (a *auth) createToken(ctx context.Context, name, user string) (string, error) {
+func (a *auth) createToken(ctx context.Context, name string, acc account) (string, error) {
 	token := "pulse_" + randomToken(24)
-	data, _ := json.Marshal(apiToken{Name: name, User: user, Created: time.Now().UTC()})
+	data, _ := json.Marshal(apiToken{Name: name, User: acc.User, Account: acc.ID, Created: time.Now().UTC()})
 	if _, err := a.users.Put(ctx, tokenPrefix+hashOf(token), data); err != nil {
 		return "", fmt.Errorf("store token: %w", err)
 	}
@@ -259,7 +285,7 @@ func (a *auth) login(ctx context.Context, user, password string) (string, error)
 		return "", errBadLogin
 	}
 	token := randomToken(32)
-	s, _ := json.Marshal(session{User: user, Created: time.Now().UTC()})
+	s, _ := json.Marshal(session{User: user, Created: time.Now().UTC(), Epoch: acc.Epoch})
 	if _, err := a.sessions.Put(ctx, hashOf(token), s); err != nil {
 		return "", fmt.Errorf("store session: %w", err)
 	}
@@ -289,43 +315,57 @@ func (a *auth) logout(ctx context.Context, token string) error {
 // principalOf returns who a request acts for: by session cookie, or by API
 // token when allowBearer is set; nil for nobody.
 func (a *auth) principalOf(r *http.Request, allowBearer bool) *principal {
+	p, _ := a.resolve(r, allowBearer)
+	return p
+}
+
+// resolve is principalOf that also says whether a nil principal is
+// because the stores could not be read (err), rather than a refusal.
+func (a *auth) resolve(r *http.Request, allowBearer bool) (*principal, error) {
 	ctx := r.Context()
 	if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && allowBearer && tok != "" {
 		if a.apiToken != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(a.apiToken)) == 1 {
-			return &principal{User: "api", Admin: true}
-		}
-		e, err := a.users.Get(ctx, tokenPrefix+hashOf(tok))
-		if err != nil {
-			return nil
+			return &principal{User: "api", Admin: true}, nil
 		}
 		var t apiToken
-		if json.Unmarshal(e.Value(), &t) != nil {
-			return nil
+		if ok, err := getJSON(ctx, a.users, tokenPrefix+hashOf(tok), &t); !ok {
+			return nil, err
 		}
-		return a.principalFor(ctx, t.User)
+		return a.principalFor(ctx, t.User, func(acc *account) bool { return acc.ID == t.Account })
 	}
 	c, err := r.Cookie(cookieName)
 	if err != nil || c.Value == "" || len(c.Value) > 64 {
-		return nil
-	}
-	e, err := a.sessions.Get(ctx, hashOf(c.Value))
-	if err != nil {
-		return nil
+		return nil, nil
 	}
 	var s session
-	if json.Unmarshal(e.Value(), &s) != nil {
-		return nil
+	if ok, err := getJSON(ctx, a.sessions, hashOf(c.Value), &s); !ok {
+		return nil, err
 	}
-	return a.principalFor(ctx, s.User)
+	return a.principalFor(ctx, s.User, func(acc *account) bool { return acc.Epoch == s.Epoch })
 }
 
-// principalFor loads user's rights; a deleted user has none.
-func (a *auth) principalFor(ctx context.Context, user string) *principal {
-	acc, err := a.account(ctx, user)
-	if err != nil {
-		return nil
+// principalFor loads user's rights, if the account is still the one that
+// valid says the session or token was made for; a deleted user has none.
+func (a *auth) principalFor(ctx context.Context, user string, valid func(*account) bool) (*principal, error) {
+	var acc account
+	if ok, err := getJSON(ctx, a.users, user, &acc); !ok || !valid(&acc) {
+		return nil, err
 	}
-	return &principal{User: acc.User, Admin: acc.Admin, Sites: acc.Sites}
+	return &principal{User: acc.User, Admin: acc.Admin, Sites: acc.Sites}, nil
+}
+
+// getJSON decodes key's value into v; ok is false if there is none (err
+// nil: the key is missing, or holds something else) or it could not be
+// read (err).
+func getJSON(ctx context.Context, kv jetstream.KeyValue, key string, v any) (ok bool, err error) {
+	e, err := kv.Get(ctx, key)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound), errors.Is(err, jetstream.ErrKeyDeleted):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("load %s: %w", key, err)
+	}
+	return json.Unmarshal(e.Value(), v) == nil, nil
 }
 
 // hashOf is the hex SHA-256 of a secret: what the buckets store.

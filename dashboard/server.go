@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -25,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/pulse-analytics/pulse/clientaddr"
 	"github.com/pulse-analytics/pulse/event"
 	"github.com/pulse-analytics/pulse/natsutil"
 	"github.com/pulse-analytics/pulse/static"
@@ -43,9 +43,12 @@ type Config struct {
 	JetStream jetstream.JetStream
 	// Subscriber delivers panel updates. Required.
 	Subscriber Subscriber
-	// AdminPassword, when set, is the admin's password. When empty, the
-	// first start creates a random one and logs it once.
-	AdminPassword string
+	// AdminPassword, when set, is the admin's password at the first
+	// start. When empty, the first start creates a random one and logs
+	// it once. Later starts leave the account alone (a password changed
+	// in the dashboard stays), unless ResetAdminPassword is set.
+	AdminPassword      string
+	ResetAdminPassword bool
 	// APIToken, when set, is accepted as "Authorization: Bearer" on the API.
 	APIToken string
 	// TrackerURL is the public URL of the ingest nodes, used in the
@@ -60,6 +63,15 @@ type Config struct {
 	// mistype, far too few to guess a password.
 	LoginBurst int
 	LoginEvery time.Duration
+	// ClientAddrs finds a request's client address, for the login limit;
+	// behind a proxy, one that trusts its X-Forwarded-For. Default: the
+	// connection's peer.
+	ClientAddrs *clientaddr.Resolver
+	// AccessRecheck is how often an open stream checks that its session
+	// still holds (not logged out, expired, replaced by a new password,
+	// nor its user deleted) and still grants what the stream shows; a
+	// stream that lost it ends. Default 5 s.
+	AccessRecheck time.Duration
 	// PasswordCost is bcrypt's cost for new passwords. Default
 	// bcrypt.DefaultCost; tests lower it.
 	PasswordCost int
@@ -102,6 +114,12 @@ func New(cfg Config) (*Server, error) {
 	if cfg.PasswordCost == 0 {
 		cfg.PasswordCost = bcrypt.DefaultCost
 	}
+	if cfg.ClientAddrs == nil {
+		cfg.ClientAddrs = &clientaddr.Resolver{}
+	}
+	if cfg.AccessRecheck == 0 {
+		cfg.AccessRecheck = 5 * time.Second
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -142,7 +160,7 @@ func (s *Server) Start(ctx context.Context) error {
 		users: users, sessions: sessions, apiToken: s.cfg.APIToken,
 		limiter: newLoginLimiter(s.cfg.LoginBurst, s.cfg.LoginEvery), cost: s.cfg.PasswordCost,
 	}
-	generated, err := s.auth.ensureAdmin(ctx, s.cfg.AdminPassword)
+	generated, err := s.auth.ensureAdmin(ctx, s.cfg.AdminPassword, s.cfg.ResetAdminPassword)
 	if err != nil {
 		return fmt.Errorf("dashboard: %w", err)
 	}
@@ -277,9 +295,45 @@ func (s *Server) adminOnly(next http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
-// stream requires a session and answers 401 without one.
+// stream requires a session and answers 401 without one. The stream ends
+// once the session no longer grants it (see keepsAccess).
 func (s *Server) stream(next http.HandlerFunc) http.Handler {
-	return s.authorized(next, false)
+	return s.authorized(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithCancel(r.Context())
+		defer cancel()
+		r = r.WithContext(ctx)
+		go s.keepsAccess(r, cancel)
+		next(w, r)
+	}, false)
+}
+
+// keepsAccess checks every AccessRecheck that r's session still acts for
+// its user with the rights the stream needs (admin for a stream an admin
+// opened, the site for a site's), and cancels when it does not, until r
+// ends.
+func (s *Server) keepsAccess(r *http.Request, cancel context.CancelFunc) {
+	before := meFrom(r.Context())
+	site := r.URL.Query().Get("site")
+	t := time.NewTicker(s.cfg.AccessRecheck)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case <-t.C:
+		}
+		now, err := s.auth.resolve(r, false)
+		if err != nil {
+			continue // NATS is away: not a refusal
+		}
+		if now == nil || !now.Admin && (before.Admin || site != "" && !now.canSee(site)) {
+			if r.Context().Err() == nil {
+				s.log.Info("stream ended: its session no longer grants it", "user", before.User, "path", r.URL.Path)
+			}
+			cancel()
+			return
+		}
+	}
 }
 
 // api requires a session or an API token and answers 401 without one.
@@ -309,7 +363,7 @@ func (s *Server) serveLoginForm(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) serveLogin(w http.ResponseWriter, r *http.Request) {
-	if !s.auth.limiter.allow(clientAddr(r), time.Now()) {
+	if !s.auth.limiter.allow(s.cfg.ClientAddrs.Key(r), time.Now()) {
 		s.metrics.logins.WithLabelValues("limited").Inc()
 		s.render(w, r, http.StatusTooManyRequests, loginPage(localPath(r.URL.Query().Get("next")), "Too many login attempts from your address; wait a minute and try again."))
 		return
@@ -346,19 +400,18 @@ func (s *Server) serveLogout(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/login", http.StatusSeeOther)
 }
 
-// clientAddr is the address a request came from, without the port.
-func clientAddr(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
-}
-
 // localPath returns p when it is a path on this server, else "/", so a
-// login link cannot send the admin elsewhere.
+// login link cannot send the admin elsewhere. Browsers drop tabs and line
+// breaks from a Location and read a backslash as a slash, so "/\t/evil"
+// would be "//evil", another host: a path with any of them is refused.
 func localPath(p string) string {
-	if !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") || strings.HasPrefix(p, "/\\") {
+	if strings.ContainsFunc(p, func(r rune) bool { return r < 0x20 || r == 0x7f || r == '\\' }) {
+		return "/"
+	}
+	if !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") {
+		return "/"
+	}
+	if u, err := url.Parse(p); err != nil || u.Scheme != "" || u.Host != "" || u.User != nil {
 		return "/"
 	}
 	return p

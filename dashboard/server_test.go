@@ -172,7 +172,7 @@ func TestAuth(t *testing.T) {
 		}
 	})
 	t.Run("open redirect refused", func(t *testing.T) {
-		for _, next := range []string{"https://evil.example/", "//evil.example/", "/\\evil.example"} {
+		for _, next := range []string{"https://evil.example/", "//evil.example/", "/\\evil.example", "/\t/evil.example", "/\n/evil.example", "/\r\n//evil.example", "javascript:alert(1)", "/x\x7f"} {
 			if got := localPath(next); got != "/" {
 				t.Errorf("localPath(%q) = %q", next, got)
 			}

@@ -85,7 +85,8 @@ func (s *Server) serveDeleteUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Sessions and tokens of a deleted user stop working: every request
-	// loads the account.
+	// loads the account, and one made again under the name is another
+	// (account.ID).
 	if err := s.auth.users.Delete(r.Context(), user); err != nil {
 		s.log.Error("delete user", "err", err)
 	}
@@ -104,11 +105,12 @@ func (s *Server) serveCreateToken(w http.ResponseWriter, r *http.Request) {
 		s.renderUsers(w, r, http.StatusUnprocessableEntity, usersView{Error: "A token needs a name of up to 60 characters."})
 		return
 	}
-	if _, err := s.auth.account(r.Context(), user); err != nil {
+	acc, err := s.auth.account(r.Context(), user)
+	if err != nil {
 		s.renderUsers(w, r, http.StatusUnprocessableEntity, usersView{Error: "A token acts for an existing user."})
 		return
 	}
-	token, err := s.auth.createToken(r.Context(), name, user)
+	token, err := s.auth.createToken(r.Context(), name, acc)
 	if err != nil {
 		s.log.Error("create token", "err", err)
 		s.renderUsers(w, r, http.StatusServiceUnavailable, usersView{Error: "The token could not be created; try again shortly."})
