@@ -27,7 +27,7 @@ go build -o bench/pulse ./cmd/pulse
 [ -d "$peers/node-watcher/node_modules" ] || (cd "$peers/node-watcher" && npm ci --silent)
 
 SSE=http://127.0.0.1:2112/receive/adminname
-METRICS=(-metrics http://127.0.0.1:2112/metrics -counter pulse_aggregator_events_total)
+METRICS=(-metrics http://127.0.0.1:2113/metrics -counter pulse_aggregator_events_total)
 
 # run_node LABEL FLAGS...: one run of the Node design with the peers' loadgen.
 run_node() { RESULTS="$out" "$peers/bench.sh" "node-$1" -q "${@:2}" >/dev/null 2>&1 || true; }

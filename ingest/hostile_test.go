@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"runtime"
 	"strings"
 	"sync"
@@ -14,6 +15,7 @@ import (
 	"github.com/gorilla/websocket"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/pulse-analytics/pulse/clientaddr"
 	"github.com/pulse-analytics/pulse/ingest/wsframe"
 )
 
@@ -337,4 +339,58 @@ func TestWorkersShareByAddress(t *testing.T) {
 		defer s.workers.mu.Unlock()
 		return s.workers.running == 0 && s.workers.queued == 0 && len(s.workers.turns) == 0
 	})
+}
+
+// TestConnectionsPerClientBehindAProxy: behind a trusted proxy the limit
+// of connections per address counts the client X-Forwarded-For names
+// (IPv6 by /64), not the proxy; from others the header is ignored.
+func TestConnectionsPerClientBehindAProxy(t *testing.T) {
+	proxy, err := clientaddr.Parse("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := startNode(t, func(c *Config) { c.MaxConnsPerIP = 2; c.ClientAddrs = proxy })
+	from := func(client string) http.Header { return http.Header{"X-Forwarded-For": {client}} }
+	status := func(h http.Header) int {
+		c, resp, err := websocket.DefaultDialer.Dial(n.url+"/v1/track", h)
+		if err == nil {
+			t.Cleanup(func() { c.Close() })
+			return http.StatusSwitchingProtocols
+		}
+		if resp == nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode
+	}
+	for i, tc := range []struct {
+		client string
+		want   int
+	}{
+		{"203.0.113.1", 101}, {"203.0.113.1", 101}, {"203.0.113.1", 429},
+		{"203.0.113.2", 101},                                                              // another client behind the same proxy
+		{"2001:db8:1:2::1", 101}, {"2001:db8:1:2::ffff", 101}, {"2001:db8:1:2:3::9", 429}, // one /64
+		{"2001:db8:1:3::1", 101},
+	} {
+		if got := status(from(tc.client)); got != tc.want {
+			t.Errorf("%d: connection from %s: %d, want %d", i, tc.client, got, tc.want)
+		}
+	}
+	// A peer that is not a trusted proxy is counted as itself.
+	direct := startNode(t, func(c *Config) { c.MaxConnsPerIP = 2 })
+	for i := range 3 {
+		want := 101
+		if i == 2 {
+			want = 429
+		}
+		c, resp, err := websocket.DefaultDialer.Dial(direct.url+"/v1/track", from(fmt.Sprint("203.0.113.", 10+i)))
+		got := 101
+		if err != nil {
+			got = resp.StatusCode
+		} else {
+			t.Cleanup(func() { c.Close() })
+		}
+		if got != want {
+			t.Errorf("direct connection %d with its own X-Forwarded-For: %d, want %d", i, got, want)
+		}
+	}
 }

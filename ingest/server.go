@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -24,6 +23,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/pulse-analytics/pulse/clientaddr"
 	"github.com/pulse-analytics/pulse/event"
 	"github.com/pulse-analytics/pulse/ingest/netpoll"
 	"github.com/pulse-analytics/pulse/static"
@@ -123,9 +123,13 @@ type Config struct {
 	// may send, with a burst of ten times that. Default 200: a tracker
 	// sampling moves every 50 ms sends about 25 a second.
 	MaxConnEventsPerSecond int
-	// MaxConnsPerIP bounds connections from one address. Default 1,000;
-	// behind a proxy that hides clients' addresses, raise it.
+	// MaxConnsPerIP bounds connections from one client address (an IPv6
+	// client's /64). Default 1,000.
 	MaxConnsPerIP int
+	// ClientAddrs finds a request's client address, for the limits kept
+	// per address; behind a proxy, one that trusts its X-Forwarded-For.
+	// Default: the connection's peer.
+	ClientAddrs *clientaddr.Resolver
 	// Capacity is the events per second this node takes before it asks
 	// trackers to slow down (see loadLevel). Default 50,000.
 	Capacity int
@@ -193,6 +197,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxConnsPerIP == 0 {
 		c.MaxConnsPerIP = 1000
+	}
+	if c.ClientAddrs == nil {
+		c.ClientAddrs = &clientaddr.Resolver{}
 	}
 	if c.Capacity == 0 {
 		c.Capacity = 50_000
@@ -381,7 +388,7 @@ func (s *Server) serveTrack(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "invalid vid: want 22 characters of URL-safe base64", http.StatusBadRequest)
 		return
 	}
-	ip := clientIP(r)
+	ip := s.cfg.ClientAddrs.Key(r)
 	switch s.track(ip) {
 	case trackShuttingDown:
 		http.Error(w, "ingest node shutting down", http.StatusServiceUnavailable)
@@ -459,14 +466,6 @@ func (s *Server) untrack(ip string) {
 	}
 	s.mu.Unlock()
 	s.handlers.Done()
-}
-
-func clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }
 
 // register adds an upgraded connection; unregister, at its end, removes

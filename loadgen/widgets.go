@@ -22,6 +22,9 @@ import (
 type WidgetConfig struct {
 	// URL is the ingest node, loopback only.
 	URL string
+	// MetricsURL is the node's metrics listener (its -metrics-addr),
+	// loopback only. Default http://127.0.0.1:2113.
+	MetricsURL string
 	// Widgets is how many widgets poll. Default 1,000.
 	Widgets int
 	// Symbols are spread over the widgets. Default IBM, AAPL, MSFT.
@@ -55,8 +58,13 @@ type WidgetReport struct {
 // RunWidgets runs quote widgets against an ingest node until the
 // duration has passed or ctx ends.
 func RunWidgets(ctx context.Context, cfg WidgetConfig) (WidgetReport, error) {
-	if err := checkLoopback(cfg.URL); err != nil {
-		return WidgetReport{}, err
+	if cfg.MetricsURL == "" {
+		cfg.MetricsURL = "http://127.0.0.1:2113"
+	}
+	for _, u := range []string{cfg.URL, cfg.MetricsURL} {
+		if err := checkLoopback(u); err != nil {
+			return WidgetReport{}, err
+		}
 	}
 	if cfg.Widgets <= 0 {
 		cfg.Widgets = 1000
@@ -75,7 +83,8 @@ func RunWidgets(ctx context.Context, cfg WidgetConfig) (WidgetReport, error) {
 		cfg.Sources = 4
 	}
 	base, _ := url.Parse(cfg.URL)
-	fetchesBefore, err := upstreamFetches(ctx, base)
+	metrics, _ := url.Parse(cfg.MetricsURL)
+	fetchesBefore, err := upstreamFetches(ctx, metrics)
 	if err != nil {
 		return WidgetReport{}, err
 	}
@@ -130,7 +139,7 @@ func RunWidgets(ctx context.Context, cfg WidgetConfig) (WidgetReport, error) {
 	}
 	wg.Wait()
 	secs := time.Since(start).Seconds()
-	fetchesAfter, err := upstreamFetches(context.Background(), base)
+	fetchesAfter, err := upstreamFetches(context.Background(), metrics)
 	if err != nil {
 		return WidgetReport{}, err
 	}

@@ -189,14 +189,14 @@ func startCluster(t *testing.T) *cluster {
 	c.agg = c.aggs[event.Partition("demo")%2]
 	for i := range 2 {
 		port := freePort(t)
-		p := c.pulse(fmt.Sprintf("ingest-%d", i), "ingest", "-ingest-addr", fmt.Sprintf("127.0.0.1:%d", port), "-quote-source", "off",
+		p := c.pulse(fmt.Sprintf("ingest-%d", i), "ingest", "-ingest-addr", fmt.Sprintf("127.0.0.1:%d", port), "-metrics-addr", "127.0.0.1:0", "-quote-source", "off",
 			"-ingest-ack-interval", testAckInterval.String())
 		p.start(t)
 		c.ingest = append(c.ingest, p)
 		c.ingestURL = append(c.ingestURL, fmt.Sprintf("http://127.0.0.1:%d", port))
 	}
 	dashPort := freePort(t)
-	c.dash = c.pulse("dashboard", "dashboard", "-dashboard-addr", fmt.Sprintf("127.0.0.1:%d", dashPort))
+	c.dash = c.pulse("dashboard", "dashboard", "-dashboard-addr", fmt.Sprintf("127.0.0.1:%d", dashPort), "-metrics-addr", "127.0.0.1:0")
 	c.dash.start(t)
 	c.dashURL = fmt.Sprintf("http://127.0.0.1:%d", dashPort)
 	for _, u := range append([]string{c.dashURL}, c.ingestURL...) {

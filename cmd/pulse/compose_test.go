@@ -27,7 +27,9 @@ func TestComposeFile(t *testing.T) {
 			Healthcheck *struct {
 				Test []string `yaml:"test"`
 			} `yaml:"healthcheck"`
-			Volumes []string `yaml:"volumes"`
+			Volumes  []string `yaml:"volumes"`
+			Ports    []string `yaml:"ports"`
+			Networks any      `yaml:"networks"`
 		} `yaml:"services"`
 		Volumes map[string]any `yaml:"volumes"`
 	}
@@ -73,7 +75,21 @@ func TestComposeFile(t *testing.T) {
 			if strings.Count(svc.Environment["PULSE_NATS_URL"], "nats://") != 3 || svc.Environment["PULSE_REPLICAS"] != "3" {
 				t.Errorf("%s: want all three NATS nodes and three replicas: %v", name, svc.Environment)
 			}
+			// No password ships in the file: compose refuses to start
+			// without one.
+			if pw := svc.Environment["PULSE_ADMIN_PASSWORD"]; !strings.HasPrefix(pw, "${PULSE_ADMIN_PASSWORD:?") {
+				t.Errorf("%s: admin password %q, want it required from the environment", name, pw)
+			}
+			if svc.Environment["PULSE_TRUSTED_PROXIES"] != lbAddress(t, data) {
+				t.Errorf("%s: trusted proxies %q, want the load balancer's address alone", name, svc.Environment["PULSE_TRUSTED_PROXIES"])
+			}
 		}
+	}
+	// The dashboard is published on loopback unless the operator says
+	// otherwise; the ingest port is public.
+	lb := doc.Services["lb"]
+	if !slices.Contains(lb.Ports, "8081:8081") || !slices.Contains(lb.Ports, "${PULSE_DASHBOARD_PUBLISH:-127.0.0.1:2112}:2112") {
+		t.Errorf("lb ports %v: want the ingest port public and the dashboard on 127.0.0.1", lb.Ports)
 	}
 	if nats != 3 || modes[ModeIngest] != 2 || modes[ModeAggregator] != 1 || modes[ModeDashboard] != 2 {
 		t.Errorf("%d NATS nodes and parts %v; want 3, 2 ingest, 1 aggregator, 2 dashboards", nats, modes)
@@ -81,4 +97,22 @@ func TestComposeFile(t *testing.T) {
 	if len(doc.Volumes) != 3 {
 		t.Errorf("volumes %v", doc.Volumes)
 	}
+}
+
+// lbAddress is the fixed address compose.yaml gives the load balancer.
+func lbAddress(t *testing.T, data []byte) string {
+	t.Helper()
+	var doc struct {
+		Services struct {
+			LB struct {
+				Networks map[string]struct {
+					IPv4 string `yaml:"ipv4_address"`
+				} `yaml:"networks"`
+			} `yaml:"lb"`
+		} `yaml:"services"`
+	}
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		t.Fatal(err)
+	}
+	return doc.Services.LB.Networks["pulse"].IPv4
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -146,21 +147,33 @@ func TestEndToEnd(t *testing.T) {
 	}
 	waitSSE(t, overviews, func(o event.Overview) bool { return o.Events == total && o.Visitors == people })
 
-	// Both listeners expose the same counters.
-	for _, base := range []string{m.IngestURL, m.DashboardURL} {
-		body := get(t, base+"/metrics")
-		for _, want := range []string{
-			fmt.Sprintf(`pulse_ingest_events_total{kind="move",site="demo"} %d`, moves),
-			fmt.Sprintf(`pulse_ingest_events_total{kind="click",site="demo"} %d`, clicks),
-			fmt.Sprintf(`pulse_aggregator_events_total{site="demo"} %d`, total),
-			"pulse_dashboard_sse_clients 1",
-		} {
-			if !strings.Contains(body, want) {
-				t.Errorf("%s/metrics lacks %q", base, want)
-			}
+	// The metrics listener has the counters of every part; the public
+	// listeners answer health checks but show no figures.
+	body := get(t, m.MetricsURL+"/metrics")
+	for _, want := range []string{
+		fmt.Sprintf(`pulse_ingest_events_total{kind="move",site="demo"} %d`, moves),
+		fmt.Sprintf(`pulse_ingest_events_total{kind="click",site="demo"} %d`, clicks),
+		fmt.Sprintf(`pulse_aggregator_events_total{site="demo"} %d`, total),
+		"pulse_dashboard_sse_clients 1",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("%s/metrics lacks %q", m.MetricsURL, want)
 		}
+	}
+	for _, base := range []string{m.IngestURL, m.DashboardURL, m.MetricsURL} {
 		if r := get(t, base+"/readyz"); r != "ready\n" {
 			t.Errorf("%s/readyz: %q", base, r)
+		}
+	}
+	for _, base := range []string{m.IngestURL, m.DashboardURL} {
+		resp, err := http.Get(base + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if strings.Contains(string(b), "pulse_") {
+			t.Errorf("public %s/metrics shows figures: %s %.100s", base, resp.Status, b)
 		}
 	}
 

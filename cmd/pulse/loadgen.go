@@ -33,12 +33,13 @@ func runLoadgen(ctx context.Context, args []string, getenv func(string) string, 
 	fs.IntVar(&c.ServerPID, "server-pid", 0, "server process to report CPU time and memory of (Linux)")
 	widgets := fs.Int("widgets", 0, "run N quote widgets polling /v1/quote and obeying callIn instead of trackers")
 	symbols := fs.String("symbols", "IBM,AAPL,MSFT", "symbols the widgets poll, comma-separated")
+	metrics := fs.String("metrics", "http://127.0.0.1:2113", "the node's metrics listener, where widgets read its upstream fetches (loopback only)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *widgets > 0 {
 		r, err := loadgen.RunWidgets(ctx, loadgen.WidgetConfig{
-			URL: c.URL, Widgets: *widgets, Symbols: strings.Split(*symbols, ","),
+			URL: c.URL, MetricsURL: *metrics, Widgets: *widgets, Symbols: strings.Split(*symbols, ","),
 			Duration: c.Duration, Ramp: c.Ramp, Sources: c.Sources,
 		})
 		if err != nil {

@@ -33,6 +33,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/pulse-analytics/pulse/aggregator"
+	"github.com/pulse-analytics/pulse/clientaddr"
 	"github.com/pulse-analytics/pulse/dashboard"
 	"github.com/pulse-analytics/pulse/event"
 	"github.com/pulse-analytics/pulse/ingest"
@@ -94,8 +95,15 @@ type Config struct {
 	NATSListen    string
 	Replicas      int
 	AdminPassword string
-	APIToken      string
-	SitesFile     string
+	// TrustedProxies are the proxies (addresses and prefixes,
+	// comma-separated) whose X-Forwarded-For names the client, for the
+	// limits kept per client address.
+	TrustedProxies string
+	// ResetAdminPassword gives the admin AdminPassword at this start,
+	// even if the account exists (a forgotten password).
+	ResetAdminPassword bool
+	APIToken           string
+	SitesFile          string
 	// PublicIngestURL is where browsers reach the ingest nodes, for the
 	// snippets the dashboard shows.
 	PublicIngestURL string
@@ -166,7 +174,7 @@ func NewMain() *Main {
 		Mode:            ModeAll,
 		IngestAddr:      ":8081",
 		DashboardAddr:   ":2112",
-		MetricsAddr:     ":2113",
+		MetricsAddr:     "127.0.0.1:2113",
 		DataDir:         "./pulse-data",
 		Replicas:        1,
 		QuoteSource:     "simulated",
@@ -215,14 +223,17 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 	str(&c.DashboardAddr, "dashboard-addr", "PULSE_DASHBOARD_ADDR", "dashboard listen address")
 	str(&c.IngestPoller, "ingest-poller", "PULSE_INGEST_POLLER", "how ingest reads connections: io_uring, epoll or goroutines (default: the best this system allows)")
 	str(&c.DebugAddr, "debug-addr", "PULSE_DEBUG_ADDR", "listen address of the pprof profiler, like 127.0.0.1:6060 (empty: off)")
-	str(&c.MetricsAddr, "metrics-addr", "PULSE_METRICS_ADDR", "health and metrics listen address of a separate aggregator")
+	str(&c.MetricsAddr, "metrics-addr", "PULSE_METRICS_ADDR", "listen address of /metrics, /healthz and /readyz of every part in this process; keep it off public interfaces")
 	str(&c.DataDir, "data-dir", "PULSE_DATA_DIR", "data directory; the embedded NATS server stores JetStream under it")
 	str(&c.NATSURL, "nats", "PULSE_NATS_URL", "NATS URL(s), comma-separated; empty embeds a NATS server (all-in-one only)")
 	str(&c.NATSListen, "nats-listen", "PULSE_NATS_LISTEN", "address the embedded NATS server accepts clients on; empty for in-process only")
-	str(&c.AdminPassword, "admin-password", "PULSE_ADMIN_PASSWORD", "dashboard admin password; empty generates one at first start and prints it once")
+	str(&c.AdminPassword, "admin-password", "PULSE_ADMIN_PASSWORD", "dashboard admin password at the first start (later starts keep the account's own); empty generates one and prints it once")
+	c.ResetAdminPassword = getenv("PULSE_RESET_ADMIN_PASSWORD") == "1"
+	fs.BoolVar(&c.ResetAdminPassword, "reset-admin-password", c.ResetAdminPassword, "give the admin the -admin-password at this start, even if the account exists ($PULSE_RESET_ADMIN_PASSWORD=1)")
 	str(&c.APIToken, "api-token", "PULSE_API_TOKEN", "bearer token accepted by the dashboard API")
 	str(&c.SitesFile, "sites-file", "PULSE_SITES_FILE", `JSON file of sites to register: [{"key":"shop","name":"Shop","origins":["https://shop.example"]}]`)
 	str(&c.PublicIngestURL, "public-ingest-url", "PULSE_PUBLIC_INGEST_URL", "URL browsers reach ingest nodes at, for the dashboard's snippets (all-in-one: the ingest listener)")
+	str(&c.TrustedProxies, "trusted-proxies", "PULSE_TRUSTED_PROXIES", "proxies whose X-Forwarded-For names the client, comma-separated addresses or prefixes like 10.0.0.0/8 (empty: none; the peer is the client)")
 	str(&c.LogLevel, "log-level", "PULSE_LOG_LEVEL", "debug, info, warn or error")
 	num := func(p *int, name, env, help string) error {
 		if v := getenv(env); v != "" {
@@ -289,6 +300,10 @@ func (m *Main) Run(ctx context.Context) error {
 		m.Logger = slog.New(slog.NewTextHandler(m.LogOutput, &slog.HandlerOptions{Level: level}))
 	}
 	log := m.Logger
+	clients, err := clientaddr.Parse(c.TrustedProxies)
+	if err != nil {
+		return err
+	}
 
 	if c.NATSURL == "" {
 		storeDir := filepath.Join(c.DataDir, "nats")
@@ -331,6 +346,9 @@ func (m *Main) Run(ctx context.Context) error {
 		m.statusDone.Go(func() { natsutil.ReportStatus(statusCtx, js, kind, id, fn, log) })
 	}
 
+	// What every part of this process needs to be ready: the metrics
+	// listener's /readyz answers for all of them.
+	readies := []func() error{natsReady}
 	all := c.Mode == ModeAll
 	if all || c.Mode == ModeAggregator {
 		var slice, slices int
@@ -362,14 +380,7 @@ func (m *Main) Run(ctx context.Context) error {
 				}
 			}
 		}()
-		if c.Mode == ModeAggregator {
-			mux := http.NewServeMux()
-			obs.Mount(mux, reg, both(natsReady, agg.Ready))
-			if m.MetricsURL, err = m.serve(c.MetricsAddr, mux); err != nil {
-				return err
-			}
-			log.Info("aggregator running", "metrics", m.MetricsURL+"/metrics")
-		}
+		readies = append(readies, agg.Ready)
 	}
 	if all || c.Mode == ModeIngest {
 		if m.sites, err = natsutil.WatchSites(ctx, js, log); err != nil {
@@ -383,8 +394,8 @@ func (m *Main) Run(ctx context.Context) error {
 		cfg := ingest.Config{
 			Publisher: js, Sites: m.sites, NodeID: nodeID, Capacity: c.IngestCapacity, MaxConnEventsPerSecond: c.IngestConnRate,
 			AckInterval: c.IngestAckInterval,
-			Poller:      netpoll.Mode(c.IngestPoller),
-			Ready:       natsReady, Logger: log, Registerer: reg,
+			Poller:      netpoll.Mode(c.IngestPoller), ClientAddrs: clients,
+			Ready: natsReady, Logger: log, Registerer: reg,
 		}
 		if poller != nil {
 			cfg.Quotes = poller
@@ -396,8 +407,9 @@ func (m *Main) Run(ctx context.Context) error {
 		m.ingest = in
 		report("ingest", nodeID, in.Figures)
 		mux := http.NewServeMux()
-		obs.Mount(mux, reg, in.Ready)
+		obs.MountHealth(mux, in.Ready)
 		mux.Handle("/", in.Handler())
+		readies = append(readies, in.Ready)
 		if m.IngestURL, err = m.serve(c.IngestAddr, mux); err != nil {
 			return err
 		}
@@ -409,7 +421,7 @@ func (m *Main) Run(ctx context.Context) error {
 			trackerURL = m.IngestURL
 		}
 		d, err := dashboard.New(dashboard.Config{
-			JetStream: js, Subscriber: nc, AdminPassword: c.AdminPassword, APIToken: c.APIToken, TrackerURL: trackerURL,
+			JetStream: js, Subscriber: nc, AdminPassword: c.AdminPassword, ResetAdminPassword: c.ResetAdminPassword, APIToken: c.APIToken, TrackerURL: trackerURL, ClientAddrs: clients,
 			Ready: natsReady, Logger: log, Registerer: reg,
 		})
 		if err != nil {
@@ -421,13 +433,30 @@ func (m *Main) Run(ctx context.Context) error {
 		m.dash = d
 		report("dashboard", randomNodeID(), d.Figures)
 		mux := http.NewServeMux()
-		obs.Mount(mux, reg, d.Ready)
+		obs.MountHealth(mux, d.Ready)
 		mux.Handle("/", d.Handler())
+		readies = append(readies, d.Ready)
 		if m.DashboardURL, err = m.serve(c.DashboardAddr, mux); err != nil {
 			return err
 		}
 		log.Info("dashboard listening: point a browser here", "url", m.DashboardURL+"/")
 	}
+	// Metrics name every site and its traffic (and, all-in-one, the
+	// logins): they have a listener of their own, on loopback unless
+	// configured otherwise, never the public ones.
+	mux := http.NewServeMux()
+	obs.MountHealth(mux, func() error {
+		var errs []error
+		for _, ready := range readies {
+			errs = append(errs, ready())
+		}
+		return errors.Join(errs...)
+	})
+	obs.MountMetrics(mux, reg)
+	if m.MetricsURL, err = m.serve(c.MetricsAddr, mux); err != nil {
+		return err
+	}
+	log.Info("metrics listening", "url", m.MetricsURL+"/metrics")
 	return nil
 }
 
@@ -538,10 +567,6 @@ func debugHandler() http.Handler {
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	return mux
-}
-
-func both(a, b func() error) func() error {
-	return func() error { return errors.Join(a(), b()) }
 }
 
 // serve listens on addr and serves h in the background; it returns the
