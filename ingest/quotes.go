@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -91,7 +93,8 @@ func writeQuote(w http.ResponseWriter, status int, resp quoteResponse) {
 // serveQuoteStream pushes quotes by SSE: GET /v1/quotes/stream?symbols=A,B.
 // Every event carries one symbol's quote; its id is the time the quote was
 // fetched, so a browser resuming with Last-Event-ID gets only the quotes
-// fetched since.
+// fetched since. Streams are bounded per client address and per node, and
+// a stream is one goroutine however many symbols it follows.
 func (s *Server) serveQuoteStream(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Access-Control-Allow-Origin", "*")
 	if s.cfg.Quotes == nil {
@@ -105,16 +108,34 @@ func (s *Server) serveQuoteStream(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		if !s.cfg.Quotes.Source().Has(sym) {
-			http.Error(w, "unknown symbol "+sym, http.StatusNotFound)
+		if slices.Contains(symbols, sym) {
+			continue
+		}
+		if len(symbols) == maxStreamSymbols {
+			http.Error(w, fmt.Sprintf("at most %d symbols per stream", maxStreamSymbols), http.StatusBadRequest)
 			return
 		}
 		symbols = append(symbols, sym)
 	}
-	if len(symbols) > maxStreamSymbols {
-		http.Error(w, fmt.Sprintf("at most %d symbols per stream", maxStreamSymbols), http.StatusBadRequest)
+	for _, sym := range symbols {
+		if !s.cfg.Quotes.Source().Has(sym) {
+			http.Error(w, "unknown symbol "+sym, http.StatusNotFound)
+			return
+		}
+	}
+	client := s.cfg.ClientAddrs.Key(r)
+	switch s.openStream(client) {
+	case trackNodeFull:
+		s.metrics.rejected.WithLabelValues("quote_streams").Inc()
+		http.Error(w, "too many quote streams on this node, try again later", http.StatusServiceUnavailable)
+		return
+	case trackTooMany:
+		s.metrics.rejected.WithLabelValues("quote_streams_per_ip").Inc()
+		http.Error(w, fmt.Sprintf("too many quote streams from %s (limit %d)", client, s.cfg.MaxQuoteStreamsPerIP), http.StatusTooManyRequests)
 		return
 	}
+	defer s.closeStream(client)
+
 	rc := http.NewResponseController(w)
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
@@ -132,64 +153,84 @@ func (s *Server) serveQuoteStream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	last, _ := strconv.ParseInt(r.Header.Get("Last-Event-ID"), 10, 64)
-	sent := make(map[string]int64, len(symbols))
-	for _, sym := range symbols {
-		sent[sym] = last
+	sent := make([]int64, len(symbols))
+	for i, sym := range symbols {
+		sent[i] = last
 		s.cfg.Quotes.Want(sym)
 	}
-	ctx := r.Context()
-	changed := make(chan string, len(symbols))
-	for _, sym := range symbols {
-		go func() {
-			for {
-				select {
-				case <-s.cfg.Quotes.Changed(sym):
-					select {
-					case changed <- sym:
-					case <-ctx.Done():
-						return
-					}
-				case <-ctx.Done():
-					return
-				}
-			}
-		}()
-	}
-	send := func(sym string) bool {
-		e, ok := s.cfg.Quotes.Latest(sym)
-		if !ok || e.Quote == nil || e.Fetched <= sent[sym] {
+	send := func(i int) bool {
+		e, ok := s.cfg.Quotes.Latest(symbols[i])
+		if !ok || e.Quote == nil || e.Fetched <= sent[i] {
 			return true
 		}
 		data, _ := json.Marshal(e.Quote)
-		sent[sym] = e.Fetched
+		sent[i] = e.Fetched
 		return write(fmt.Appendf(nil, "id: %d\nevent: quote\ndata: %s\n\n", e.Fetched, data))
 	}
-	for _, sym := range symbols {
-		if !send(sym) {
+	// One select over every symbol's change and the stream's own cases:
+	// the symbols come first, in order, then the heartbeat (which also
+	// keeps the symbols wanted while the stream lives), Shutdown and the
+	// end of the request.
+	beat := time.NewTicker(15 * time.Second)
+	defer beat.Stop()
+	cases := make([]reflect.SelectCase, len(symbols), len(symbols)+3)
+	for i, sym := range symbols {
+		cases[i] = reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(s.cfg.Quotes.Changed(sym))}
+		if !send(i) {
 			return
 		}
 	}
-	// The heartbeat also keeps the symbols wanted while the stream lives.
-	beat := time.NewTicker(15 * time.Second)
-	defer beat.Stop()
+	cases = append(cases,
+		reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(beat.C)},
+		reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(s.stopLoad)},
+		reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(r.Context().Done())},
+	)
 	for {
-		select {
-		case sym := <-changed:
-			if !send(sym) {
-				return
-			}
-		case <-beat.C:
+		chosen, _, _ := reflect.Select(cases)
+		switch chosen - len(symbols) {
+		case 0:
 			for _, sym := range symbols {
 				s.cfg.Quotes.Want(sym)
 			}
 			if !write([]byte(": heartbeat\n\n")) {
 				return
 			}
-		case <-s.stopLoad:
+		case 1:
 			write([]byte("retry: 500\n\n"))
 			return
-		case <-ctx.Done():
+		case 2:
 			return
+		default:
+			cases[chosen].Chan = reflect.ValueOf(s.cfg.Quotes.Changed(symbols[chosen]))
+			if !send(chosen) {
+				return
+			}
 		}
+	}
+}
+
+// openStream counts a quote stream of client in, unless the node
+// (trackNodeFull) or the client (trackTooMany) has as many as it may;
+// closeStream counts it out.
+func (s *Server) openStream(client string) trackResult {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.streams >= s.cfg.MaxQuoteStreams:
+		return trackNodeFull
+	case s.streamsPerIP[client] >= s.cfg.MaxQuoteStreamsPerIP:
+		return trackTooMany
+	}
+	s.streams++
+	s.streamsPerIP[client]++
+	return trackOK
+}
+
+func (s *Server) closeStream(client string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.streams--
+	if s.streamsPerIP[client]--; s.streamsPerIP[client] <= 0 {
+		delete(s.streamsPerIP, client)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -22,7 +23,7 @@ import (
 
 // startQuoteNode runs an ingest node with a quote poller on a simulated
 // source with the given interval; it returns the node's base URL.
-func startQuoteNode(t testing.TB, interval time.Duration) string {
+func startQuoteNode(t testing.TB, interval time.Duration, edits ...func(*Config)) string {
 	t.Helper()
 	ns := natstest.Run(t)
 	kv, err := ns.JS.KeyValue(context.Background(), natsutil.BucketQuotes)
@@ -39,7 +40,11 @@ func startQuoteNode(t testing.TB, interval time.Duration) string {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = p.Run(ctx) }()
-	s, err := New(Config{Publisher: ns.JS, Sites: staticSites{"demo": {Key: "demo"}}, Quotes: p, Logger: slog.New(slog.DiscardHandler)})
+	cfg := Config{Publisher: ns.JS, Sites: staticSites{"demo": {Key: "demo"}}, Quotes: p, Logger: slog.New(slog.DiscardHandler)}
+	for _, edit := range edits {
+		edit(&cfg)
+	}
+	s, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +177,7 @@ func TestQuoteStream(t *testing.T) {
 	if id <= lastID {
 		t.Errorf("resumed stream repeated %s (last id %s)", id, lastID)
 	}
-	for _, bad := range []string{"symbols=IBM,%3Cx%3E", "symbols=NOPE", "symbols=" + strings.Repeat("IBM,", 21) + "IBM"} {
+	for _, bad := range []string{"symbols=IBM,%3Cx%3E", "symbols=NOPE", "symbols=" + distinctSymbols(maxStreamSymbols+1)} {
 		resp, err := http.Get(base + "/v1/quotes/stream?" + bad)
 		if err != nil {
 			t.Fatal(err)
@@ -181,6 +186,84 @@ func TestQuoteStream(t *testing.T) {
 		if resp.StatusCode < 400 || resp.StatusCode >= 500 {
 			t.Errorf("%s: %s", bad, resp.Status)
 		}
+	}
+}
+
+// goroutinesIn counts the goroutines with fn in their stacks.
+func goroutinesIn(fn string) int {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	n := 0
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, fn) {
+			n++
+		}
+	}
+	return n
+}
+
+func distinctSymbols(n int) string {
+	var syms []string
+	for i := range n {
+		syms = append(syms, fmt.Sprint("S", i))
+	}
+	return strings.Join(syms, ",")
+}
+
+// TestQuoteStreamBounds: a stream's symbols are deduplicated, a stream is
+// one goroutine however many symbols it has, and streams are bounded per
+// client address and per node.
+func TestQuoteStreamBounds(t *testing.T) {
+	base := startQuoteNode(t, 200*time.Millisecond, func(c *Config) { c.MaxQuoteStreamsPerIP = 3 })
+	open := func(base, query string) *http.Response {
+		t.Helper()
+		resp, err := http.Get(base + "/v1/quotes/stream?" + query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { resp.Body.Close() })
+		return resp
+	}
+	open(base, "symbols=MSFT")
+	resp := open(base, "symbols="+strings.Repeat("IBM,ibm,", 30)+"IBM,AAPL,MSFT")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("repeated symbols: %s", resp.Status)
+	}
+	// One goroutine per stream, not one per symbol.
+	if n := goroutinesIn("serveQuoteStream"); n != 2 {
+		t.Errorf("two streams, one of three symbols named 63 times, run in %d goroutines", n)
+	}
+	r := bufio.NewReader(resp.Body)
+	seen := map[string]int{}
+	for len(seen) < 3 || seen["IBM"] < 3 {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		if data, ok := strings.CutPrefix(line, "data: "); ok {
+			var q quotes.Quote
+			if err := json.Unmarshal([]byte(data), &q); err != nil {
+				t.Fatalf("quote %q: %v", data, err)
+			}
+			seen[q.Symbol]++
+		}
+	}
+	if len(seen) != 3 {
+		t.Errorf("quotes of %v, want IBM, AAPL and MSFT", seen)
+	}
+	open(base, "symbols=AAPL")
+	if got := open(base, "symbols=IBM").StatusCode; got != http.StatusTooManyRequests {
+		t.Errorf("a fourth stream from one address: %d, want 429", got)
+	}
+	resp.Body.Close()
+	waitFor(t, 5*time.Second, "the closed stream counted out", func() bool { return open(base, "symbols=IBM").StatusCode == http.StatusOK })
+
+	// The node's own bound, whatever the addresses.
+	small := startQuoteNode(t, 200*time.Millisecond, func(c *Config) { c.MaxQuoteStreams = 2 })
+	open(small, "symbols=IBM")
+	open(small, "symbols=IBM")
+	if got := open(small, "symbols=IBM").StatusCode; got != http.StatusServiceUnavailable {
+		t.Errorf("a stream over the node's bound: %d, want 503", got)
 	}
 }
 

@@ -126,6 +126,11 @@ type Config struct {
 	// MaxConnsPerIP bounds connections from one client address (an IPv6
 	// client's /64). Default 1,000.
 	MaxConnsPerIP int
+	// MaxQuoteStreams bounds the quote streams (/v1/quotes/stream) the
+	// node serves at once, and MaxQuoteStreamsPerIP those of one client
+	// address. Defaults 10,000 and 20: a page needs one.
+	MaxQuoteStreams      int
+	MaxQuoteStreamsPerIP int
 	// ClientAddrs finds a request's client address, for the limits kept
 	// per address; behind a proxy, one that trusts its X-Forwarded-For.
 	// Default: the connection's peer.
@@ -198,6 +203,12 @@ func (c *Config) setDefaults() {
 	if c.MaxConnsPerIP == 0 {
 		c.MaxConnsPerIP = 1000
 	}
+	if c.MaxQuoteStreams == 0 {
+		c.MaxQuoteStreams = 10_000
+	}
+	if c.MaxQuoteStreamsPerIP == 0 {
+		c.MaxQuoteStreamsPerIP = 20
+	}
 	if c.ClientAddrs == nil {
 		c.ClientAddrs = &clientaddr.Resolver{}
 	}
@@ -239,12 +250,15 @@ type Server struct {
 	// grown anew for every frame.
 	batchFrames sync.Pool
 
-	mu       sync.Mutex
-	conns    map[*conn]struct{}
-	perIP    map[string]int
-	closing  bool
-	handlers sync.WaitGroup
-	shutdown atomic.Bool
+	mu    sync.Mutex
+	conns map[*conn]struct{}
+	perIP map[string]int
+	// streams counts open quote streams, streamsPerIP by client.
+	streams      int
+	streamsPerIP map[string]int
+	closing      bool
+	handlers     sync.WaitGroup
+	shutdown     atomic.Bool
 	// publishing is the lifetime of presence publishes and their
 	// retries; Shutdown ends it when it gives up waiting for them.
 	publishing     context.Context
@@ -265,14 +279,15 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		cfg:       cfg,
-		log:       cfg.Logger.With("component", "ingest", "node", cfg.NodeID),
-		metrics:   m,
-		conns:     make(map[*conn]struct{}),
-		perIP:     make(map[string]int),
-		stopLoad:  make(chan struct{}),
-		loadDone:  make(chan struct{}),
-		sweepDone: make(chan struct{}),
+		cfg:          cfg,
+		log:          cfg.Logger.With("component", "ingest", "node", cfg.NodeID),
+		metrics:      m,
+		conns:        make(map[*conn]struct{}),
+		perIP:        make(map[string]int),
+		streamsPerIP: make(map[string]int),
+		stopLoad:     make(chan struct{}),
+		loadDone:     make(chan struct{}),
+		sweepDone:    make(chan struct{}),
 	}
 	s.publishing, s.stopPublishing = context.WithCancel(context.Background())
 	s.batchFrames.New = func() any { return new(batchFrame) }
@@ -441,6 +456,7 @@ const (
 	trackOK trackResult = iota
 	trackShuttingDown
 	trackTooMany
+	trackNodeFull
 )
 
 // track counts a handler in, unless the server is shutting down or ip has
