@@ -6,6 +6,8 @@ package natsutil
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -69,10 +71,24 @@ type EmbeddedOptions struct {
 	// StoreDir is where JetStream keeps its files. Required.
 	StoreDir string
 	// Listen is a host:port to accept NATS clients on; empty means
-	// in-process connections only.
+	// in-process connections only. Beyond loopback it needs a Token.
 	Listen string
+	// Token, if set, is the token every client must give, in-process
+	// ones too (nats://TOKEN@host:port).
+	Token string
 	// Logger receives the server's notices and errors. Default: discard.
 	Logger *slog.Logger
+}
+
+// IsLoopback reports whether host (of a listen address) is reachable from
+// this machine only: a loopback address or "localhost". An empty host
+// listens on every interface.
+func IsLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // RunEmbedded starts a NATS server with JetStream in this process and waits
@@ -91,6 +107,7 @@ func RunEmbedded(o EmbeddedOptions) (*server.Server, error) {
 		// right here: the embedded server is a single node.
 		DontListen: o.Listen == "",
 	}
+	opts.Authorization = o.Token
 	if o.Listen != "" {
 		host, port, err := net.SplitHostPort(o.Listen)
 		if err != nil {
@@ -102,6 +119,9 @@ func RunEmbedded(o EmbeddedOptions) (*server.Server, error) {
 		}
 		if p == 0 {
 			p = server.RANDOM_PORT
+		}
+		if o.Token == "" && !IsLoopback(host) {
+			return nil, fmt.Errorf("embedded nats: clients on %s (beyond loopback) need a token", o.Listen)
 		}
 		opts.Host, opts.Port = host, p
 	}
@@ -122,9 +142,10 @@ func RunEmbedded(o EmbeddedOptions) (*server.Server, error) {
 	return ns, nil
 }
 
-// Connect connects to url, or in-process to ns when ns is not nil. It
+// Connect connects to url, or in-process to ns when ns is not nil, with
+// token if it is set (a URL may carry credentials of its own). It
 // reconnects forever: a part outlives a NATS restart.
-func Connect(url string, ns *server.Server, name string, logger *slog.Logger) (*nats.Conn, error) {
+func Connect(url string, ns *server.Server, name, token string, logger *slog.Logger) (*nats.Conn, error) {
 	opts := []nats.Option{
 		nats.Name(name),
 		nats.MaxReconnects(-1),
@@ -149,6 +170,9 @@ func Connect(url string, ns *server.Server, name string, logger *slog.Logger) (*
 		opts = append(opts, nats.InProcessServer(ns))
 		url = ""
 	}
+	if token != "" {
+		opts = append(opts, nats.Token(token))
+	}
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to nats %q: %w", url, err)
@@ -158,10 +182,20 @@ func Connect(url string, ns *server.Server, name string, logger *slog.Logger) (*
 
 // Ensure creates the streams and buckets that are missing. It changes
 // none that exist: a change of limits is an operator's decision.
-// replicas is the replication factor (1 for a single server, 3 on a cluster).
-func Ensure(ctx context.Context, js jetstream.JetStream, replicas int, logger *slog.Logger) error {
-	if replicas < 1 {
-		replicas = 1
+// replicas gives the replication factor of what is created; it is asked
+// only if something is missing (see Fixed and AutoReplicas).
+func Ensure(ctx context.Context, js jetstream.JetStream, replicas Replicas, logger *slog.Logger) error {
+	chosen := 0
+	replicasOf := func(ctx context.Context) (int, error) {
+		if chosen == 0 {
+			n, err := replicas(ctx)
+			if err != nil {
+				return 0, err
+			}
+			chosen = max(n, 1)
+			logger.Info("replicas of new streams and buckets", "replicas", chosen)
+		}
+		return chosen, nil
 	}
 	// Both streams replay into the aggregator's snapshots, so they share
 	// the limits above.
@@ -176,7 +210,6 @@ func Ensure(ctx context.Context, js jetstream.JetStream, replicas int, logger *s
 			MaxBytes:   activityMaxBytes,
 			Discard:    jetstream.DiscardOld,
 			Duplicates: activityDuplicates,
-			Replicas:   replicas,
 		}
 		err := retry(ctx, logger, "stream "+name, func(ctx context.Context) error {
 			// Declare only what is missing: every part calls Ensure at
@@ -184,7 +217,12 @@ func Ensure(ctx context.Context, js jetstream.JetStream, replicas int, logger *s
 			if _, err := js.Stream(ctx, name); !errors.Is(err, jetstream.ErrStreamNotFound) {
 				return err
 			}
-			_, err := js.CreateStream(ctx, cfg)
+			n, err := replicasOf(ctx)
+			if err != nil {
+				return err
+			}
+			cfg.Replicas = n
+			_, err = js.CreateStream(ctx, cfg)
 			if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 				return nil
 			}
@@ -205,12 +243,16 @@ func Ensure(ctx context.Context, js jetstream.JetStream, replicas int, logger *s
 	}
 	for _, b := range buckets {
 		b.Storage = jetstream.FileStorage
-		b.Replicas = replicas
 		err := retry(ctx, logger, "bucket "+b.Bucket, func(ctx context.Context) error {
 			if _, err := js.KeyValue(ctx, b.Bucket); !errors.Is(err, jetstream.ErrBucketNotFound) {
 				return err
 			}
-			_, err := js.CreateKeyValue(ctx, b)
+			n, err := replicasOf(ctx)
+			if err != nil {
+				return err
+			}
+			b.Replicas = n
+			_, err = js.CreateKeyValue(ctx, b)
 			if errors.Is(err, jetstream.ErrBucketExists) || errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 				return nil
 			}
@@ -247,11 +289,15 @@ func Ensure(ctx context.Context, js jetstream.JetStream, replicas int, logger *s
 		if _, err := js.ObjectStore(ctx, BucketSnapshots); !errors.Is(err, jetstream.ErrBucketNotFound) {
 			return err
 		}
-		_, err := js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{
+		n, err := replicasOf(ctx)
+		if err != nil {
+			return err
+		}
+		_, err = js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{
 			Bucket:      BucketSnapshots,
 			Description: "aggregator snapshots",
 			Storage:     jetstream.FileStorage,
-			Replicas:    replicas,
+			Replicas:    n,
 		})
 		if errors.Is(err, jetstream.ErrBucketExists) || errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 			return nil
@@ -334,6 +380,87 @@ func ReportStatus(ctx context.Context, js jetstream.JetStream, kind, id string, 
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+	}
+}
+
+// The JetStream API's error codes for a replication factor the servers
+// cannot give: more replicas than JetStream servers in the cluster, and
+// more than one on a server that is not in a cluster.
+const (
+	errCodeInsufficientResources = 10023
+	errCodeReplicasNotSupported  = 10074
+)
+
+// Replicas chooses the replication factor of new streams and buckets.
+type Replicas func(context.Context) (int, error)
+
+// Fixed is n replicas.
+func Fixed(n int) Replicas {
+	return func(context.Context) (int, error) { return n, nil }
+}
+
+// Auto is AutoReplicas for nc.
+func Auto(nc *nats.Conn, js jetstream.JetStream) Replicas {
+	return func(ctx context.Context) (int, error) { return AutoReplicas(ctx, nc, js) }
+}
+
+// MaxAutoReplicas is the most replicas AutoReplicas chooses: three copies
+// survive the loss of one server with a quorum left.
+const MaxAutoReplicas = 3
+
+// AutoReplicas finds how many replicas the JetStream servers behind js can
+// give a stream, up to MaxAutoReplicas: it creates a small probe stream
+// with 3, then 2, and deletes it. A server that is not in a cluster
+// gives 1. A cluster that is still forming may not know all its servers
+// yet, so each count is tried for probeWait before a smaller one.
+func AutoReplicas(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) (int, error) {
+	if nc.ConnectedClusterName() == "" {
+		return 1, nil
+	}
+	for n := MaxAutoReplicas; n > 1; n-- {
+		ok, err := probeReplicas(ctx, js, n)
+		if err != nil {
+			return 0, err
+		}
+		if ok {
+			return n, nil
+		}
+	}
+	return 1, nil
+}
+
+// probeWait is how long AutoReplicas tries a replica count.
+// It fits in one of Ensure's tries.
+const probeWait = 2 * time.Second
+
+// probeReplicas reports whether a stream with n replicas can be made.
+func probeReplicas(ctx context.Context, js jetstream.JetStream, n int) (bool, error) {
+	deadline := time.Now().Add(probeWait)
+	for {
+		var id [8]byte
+		_, _ = rand.Read(id[:])
+		name := "PULSE_REPLICAS_PROBE_" + hex.EncodeToString(id[:])
+		_, err := js.CreateStream(ctx, jetstream.StreamConfig{
+			Name: name, Subjects: []string{"_pulse.probe." + name}, Storage: jetstream.MemoryStorage, Replicas: n, MaxMsgs: 1,
+		})
+		if err == nil {
+			if err := js.DeleteStream(ctx, name); err != nil {
+				return false, fmt.Errorf("delete replica probe %s: %w", name, err)
+			}
+			return true, nil
+		}
+		var apiErr *jetstream.APIError
+		if !errors.As(err, &apiErr) || apiErr.ErrorCode != errCodeInsufficientResources && apiErr.ErrorCode != errCodeReplicasNotSupported {
+			return false, fmt.Errorf("replica probe with %d replicas: %w", n, err)
+		}
+		if apiErr.ErrorCode == errCodeReplicasNotSupported || time.Now().After(deadline) {
+			return false, nil
+		}
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-time.After(250 * time.Millisecond):
 		}
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pulse-analytics/pulse/event"
+	"github.com/pulse-analytics/pulse/natsutil"
 )
 
 // The cluster tests run the real topology on loopback: three nats-server
@@ -202,6 +203,17 @@ func startCluster(t *testing.T) *cluster {
 	for _, u := range append([]string{c.dashURL}, c.ingestURL...) {
 		waitReadyz(t, u, http.StatusOK)
 	}
+	// No -replicas was given: the parts chose 3, one per server, so that
+	// losing the server holding a stream loses nothing.
+	for _, name := range []string{event.StreamActivity, "KV_" + natsutil.BucketState} {
+		st, err := js.Stream(context.Background(), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info := st.CachedInfo(); info.Config.Replicas != 3 {
+			t.Fatalf("%s has %d replicas, want 3", name, info.Config.Replicas)
+		}
+	}
 	return c
 }
 
@@ -253,7 +265,7 @@ func (c *cluster) diagnose(t *testing.T) {
 func (c *cluster) pulse(name, mode string, args ...string) *proc {
 	return &proc{
 		name: name, bin: c.pulseBin, log: filepath.Join(c.dir, name+".log"),
-		args: append([]string{mode, "-nats", strings.Join(c.natsURLs, ","), "-replicas", "3", "-data-dir", filepath.Join(c.dir, name)}, args...),
+		args: append([]string{mode, "-nats", strings.Join(c.natsURLs, ","), "-data-dir", filepath.Join(c.dir, name)}, args...),
 		env:  []string{"PULSE_ADMIN_PASSWORD=" + testPassword, "PULSE_API_TOKEN=" + testToken},
 	}
 }

@@ -93,6 +93,10 @@ type Config struct {
 	DataDir       string
 	NATSURL       string
 	NATSListen    string
+	// NATSToken is the token of NATS clients: the embedded server's
+	// (required beyond loopback; generated if not given), or the one a
+	// part gives the -nats servers.
+	NATSToken string
 	Replicas      int
 	AdminPassword string
 	// TrustedProxies are the proxies (addresses and prefixes,
@@ -176,7 +180,6 @@ func NewMain() *Main {
 		DashboardAddr:   ":2112",
 		MetricsAddr:     "127.0.0.1:2113",
 		DataDir:         "./pulse-data",
-		Replicas:        1,
 		QuoteSource:     "simulated",
 		QuoteSeed:       1,
 		AggregatorSlice: "0/1",
@@ -227,6 +230,7 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 	str(&c.DataDir, "data-dir", "PULSE_DATA_DIR", "data directory; the embedded NATS server stores JetStream under it")
 	str(&c.NATSURL, "nats", "PULSE_NATS_URL", "NATS URL(s), comma-separated; empty embeds a NATS server (all-in-one only)")
 	str(&c.NATSListen, "nats-listen", "PULSE_NATS_LISTEN", "address the embedded NATS server accepts clients on; empty for in-process only")
+	str(&c.NATSToken, "nats-token", "PULSE_NATS_TOKEN", "token NATS clients give: the embedded server requires it when -nats-listen is beyond loopback (empty: generated and logged), parts give it to -nats")
 	str(&c.AdminPassword, "admin-password", "PULSE_ADMIN_PASSWORD", "dashboard admin password at the first start (later starts keep the account's own); empty generates one and prints it once")
 	c.ResetAdminPassword = getenv("PULSE_RESET_ADMIN_PASSWORD") == "1"
 	fs.BoolVar(&c.ResetAdminPassword, "reset-admin-password", c.ResetAdminPassword, "give the admin the -admin-password at this start, even if the account exists ($PULSE_RESET_ADMIN_PASSWORD=1)")
@@ -265,7 +269,7 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 	str(&c.AggregatorSlice, "aggregator-slice", "PULSE_AGGREGATOR_SLICE", `which partitions of the activity this aggregator owns, "i/n" (n aggregators share them; a second one with the same i stands by)`)
 	str(&c.AlphaVantageURL, "alphavantage-url", "PULSE_ALPHAVANTAGE_URL", "Alpha Vantage base URL (default https://www.alphavantage.co)")
 	if err := errors.Join(
-		num(&c.Replicas, "replicas", "PULSE_REPLICAS", "replicas of streams and buckets (3 on a NATS cluster)"),
+		num(&c.Replicas, "replicas", "PULSE_REPLICAS", "replicas of new streams and buckets (0: as many JetStream servers as the cluster has, at most 3)"),
 		num(&c.IngestCapacity, "ingest-capacity", "PULSE_INGEST_CAPACITY", "events per second an ingest node takes before telling trackers to slow down (0: 50000)"),
 		num(&c.IngestConnRate, "ingest-conn-rate", "PULSE_INGEST_CONN_RATE", "events per second one tracker connection may send, with bursts of 10 s (0: 200)"),
 		dur(&c.IngestAckInterval, "ingest-ack-interval", "PULSE_INGEST_ACK_INTERVAL", "least time between two acks to a tracker; acks are cumulative (0: 10s)"),
@@ -307,14 +311,19 @@ func (m *Main) Run(ctx context.Context) error {
 
 	if c.NATSURL == "" {
 		storeDir := filepath.Join(c.DataDir, "nats")
-		ns, err := natsutil.RunEmbedded(natsutil.EmbeddedOptions{StoreDir: storeDir, Listen: c.NATSListen, Logger: log})
+		if host, _, err := net.SplitHostPort(c.NATSListen); err == nil && c.NATSToken == "" && !natsutil.IsLoopback(host) {
+			c.NATSToken = randomToken()
+			log.Warn("the embedded NATS server takes clients beyond loopback, so it needs a token; generated one for this run (set PULSE_NATS_TOKEN to keep one)",
+				"token", c.NATSToken, "url", "nats://TOKEN@"+c.NATSListen)
+		}
+		ns, err := natsutil.RunEmbedded(natsutil.EmbeddedOptions{StoreDir: storeDir, Listen: c.NATSListen, Token: c.NATSToken, Logger: log})
 		if err != nil {
 			return err
 		}
 		m.ns = ns
 		log.Info("embedded NATS with JetStream started", "store", storeDir, "clients", listenNote(c.NATSListen, ns))
 	}
-	nc, err := natsutil.Connect(c.NATSURL, m.ns, "pulse-"+c.Mode, log)
+	nc, err := natsutil.Connect(c.NATSURL, m.ns, "pulse-"+c.Mode, c.NATSToken, log)
 	if err != nil {
 		return err
 	}
@@ -323,7 +332,13 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
-	if err := natsutil.Ensure(ctx, js, c.Replicas, log); err != nil {
+	// Without -replicas, as many as the cluster has servers (at most 3),
+	// found only if a stream or bucket is to be made.
+	replicas := natsutil.Fixed(c.Replicas)
+	if c.Replicas <= 0 {
+		replicas = natsutil.Auto(nc, js)
+	}
+	if err := natsutil.Ensure(ctx, js, replicas, log); err != nil {
 		return err
 	}
 	if err := m.seedSites(ctx, js); err != nil {
@@ -533,6 +548,13 @@ func (m *Main) startQuotes(ctx context.Context, js jetstream.JetStream, nodeID s
 	}()
 	m.Logger.Info("quote poller running", "source", src.Name(), "interval", src.Interval())
 	return p, nil
+}
+
+// randomToken returns 32 hex digits from 128 random bits.
+func randomToken() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 func randomNodeID() string {

@@ -38,7 +38,7 @@ func Run(t testing.TB) *Server {
 		ns.Shutdown()
 		ns.WaitForShutdown()
 	})
-	nc, err := natsutil.Connect(ns.ClientURL(), nil, "test", slog.New(slog.DiscardHandler))
+	nc, err := natsutil.Connect(ns.ClientURL(), nil, "test", "", slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatalf("connect: %v", err)
 	}
@@ -47,7 +47,7 @@ func Run(t testing.TB) *Server {
 	if err != nil {
 		t.Fatalf("jetstream: %v", err)
 	}
-	if err := natsutil.Ensure(context.Background(), js, 1, slog.New(slog.DiscardHandler)); err != nil {
+	if err := natsutil.Ensure(context.Background(), js, natsutil.Fixed(1), slog.New(slog.DiscardHandler)); err != nil {
 		t.Fatalf("ensure: %v", err)
 	}
 	return &Server{NS: ns, NC: nc, JS: js}
