@@ -96,7 +96,7 @@ type Config struct {
 	// NATSToken is the token of NATS clients: the embedded server's
 	// (required beyond loopback; generated if not given), or the one a
 	// part gives the -nats servers.
-	NATSToken string
+	NATSToken     string
 	Replicas      int
 	AdminPassword string
 	// TrustedProxies are the proxies (addresses and prefixes,
