@@ -383,7 +383,7 @@ func (a *Aggregator) tick(ctx context.Context, now time.Time, final bool) {
 			continue
 		}
 		s.prune(now, a.cfg.MaxVisitors)
-		s.Version++
+		s.Version = nextVersion(s.Version, now)
 		o := out{site: name}
 		if changed && snapshot {
 			s.dirty = false
@@ -623,4 +623,16 @@ func (a *Aggregator) load(ctx context.Context) error {
 	seq := idx.Seq
 	a.seq, a.savedSeq = seq, seq
 	return nil
+}
+
+// nextVersion is the version of a panel published at now after version
+// prev: the Unix millisecond, or prev+1 if that is not above prev.
+// Dashboards drop an update whose version is not above the last they
+// sent, and the version an aggregator loads from its snapshot can be
+// below what it published after that snapshot (a crash, a takeover by
+// another): counted from the clock, the versions of the next aggregator
+// are above them anyway, unless its clock is behind by more than the
+// time the takeover took.
+func nextVersion(prev uint64, now time.Time) uint64 {
+	return max(prev+1, uint64(max(now.UnixMilli(), 0)))
 }

@@ -319,3 +319,28 @@ func TestRunKeepsItsGoroutines(t *testing.T) {
 		t.Errorf("goroutines went from %d to %d over 1.5 s of ticks", before, after)
 	}
 }
+
+// TestVersionsClimbPastAnOldSnapshot: an aggregator that takes over from
+// a snapshot older than the last panel its predecessor published still
+// publishes versions above that panel's, so a dashboard that stayed
+// connected takes them (it drops versions not above the last it sent).
+func TestVersionsClimbPastAnOldSnapshot(t *testing.T) {
+	t0 := time.Unix(1_800_000_000, 0)
+	var published uint64
+	snapshot := uint64(0)
+	for i := range 20 { // the first aggregator: a tick a second, a snapshot at the 5th
+		published = nextVersion(published, t0.Add(time.Duration(i)*time.Second))
+		if i == 4 {
+			snapshot = published
+		}
+	}
+	// Killed; the next starts from the snapshot 10 s later.
+	next := nextVersion(snapshot, t0.Add(30*time.Second))
+	if next <= published {
+		t.Fatalf("after the takeover version %d, not above the last published %d", next, published)
+	}
+	// Within one millisecond versions still grow.
+	if v := nextVersion(next, t0); v != next+1 {
+		t.Errorf("next after %d at an earlier clock: %d, want %d", next, v, next+1)
+	}
+}

@@ -249,7 +249,7 @@ func (a *Aggregator) tickQuotes(ctx context.Context, now time.Time) {
 		return
 	}
 	q.prune(now)
-	q.Version++
+	q.Version = nextVersion(q.Version, now)
 	q.dirty = false
 	snapshot, _ := json.Marshal(q)
 	panel, _ := json.Marshal(q.panel(now))
