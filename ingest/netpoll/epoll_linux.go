@@ -206,3 +206,8 @@ func (l *epollLoop) close() {
 	<-l.done
 	l.closeFDs()
 }
+
+// failed is nil: an epoll loop does not stop by itself.
+func (l *epollLoop) failed() error { return nil }
+
+func (l *epollLoop) mode() Mode { return Epoll }

@@ -20,6 +20,7 @@ import (
 	"io"
 	"net"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -78,6 +79,9 @@ type Poller struct {
 	mode  Mode
 	loops []loop // empty in goroutine mode
 	next  int
+	round time.Duration // the loops'
+	// failures counts loops that stopped by themselves.
+	failures int
 	mu    sync.Mutex
 	regs  map[*Registration]struct{}
 	done  bool
@@ -86,10 +90,18 @@ type Poller struct {
 // loop is one io_uring or epoll loop.
 type loop interface {
 	// add starts reading c for r; ok is false if c is not a socket the
-	// loop can wait on.
+	// loop can wait on. After the loop failed it returns errLoopFailed,
+	// and leaves c as it was.
 	add(c net.Conn, r *Registration) (ok bool, err error)
+	// failed reports why the loop stopped by itself (its ring failed),
+	// nil while it runs.
+	failed() error
+	mode() Mode
 	close()
 }
+
+// errLoopFailed is returned by a loop's add after it stopped by itself.
+var errLoopFailed = errors.New("netpoll: the loop has failed")
 
 // New starts a poller.
 func New(opts Options) (*Poller, error) {
@@ -107,6 +119,7 @@ func New(opts Options) (*Poller, error) {
 		opts.Round = 10 * time.Millisecond
 	}
 	opts.Round = min(opts.Round, MaxRound)
+	p.round = opts.Round
 	for _, mode := range []Mode{IOURing, Epoll} {
 		if opts.Mode == Goroutines || (opts.Mode == Epoll && mode == IOURing) {
 			continue
@@ -172,8 +185,13 @@ func UntilRound(now time.Time, round, offset time.Duration) time.Duration {
 	return time.Duration(d)
 }
 
-// Mode is the mode the poller uses.
-func (p *Poller) Mode() Mode { return p.mode }
+// Mode is the mode the poller uses for new connections (Epoll once every
+// io_uring loop has failed and been replaced).
+func (p *Poller) Mode() Mode {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.mode
+}
 
 // Registration is one connection in a poller.
 type Registration struct {
@@ -204,7 +222,9 @@ type conn interface {
 }
 
 // Add starts reading c and calling h with what it reads. The poller owns
-// c from then on: use the Registration to write and to close.
+// c from then on: use the Registration to write and to close. A loop that
+// failed (its connections ended with the error) takes no more: its place
+// goes to an epoll loop.
 func (p *Poller) Add(c net.Conn, h Handler) (*Registration, error) {
 	r := &Registration{p: p, h: h}
 	p.mu.Lock()
@@ -213,14 +233,26 @@ func (p *Poller) Add(c net.Conn, h Handler) (*Registration, error) {
 		return nil, ErrClosed
 	}
 	p.regs[r] = struct{}{}
-	var l loop
-	if len(p.loops) > 0 {
-		l = p.loops[p.next%len(p.loops)]
-		p.next++
-	}
 	p.mu.Unlock()
-	if l != nil {
+	for {
+		p.mu.Lock()
+		var l loop
+		if len(p.loops) > 0 {
+			l = p.loops[p.next%len(p.loops)]
+			p.next++
+		}
+		p.mu.Unlock()
+		if l == nil {
+			break
+		}
 		ok, err := l.add(c, r)
+		if errors.Is(err, errLoopFailed) {
+			if err := p.replace(l); err != nil {
+				p.forget(r)
+				return nil, err
+			}
+			continue
+		}
 		if err != nil {
 			p.forget(r)
 			return nil, err
@@ -228,9 +260,43 @@ func (p *Poller) Add(c net.Conn, h Handler) (*Registration, error) {
 		if ok {
 			return r, nil
 		}
+		break
 	}
 	startReader(c, r)
 	return r, nil
+}
+
+// replace puts an epoll loop where the failed loop l was.
+func (p *Poller) replace(l loop) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	i := slices.Index(p.loops, l)
+	if i < 0 {
+		return nil // replaced already
+	}
+	loops, err := startLoops(Epoll, 1, p.round)
+	if err != nil {
+		// No epoll either: the rest read with goroutines.
+		p.loops = slices.Delete(p.loops, i, i+1)
+	} else {
+		p.loops[i] = loops[0]
+	}
+	p.failures++
+	p.mode = Goroutines
+	for _, other := range p.loops {
+		if m := other.mode(); p.mode != IOURing {
+			p.mode = m // io_uring while any io_uring loop runs
+		}
+	}
+	go l.close()
+	return nil
+}
+
+// Failures is how many loops stopped by themselves and were replaced.
+func (p *Poller) Failures() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.failures
 }
 
 func (p *Poller) forget(r *Registration) {

@@ -80,6 +80,11 @@ type uringLoop struct {
 	// outOfBuffers counts the receives that ended because every buffer
 	// was in use (ENOBUFS), to be read again next round.
 	outOfBuffers atomic.Int64
+	// err is why the loop stopped by itself (set under mu with closing);
+	// injected, if set, is taken as the next io_uring_enter's result, for
+	// tests of that.
+	err      error
+	injected atomic.Pointer[error]
 
 	// The loop goroutine's own.
 	conns   map[uint64]*uringConn
@@ -256,6 +261,9 @@ func (l *uringLoop) teardown() {
 }
 
 func (l *uringLoop) add(c net.Conn, r *Registration) (bool, error) {
+	if err := l.failed(); err != nil {
+		return false, fmt.Errorf("%w: %w", errLoopFailed, err)
+	}
 	raw, ok := rawConn(c)
 	if !ok {
 		return false, nil
@@ -408,10 +416,15 @@ func (l *uringLoop) run(started chan<- error) {
 			// The eventfd is signalled only while the loop is idle.
 			// What came in while it was not is done first.
 			l.ring.signalEventfd(true)
-			if l.caughtUp() {
-				if _, err := l.efd.Read(signal[:]); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
-					panic(fmt.Sprintf("netpoll: eventfd: %v", err))
+			caughtUp, err := l.caughtUp()
+			if err == nil && caughtUp {
+				if _, rerr := l.efd.Read(signal[:]); rerr != nil && !errors.Is(rerr, os.ErrDeadlineExceeded) {
+					err = fmt.Errorf("netpoll: eventfd: %w", rerr)
 				}
+			}
+			if err != nil {
+				l.fail(err)
+				return
 			}
 			l.ring.signalEventfd(false)
 			l.idle.Store(false)
@@ -425,7 +438,10 @@ func (l *uringLoop) run(started chan<- error) {
 			return
 		}
 		l.bufs.publish()
-		l.enter()
+		if err := l.enter(); err != nil {
+			l.fail(err)
+			return
+		}
 		if !l.ring.pending() {
 			// Nothing submitted refers to these descriptors any more.
 			for _, fd := range l.toClose {
@@ -460,20 +476,68 @@ const minRoundWait = 500 * time.Microsecond
 // asked for no completions, the kernel would do only 20 items of it per
 // call, and frames would queue up behind; asked for as many as the ring
 // holds with a timeout of zero, it does all it has and returns.
-func (l *uringLoop) enter() {
-	switch err := l.ring.enter(uint32(len(l.ring.cqes)), 0, &l.noWait, false); err {
+func (l *uringLoop) enter() error {
+	err := l.ring.enter(uint32(len(l.ring.cqes)), 0, &l.noWait, false)
+	if e := l.injected.Load(); e != nil {
+		err = *e
+	}
+	switch err {
 	case nil, unix.ETIME, unix.EINTR, unix.EBUSY:
+		return nil
 	default:
-		panic(fmt.Sprintf("netpoll: io_uring_enter: %v", err))
+		return fmt.Errorf("netpoll: io_uring_enter: %w", err)
 	}
 }
 
 // caughtUp reports whether an idle loop may wait for its eventfd: it
 // does the work that came in while the eventfd was not signalled, and
 // reports false if that completed something.
-func (l *uringLoop) caughtUp() bool {
-	l.enter()
-	return !l.ring.completed()
+func (l *uringLoop) caughtUp() (bool, error) {
+	if err := l.enter(); err != nil {
+		return false, err
+	}
+	return !l.ring.completed(), nil
+}
+
+// fail stops a loop that cannot go on (its ring or eventfd failed): it
+// takes no more commands, so the poller adds new connections elsewhere
+// (see Poller.Add); the writes waiting get err; and every connection it
+// held ends, its handler told with err. The loop's goroutine returns
+// after, and teardown closes the sockets and the ring.
+func (l *uringLoop) fail(err error) {
+	l.mu.Lock()
+	l.closing, l.err = true, err
+	cmds := l.cmds
+	l.cmds = nil
+	l.mu.Unlock()
+	for _, cmd := range cmds {
+		switch {
+		case cmd.kind == cmdAdd:
+			l.conns[cmd.c.id] = cmd.c
+		case cmd.send != nil:
+			l.finish(cmd.c, cmd.send, err)
+		}
+	}
+	for _, c := range l.conns {
+		l.failSends(c, err)
+		if c.out != nil { // a send under way: its waiter too
+			for _, req := range c.out.inflight {
+				l.finish(c, req, err)
+			}
+			c.out = nil
+		}
+		if !c.gone && !c.ended {
+			c.ended = true
+			c.r.ended(err)
+		}
+	}
+}
+
+// failed reports why the loop stopped by itself, nil if it did not.
+func (l *uringLoop) failed() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.err
 }
 
 // hasCommands reports whether commands wait; if none do, the loop is idle
@@ -712,3 +776,5 @@ func (l *uringLoop) complete(e cqe) {
 		c.r.ended(fmt.Errorf("netpoll: receive: %w", err))
 	}
 }
+
+func (l *uringLoop) mode() Mode { return IOURing }

@@ -4,9 +4,12 @@ package netpoll
 
 import (
 	"bytes"
+	"errors"
 	"net"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestRoundWait(t *testing.T) {
@@ -92,4 +95,45 @@ func TestReadsPastItsBuffers(t *testing.T) {
 			t.Logf("receives out of buffers: %d", out)
 		}
 	})
+}
+
+// TestFailedLoopEndsItsConnectionsAndEpollTakesOver: when io_uring_enter
+// fails, the loop does not panic (which took every connection of the
+// process with it): its connections end with the error, and new ones are
+// read by an epoll loop in its place.
+func TestFailedLoopEndsItsConnectionsAndEpollTakesOver(t *testing.T) {
+	p, err := New(Options{Mode: IOURing, Loops: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	if p.Mode() != IOURing {
+		t.Skip("io_uring not available here")
+	}
+	client, rec, _ := added(t, p)
+	if _, err := client.Write([]byte("before")); err != nil {
+		t.Fatal(err)
+	}
+	rec.waitLen(t, len("before"))
+	l := p.loops[0].(*uringLoop)
+	broken := error(unix.EBADF)
+	l.injected.Store(&broken)
+	l.wake()
+	select {
+	case err := <-rec.closed:
+		if !errors.Is(err, unix.EBADF) {
+			t.Fatalf("closed with %v, want the loop's error", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the failed loop's connection was not ended")
+	}
+	// The next connection goes to an epoll loop, and is read.
+	client2, rec2, _ := added(t, p)
+	if p.Mode() != Epoll || p.Failures() != 1 {
+		t.Fatalf("after the failure: mode %s, %d failures; want epoll, 1", p.Mode(), p.Failures())
+	}
+	if _, err := client2.Write([]byte("after")); err != nil {
+		t.Fatal(err)
+	}
+	rec2.waitLen(t, len("after"))
 }
