@@ -82,9 +82,9 @@ type Poller struct {
 	round time.Duration // the loops'
 	// failures counts loops that stopped by themselves.
 	failures int
-	mu    sync.Mutex
-	regs  map[*Registration]struct{}
-	done  bool
+	mu       sync.Mutex
+	regs     map[*Registration]struct{}
+	done     bool
 }
 
 // loop is one io_uring or epoll loop.
