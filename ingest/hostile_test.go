@@ -76,6 +76,9 @@ func TestPingFloodLeavesOthersServed(t *testing.T) {
 	for i := range attackers {
 		wg.Go(func() {
 			c, err := tryDialRaw(n.url, "/v1/track?v=1", rawOptions{from: "127.0.0.2", readBuffer: 2048})
+			if err != nil && strings.Contains(err.Error(), "429") {
+				return // beyond the address's burst of new connections
+			}
 			if err != nil {
 				mu.Lock()
 				dialErrs = append(dialErrs, fmt.Errorf("attacker %d: %w", i, err))
@@ -393,4 +396,36 @@ func TestConnectionsPerClientBehindAProxy(t *testing.T) {
 			t.Errorf("direct connection %d with its own X-Forwarded-For: %d, want %d", i, got, want)
 		}
 	}
+}
+
+// TestConnectRatePerAddress: one address may open connections at
+// MaxConnectsPerIPPerSecond, with a burst of ten times that; beyond, the
+// upgrade is refused with 429 and Retry-After, before any handshake work,
+// and other addresses are not affected.
+func TestConnectRatePerAddress(t *testing.T) {
+	n := startNode(t, func(c *Config) { c.MaxConnectsPerIPPerSecond = 2 })
+	for i := range 20 {
+		c, err := tryDialRaw(n.url, "/v1/track", rawOptions{from: "127.0.0.5"})
+		if err != nil {
+			t.Fatalf("connection %d of the burst: %v", i, err)
+		}
+		c.Close()
+	}
+	other, resp, err := websocket.DefaultDialer.Dial(n.url+"/v1/track", nil)
+	if err != nil {
+		t.Fatalf("another address: %v %v", resp, err)
+	}
+	other.Close()
+	if _, err := tryDialRaw(n.url, "/v1/track", rawOptions{from: "127.0.0.5"}); err == nil || !strings.Contains(err.Error(), "429") {
+		t.Fatalf("the 21st connection at once: %v, want 429", err)
+	}
+	if got := n.rejected(t, "connects_per_ip"); got != 1 {
+		t.Errorf("connects_per_ip counted %v, want 1", got)
+	}
+	time.Sleep(600 * time.Millisecond) // a token back
+	c, err := tryDialRaw(n.url, "/v1/track", rawOptions{from: "127.0.0.5"})
+	if err != nil {
+		t.Fatalf("after a pause: %v", err)
+	}
+	c.Close()
 }

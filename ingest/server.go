@@ -126,6 +126,11 @@ type Config struct {
 	// MaxConnsPerIP bounds connections from one client address (an IPv6
 	// client's /64). Default 1,000.
 	MaxConnsPerIP int
+	// MaxConnectsPerIPPerSecond bounds how fast one client address may
+	// open connections, with a burst of ten times that: every connection
+	// costs a handshake, and one address reconnecting in a loop would
+	// otherwise keep the node busy with them. Default 50.
+	MaxConnectsPerIPPerSecond int
 	// MaxQuoteStreams bounds the quote streams (/v1/quotes/stream) the
 	// node serves at once, and MaxQuoteStreamsPerIP those of one client
 	// address. Defaults 10,000 and 20: a page needs one.
@@ -203,6 +208,9 @@ func (c *Config) setDefaults() {
 	if c.MaxConnsPerIP == 0 {
 		c.MaxConnsPerIP = 1000
 	}
+	if c.MaxConnectsPerIPPerSecond == 0 {
+		c.MaxConnectsPerIPPerSecond = 50
+	}
 	if c.MaxQuoteStreams == 0 {
 		c.MaxQuoteStreams = 10_000
 	}
@@ -256,9 +264,11 @@ type Server struct {
 	// streams counts open quote streams, streamsPerIP by client.
 	streams      int
 	streamsPerIP map[string]int
-	closing      bool
-	handlers     sync.WaitGroup
-	shutdown     atomic.Bool
+	// connects holds the connect budget of each recent client address.
+	connects map[string]*budget
+	closing  bool
+	handlers sync.WaitGroup
+	shutdown atomic.Bool
 	// publishing is the lifetime of presence publishes and their
 	// retries; Shutdown ends it when it gives up waiting for them.
 	publishing     context.Context
@@ -285,6 +295,7 @@ func New(cfg Config) (*Server, error) {
 		conns:        make(map[*conn]struct{}),
 		perIP:        make(map[string]int),
 		streamsPerIP: make(map[string]int),
+		connects:     make(map[string]*budget),
 		stopLoad:     make(chan struct{}),
 		loadDone:     make(chan struct{}),
 		sweepDone:    make(chan struct{}),
@@ -412,6 +423,11 @@ func (s *Server) serveTrack(w http.ResponseWriter, r *http.Request) {
 		s.metrics.rejected.WithLabelValues("conns_per_ip").Inc()
 		http.Error(w, fmt.Sprintf("too many connections from %s (limit %d)", ip, s.cfg.MaxConnsPerIP), http.StatusTooManyRequests)
 		return
+	case trackTooFast:
+		s.metrics.rejected.WithLabelValues("connects_per_ip").Inc()
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, fmt.Sprintf("too many new connections from %s (limit %d a second)", ip, s.cfg.MaxConnectsPerIPPerSecond), http.StatusTooManyRequests)
+		return
 	}
 	up := s.upgrader
 	up.CheckOrigin = func(r *http.Request) bool { return s.originAllowed(r, &st) }
@@ -457,6 +473,7 @@ const (
 	trackShuttingDown
 	trackTooMany
 	trackNodeFull
+	trackTooFast
 )
 
 // track counts a handler in, unless the server is shutting down or ip has
@@ -470,9 +487,31 @@ func (s *Server) track(ip string) trackResult {
 	if s.perIP[ip] >= s.cfg.MaxConnsPerIP {
 		return trackTooMany
 	}
+	now := time.Now().UnixNano()
+	b := s.connects[ip]
+	if b == nil {
+		nb := newBudget(s.cfg.MaxConnectsPerIPPerSecond, 10*s.cfg.MaxConnectsPerIPPerSecond)
+		b = &nb
+		s.connects[ip] = b
+	}
+	if !b.allow(now, 1) {
+		return trackTooFast
+	}
 	s.perIP[ip]++
 	s.handlers.Add(1)
 	return trackOK
+}
+
+// forgetConnects drops the connect budgets of addresses full again (idle
+// for at least ten seconds), so the map holds only recent addresses.
+func (s *Server) forgetConnects(now int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for ip, b := range s.connects {
+		if now-b.last > int64(10*time.Second) {
+			delete(s.connects, ip)
+		}
+	}
 }
 
 func (s *Server) untrack(ip string) {
@@ -524,6 +563,7 @@ func (s *Server) sweep() {
 				c.sweep(now.UnixNano())
 			}
 			clear(conns)
+			s.forgetConnects(now.UnixNano())
 		}
 	}
 }
