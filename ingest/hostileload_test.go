@@ -200,8 +200,8 @@ func TestHostileLoad(t *testing.T) {
 	slices.Sort(hellos)
 	slowest := hellos[len(hellos)-1]
 	slowestAfter := slices.Max(afterRamp)
-	t.Logf("%s of hostile load: good events sent %d, stored %d; attacking connections %d (ping %v, frame_timeout %v, not_reading %v closed); new trackers %d, hello median %s, slowest %s (%s into the run), slowest after the %s ramp %s; not ready %d times; process RSS %d MiB",
-		*hostile, sent.Load(), stored, attacks.Load(), n.rejected(t, "rate_limit"), n.rejected(t, "frame_timeout"), n.rejected(t, "not_reading"),
+	t.Logf("%s of hostile load: good events sent %d, stored %d; attacking connections %d (ping %v, frame_timeout %v, not_reading %v, buffer_full %v closed); new trackers %d, hello median %s, slowest %s (%s into the run), slowest after the %s ramp %s; not ready %d times; process RSS %d MiB",
+		*hostile, sent.Load(), stored, attacks.Load(), n.rejected(t, "rate_limit"), n.rejected(t, "frame_timeout"), n.rejected(t, "not_reading"), n.rejected(t, "buffer_full"),
 		len(hellos), hellos[len(hellos)/2].Round(time.Millisecond), slowest.Round(time.Millisecond), slowestAt.Round(100*time.Millisecond), ramp, slowestAfter.Round(time.Millisecond), notReady, rss>>20)
 	if stored != sent.Load() {
 		t.Errorf("stored %d of the good trackers' %d events", stored, sent.Load())
