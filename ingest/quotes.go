@@ -222,7 +222,7 @@ func (s *Server) openStream(client string) trackResult {
 		return trackTooMany
 	}
 	s.streams++
-	s.streamsPerIP[client]++
+	s.streamsPerIP.add(client)
 	return trackOK
 }
 
@@ -230,7 +230,5 @@ func (s *Server) closeStream(client string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.streams--
-	if s.streamsPerIP[client]--; s.streamsPerIP[client] <= 0 {
-		delete(s.streamsPerIP, client)
-	}
+	s.streamsPerIP.done(client)
 }

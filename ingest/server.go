@@ -260,10 +260,10 @@ type Server struct {
 
 	mu    sync.Mutex
 	conns map[*conn]struct{}
-	perIP map[string]int
+	perIP addrCounts
 	// streams counts open quote streams, streamsPerIP by client.
 	streams      int
-	streamsPerIP map[string]int
+	streamsPerIP addrCounts
 	// connects holds the connect budget of each recent client address.
 	connects map[string]*budget
 	closing  bool
@@ -293,8 +293,8 @@ func New(cfg Config) (*Server, error) {
 		log:          cfg.Logger.With("component", "ingest", "node", cfg.NodeID),
 		metrics:      m,
 		conns:        make(map[*conn]struct{}),
-		perIP:        make(map[string]int),
-		streamsPerIP: make(map[string]int),
+		perIP:        make(addrCounts),
+		streamsPerIP: make(addrCounts),
 		connects:     make(map[string]*budget),
 		stopLoad:     make(chan struct{}),
 		loadDone:     make(chan struct{}),
@@ -459,6 +459,18 @@ func (s *Server) serveTrack(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// addrCounts counts what each client address has open; an address with
+// nothing open is not in the map, so it holds only addresses in use.
+type addrCounts map[string]int
+
+func (m addrCounts) add(addr string) { m[addr]++ }
+
+func (m addrCounts) done(addr string) {
+	if m[addr]--; m[addr] <= 0 {
+		delete(m, addr)
+	}
+}
+
 // sendBuffer is a tracker socket's send buffer (the kernel doubles it).
 // What a node sends a tracker is small (hello, acks, rates, pongs), so
 // this is ample even over a slow link; without it the kernel lets the
@@ -497,7 +509,7 @@ func (s *Server) track(ip string) trackResult {
 	if !b.allow(now, 1) {
 		return trackTooFast
 	}
-	s.perIP[ip]++
+	s.perIP.add(ip)
 	s.handlers.Add(1)
 	return trackOK
 }
@@ -516,9 +528,7 @@ func (s *Server) forgetConnects(now int64) {
 
 func (s *Server) untrack(ip string) {
 	s.mu.Lock()
-	if s.perIP[ip]--; s.perIP[ip] <= 0 {
-		delete(s.perIP, ip)
-	}
+	s.perIP.done(ip)
 	s.mu.Unlock()
 	s.handlers.Done()
 }
