@@ -199,3 +199,63 @@ func TestStreamsEndWithTheirAccess(t *testing.T) {
 	saveUser(url.Values{"user": {"bob"}})
 	waitEnded(t, ended, "the admin right was taken away")
 }
+
+// TestStreamsPerUserAndNode: one user's open streams are bounded (429),
+// and so are the node's (503); a closed stream gives its place back.
+func TestStreamsPerUserAndNode(t *testing.T) {
+	d := startDash(t, Config{AdminPassword: password, MaxStreamsPerUser: 3, MaxStreams: 5})
+	admin := d.login(t)
+	if resp, err := admin.PostForm(d.url+"/sites", url.Values{"key": {"shop"}}); err != nil || resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("add site: %v %v", resp, err)
+	}
+	ann := d.grantedUser(t, admin)
+	open := func(c *http.Client, want int) context.CancelFunc {
+		t.Helper()
+		ctx, cancel := context.WithCancel(context.Background())
+		t.Cleanup(cancel)
+		req, _ := http.NewRequestWithContext(ctx, "GET", d.url+"/sse?site=shop", nil)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != want {
+			t.Fatalf("stream: %s, want %d", resp.Status, want)
+		}
+		if want != http.StatusOK {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.Header.Get("Retry-After") == "" || !strings.Contains(string(body), "streams") {
+				t.Errorf("refusal %d: Retry-After %q, body %s", want, resp.Header.Get("Retry-After"), body)
+			}
+			return cancel
+		}
+		go func() { _, _ = io.Copy(io.Discard, resp.Body) }()
+		return cancel
+	}
+	first := open(admin, http.StatusOK)
+	open(admin, http.StatusOK)
+	open(admin, http.StatusOK)
+	open(admin, http.StatusTooManyRequests) // the admin's fourth
+	open(ann, http.StatusOK)
+	open(ann, http.StatusOK)
+	open(ann, http.StatusServiceUnavailable) // the node's sixth
+
+	first()
+	// The server sees the stream end once the client's connection closes.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		ctx, cancel := context.WithCancel(context.Background())
+		req, _ := http.NewRequestWithContext(ctx, "GET", d.url+"/sse?site=shop", nil)
+		resp, err := admin.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		cancel()
+		if resp.StatusCode == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a closed stream's place is not given back: %s", resp.Status)
+		}
+	}
+}

@@ -10,6 +10,7 @@ type metrics struct {
 	sseClients prometheus.Gauge
 	sseSkipped prometheus.Counter
 	sseDropped prometheus.Counter
+	sseRefused *prometheus.CounterVec
 	logins     *prometheus.CounterVec
 }
 
@@ -27,12 +28,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "pulse_dashboard_sse_dropped_total",
 			Help: "SSE clients dropped because a write failed or timed out.",
 		}),
+		sseRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pulse_dashboard_sse_refused_total",
+			Help: "SSE streams refused for too many open, by status: 429 for one user's, 503 for the node's.",
+		}, []string{"status"}),
 		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pulse_dashboard_logins_total",
 			Help: "Login attempts, by result.",
 		}, []string{"result"}),
 	}
-	for _, c := range []prometheus.Collector{m.sseClients, m.sseSkipped, m.sseDropped, m.logins} {
+	for _, c := range []prometheus.Collector{m.sseClients, m.sseSkipped, m.sseDropped, m.sseRefused, m.logins} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("dashboard metrics: %w", err)
 		}

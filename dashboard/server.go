@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -72,6 +73,11 @@ type Config struct {
 	// nor its user deleted) and still grants what the stream shows; a
 	// stream that lost it ends. Default 5 s.
 	AccessRecheck time.Duration
+	// MaxStreamsPerUser bounds the SSE streams one user has open, over
+	// all their sessions (429 beyond it); MaxStreams bounds them on this
+	// node (503). Defaults 64 and 10,000.
+	MaxStreamsPerUser int
+	MaxStreams        int
 	// PasswordCost is bcrypt's cost for new passwords. Default
 	// bcrypt.DefaultCost; tests lower it.
 	PasswordCost int
@@ -92,6 +98,7 @@ type Server struct {
 	views     jetstream.KeyValue
 	sites     jetstream.KeyValue
 	hub       *hub
+	streams   *streamSlots
 	sub       *nats.Subscription
 	quotesSub *nats.Subscription
 	started   atomic.Bool
@@ -120,6 +127,12 @@ func New(cfg Config) (*Server, error) {
 	if cfg.AccessRecheck == 0 {
 		cfg.AccessRecheck = 5 * time.Second
 	}
+	if cfg.MaxStreamsPerUser == 0 {
+		cfg.MaxStreamsPerUser = 64
+	}
+	if cfg.MaxStreams == 0 {
+		cfg.MaxStreams = 10_000
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -135,6 +148,7 @@ func New(cfg Config) (*Server, error) {
 		log:     cfg.Logger.With("component", "dashboard"),
 		metrics: m,
 		hub:     newHub(m),
+		streams: newStreamSlots(cfg.MaxStreamsPerUser, cfg.MaxStreams),
 	}, nil
 }
 
@@ -295,10 +309,19 @@ func (s *Server) adminOnly(next http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
-// stream requires a session and answers 401 without one. The stream ends
-// once the session no longer grants it (see keepsAccess).
+// stream requires a session and answers 401 without one, and 429 or 503
+// beyond the open streams a user or the node may have (see streamSlots).
+// The stream ends once the session no longer grants it (see keepsAccess).
 func (s *Server) stream(next http.HandlerFunc) http.Handler {
 	return s.authorized(func(w http.ResponseWriter, r *http.Request) {
+		user := meFrom(r.Context()).User
+		if no := s.streams.take(user); no != nil {
+			s.metrics.sseRefused.WithLabelValues(strconv.Itoa(no.status)).Inc()
+			w.Header().Set("Retry-After", "5")
+			writeJSON(w, no.status, map[string]string{"error": no.msg})
+			return
+		}
+		defer s.streams.release(user)
 		ctx, cancel := context.WithCancel(r.Context())
 		defer cancel()
 		r = r.WithContext(ctx)
