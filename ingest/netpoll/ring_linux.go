@@ -123,6 +123,11 @@ type ring struct {
 	cqes                 []cqe
 	cqFlags              *uint32 // nil where the kernel has none
 	tail                 uint32  // the next submission entry to fill
+	// err, once set, says the submission queue was full and could not
+	// be submitted: the ring is broken, and its owner stops using it.
+	// Entries asked for after that are discard, never submitted.
+	err     error
+	discard sqe
 }
 
 // newRing sets up a ring with the first of flagSets the kernel accepts.
@@ -175,12 +180,17 @@ func newRing(entries, cqEntries uint32, flagSets ...uint32) (*ring, error) {
 }
 
 // next returns a cleared submission entry to fill; it is submitted by the
-// next enter. A full queue is submitted first.
+// next enter. A full queue is submitted first; if that fails, r.err says
+// why and the entry returned is one that is never submitted.
 func (r *ring) next() *sqe {
-	for r.tail-atomic.LoadUint32(r.sqHead) >= r.sqEntries {
+	for r.err == nil && r.tail-atomic.LoadUint32(r.sqHead) >= r.sqEntries {
 		if err := r.enter(0, 0, nil, false); err != nil && err != unix.EINTR && err != unix.EBUSY {
-			panic(fmt.Sprintf("netpoll: io_uring submission queue stuck: %v", err))
+			r.err = fmt.Errorf("netpoll: io_uring submission queue full and not submitted: %w", err)
 		}
+	}
+	if r.err != nil {
+		r.discard = sqe{}
+		return &r.discard
 	}
 	i := r.tail & r.sqMask
 	e := &r.sqes[i]

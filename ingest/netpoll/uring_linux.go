@@ -477,6 +477,9 @@ const minRoundWait = 500 * time.Microsecond
 // call, and frames would queue up behind; asked for as many as the ring
 // holds with a timeout of zero, it does all it has and returns.
 func (l *uringLoop) enter() error {
+	if l.ring.err != nil {
+		return l.ring.err
+	}
 	err := l.ring.enter(uint32(len(l.ring.cqes)), 0, &l.noWait, false)
 	if e := l.injected.Load(); e != nil {
 		err = *e

@@ -137,3 +137,40 @@ func TestFailedLoopEndsItsConnectionsAndEpollTakesOver(t *testing.T) {
 	}
 	rec2.waitLen(t, len("after"))
 }
+
+// TestFullQueueThatCannotBeSubmitted: when the submission queue is full
+// and submitting it fails, the ring says so instead of panicking (which
+// took the whole process down), hands out an entry that is never
+// submitted, and the loop's next enter fails with the reason, which ends
+// the loop as any failed enter does.
+func TestFullQueueThatCannotBeSubmitted(t *testing.T) {
+	r, err := newRing(4, 8, 0)
+	if err != nil {
+		t.Skipf("io_uring not available here: %v", err)
+	}
+	// Enter on a descriptor that is no ring fails, as a broken ring's
+	// would; the ring's own is put back before it is closed.
+	devNull, err := unix.Open("/dev/null", unix.O_RDONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ringFD := r.fd
+	r.fd = devNull
+	defer func() {
+		r.fd = ringFD
+		r.close()
+		_ = unix.Close(devNull)
+	}()
+	for range r.sqEntries {
+		if r.next() == &r.discard {
+			t.Fatal("an entry discarded while the queue had room")
+		}
+	}
+	if e := r.next(); e != &r.discard || r.err == nil {
+		t.Fatalf("full queue that cannot be submitted: entry discarded %v, err %v", e == &r.discard, r.err)
+	}
+	l := &uringLoop{ring: r}
+	if err := l.enter(); !errors.Is(err, r.err) {
+		t.Errorf("the loop's enter: %v, want the ring's %v", err, r.err)
+	}
+}
