@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -182,8 +183,13 @@ func startCluster(t *testing.T) *cluster {
 		return err
 	})
 
+	// The aggregators write no snapshot during a test (a minute apart):
+	// one restarted after a kill starts from no snapshot and replays
+	// the stream, the case in which its panel versions are furthest
+	// behind those the killed one published.
 	for i := range 2 {
-		a := c.pulse(fmt.Sprintf("aggregator-%d", i), "aggregator", "-metrics-addr", fmt.Sprintf("127.0.0.1:%d", freePort(t)), "-aggregator-slice", fmt.Sprintf("%d/2", i))
+		a := c.pulse(fmt.Sprintf("aggregator-%d", i), "aggregator", "-metrics-addr", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+			"-aggregator-slice", fmt.Sprintf("%d/2", i), "-snapshot-every", "1m")
 		a.start(t)
 		c.aggs = append(c.aggs, a)
 	}
@@ -342,6 +348,49 @@ func TestClusterFailuresKeepExactCounts(t *testing.T) {
 	// A browser's SSE stream on the dashboard, to see it resume after the
 	// dashboard restarts.
 	web := login(t, c.dashURL)
+	// And one open from the start, through the aggregator's kill and
+	// takeover, on a dashboard that is not restarted meanwhile: the new
+	// aggregator's panel versions must be newer than the ones this
+	// stream has already had, or the dashboard drops its updates and
+	// the stream freezes.
+	early := openSSE(t, web, c.dashURL+"/sse?site=demo")
+	// The versions of the demo panel as the aggregators publish them,
+	// across the kill: they must only grow.
+	nc, err := nats.Connect(strings.Join(c.natsURLs, ","), nats.MaxReconnects(-1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	var versions struct {
+		sync.Mutex
+		last, backwards uint64
+	}
+	panels, err := nc.Subscribe(event.DashSubject("demo", event.PanelOverview), func(m *nats.Msg) {
+		var ov event.Overview
+		if json.Unmarshal(m.Data, &ov) != nil {
+			return
+		}
+		versions.Lock()
+		defer versions.Unlock()
+		if ov.Version <= versions.last && versions.backwards == 0 {
+			versions.backwards = ov.Version
+		}
+		versions.last = max(versions.last, ov.Version)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = panels.Unsubscribe() }()
+	earlyEvents := make(chan uint64, 1024)
+	go func() {
+		defer close(earlyEvents)
+		for ev := range readSSE(early.Body) {
+			var u struct{ Panel event.Overview }
+			if ev.Event == "overview" && json.Unmarshal([]byte(ev.Data), &u) == nil {
+				earlyEvents <- u.Panel.Events
+			}
+		}
+	}()
 
 	const (
 		trackers  = 20
@@ -403,19 +452,6 @@ func TestClusterFailuresKeepExactCounts(t *testing.T) {
 		t.Errorf("a tracker took %v to reconnect, want at most 2 s", d)
 	}
 
-	// The dashboard restarts; its SSE streams resume on the new one.
-	c.dash.stop(t)
-	c.dash.start(t)
-	waitReadyz(t, c.dashURL, http.StatusOK)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", c.dashURL+"/sse?site=demo", nil)
-	resp, err := web.Do(req)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("sse after the dashboard restarted (same session): %v %v", resp, err)
-	}
-	defer resp.Body.Close()
-
 	t.Cleanup(func() {
 		if t.Failed() {
 			c.diagnose(t)
@@ -430,6 +466,32 @@ func TestClusterFailuresKeepExactCounts(t *testing.T) {
 		}
 		return err
 	})
+	versions.Lock()
+	if versions.backwards != 0 {
+		t.Errorf("after the aggregator's takeover the demo panel went back to version %d, not above the %d dashboards already had", versions.backwards, versions.last)
+	}
+	versions.Unlock()
+	// The stream opened before the kill shows the total too.
+	shown := uint64(0)
+	for shown != total {
+		select {
+		case n, ok := <-earlyEvents:
+			if !ok {
+				t.Fatalf("the stream opened before the aggregator's kill ended, having shown %d events of %d", shown, total)
+			}
+			shown = n
+		case <-time.After(10 * time.Second):
+			t.Fatalf("the stream opened before the aggregator's kill froze at %d events of %d", shown, total)
+		}
+	}
+	early.Body.Close()
+
+	// The dashboard restarts; its SSE streams resume on the new one.
+	c.dash.stop(t)
+	c.dash.start(t)
+	waitReadyz(t, c.dashURL, http.StatusOK)
+	resp := openSSE(t, web, c.dashURL+"/sse?site=demo")
+	defer resp.Body.Close()
 	if ov.ByKind["move"] != total {
 		t.Errorf("by kind %v", ov.ByKind)
 	}
@@ -448,4 +510,22 @@ func TestClusterFailuresKeepExactCounts(t *testing.T) {
 			break
 		}
 	}
+}
+
+// openSSE opens an SSE stream with the logged-in client web; the test
+// closes its body.
+func openSSE(t *testing.T, web *http.Client, url string) *http.Response {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+	resp, err := web.Do(req)
+	if err != nil {
+		t.Fatalf("sse %s: %v", url, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		t.Fatalf("sse %s: %s", url, resp.Status)
+	}
+	return resp
 }

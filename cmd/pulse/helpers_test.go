@@ -53,7 +53,7 @@ func startPulse(t testing.TB, dir string, edit func(*Config)) *Main {
 }
 
 // testAckInterval: trackers in tests send a batch and wait for its ack,
-// which the default ack interval (3 s) would put off.
+// which the default ack interval (10 s) would put off.
 const testAckInterval = 20 * time.Millisecond
 
 // testWriter sends logs to t.Log, so they show only for failing tests.
