@@ -11,6 +11,8 @@
 #   overload  100 connections as fast as they can for 20 s
 #   fanout    SSE subscribers: Node 100 admins, Pulse 1,000 consumers
 #   quotes    10,000 quote widgets obeying callIn
+#   hostile   1,000 good trackers counted exactly while ping floods, half-sent
+#             frames, path floods and SSE floods run (Pulse only)
 # RUNS (default 3) repeats each measured run; OUT (default bench/results)
 # is where the reports go. Needs node, npm and go.
 set -euo pipefail
@@ -113,7 +115,15 @@ quotes() {
   go test -run '^$' -bench QuoteEndpoint -count "$runs" ./ingest > "$out/pulse-quote-endpoint.txt"
 }
 
-for s in "${@:-paced sweep idle overload fanout quotes}"; do
+hostile() {
+  local sites="$out/hostile-sites.json"
+  echo '[{"key":"flood","name":"Path flood","origins":[]}]' > "$sites"
+  for i in $(seq "$runs"); do
+    pulse_own "hostile-$i" PULSE_SITES_FILE="$sites" -- -hostile -trackers 1000 -duration 30s
+  done
+}
+
+for s in "${@:-paced sweep idle overload fanout quotes hostile}"; do
   for one in $s; do
     echo "== $one ($(date -u +%T))"
     "$one"

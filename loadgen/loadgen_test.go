@@ -2,8 +2,12 @@ package loadgen
 
 import (
 	"context"
+	"io"
 	"log/slog"
+	"maps"
+	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"strings"
 	"testing"
@@ -56,5 +60,34 @@ func TestOnlyLoopback(t *testing.T) {
 		if _, err := Run(context.Background(), Config{URL: u}); err == nil || !strings.Contains(err.Error(), "loadgen") {
 			t.Errorf("%s: %v", u, err)
 		}
+		for _, c := range []HostileConfig{{URL: u, Dashboard: "http://127.0.0.1:2112"}, {URL: "http://127.0.0.1:8081", Dashboard: u}} {
+			if _, err := RunHostile(context.Background(), c); err == nil || !strings.Contains(err.Error(), "loadgen") {
+				t.Errorf("hostile %+v: %v", c, err)
+			}
+		}
+	}
+}
+
+func TestScrapeReadsSeriesByLabels(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, `# HELP pulse_ingest_rejected_total Refused.
+pulse_ingest_rejected_total{reason="rate_limit"} 12
+pulse_ingest_rejected_total{reason="frame_timeout"} 3
+pulse_ingest_rejected_totally_else 9
+pulse_quote_upstream_fetches_total 4
+`)
+	}))
+	defer srv.Close()
+	u, _ := url.Parse(srv.URL)
+	got, err := scrape(context.Background(), u, "pulse_ingest_rejected_total")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]float64{`{reason="rate_limit"}`: 12, `{reason="frame_timeout"}`: 3}
+	if !maps.Equal(got, want) {
+		t.Errorf("scrape: %v, want %v", got, want)
+	}
+	if n, err := upstreamFetches(context.Background(), u); err != nil || n != 4 {
+		t.Errorf("upstream fetches %v %v, want 4", n, err)
 	}
 }

@@ -184,22 +184,34 @@ func pollQuote(ctx context.Context, client *http.Client, base *url.URL, sym stri
 
 // upstreamFetches sums pulse_quote_upstream_fetches_total on the node.
 func upstreamFetches(ctx context.Context, base *url.URL) (float64, error) {
+	series, err := scrape(ctx, base, "pulse_quote_upstream_fetches_total")
+	var sum float64
+	for _, v := range series {
+		sum += v
+	}
+	return sum, err
+}
+
+// scrape reads the series of the metric name from the node's metrics
+// listener at base, by their labels ("" for none): {reason="x"} -> 3.
+func scrape(ctx context.Context, base *url.URL, name string) (map[string]float64, error) {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base.JoinPath("/metrics").String(), nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return 0, fmt.Errorf("loadgen: metrics: %w", err)
+		return nil, fmt.Errorf("loadgen: metrics: %w", err)
 	}
 	defer resp.Body.Close()
-	var sum float64
+	series := make(map[string]float64)
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, "pulse_quote_upstream_fetches_total") {
+		labels, ok := strings.CutPrefix(sc.Text(), name)
+		if !ok || labels != "" && labels[0] != '{' && labels[0] != ' ' {
 			continue
 		}
-		if v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64); err == nil {
-			sum += v
+		sp := strings.LastIndexByte(labels, ' ')
+		if v, err := strconv.ParseFloat(labels[sp+1:], 64); err == nil {
+			series[labels[:sp]] = v
 		}
 	}
-	return sum, sc.Err()
+	return series, sc.Err()
 }

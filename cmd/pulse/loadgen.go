@@ -34,7 +34,32 @@ func runLoadgen(ctx context.Context, args []string, getenv func(string) string, 
 	widgets := fs.Int("widgets", 0, "run N quote widgets polling /v1/quote and obeying callIn instead of trackers")
 	symbols := fs.String("symbols", "IBM,AAPL,MSFT", "symbols the widgets poll, comma-separated")
 	metrics := fs.String("metrics", "http://127.0.0.1:2113", "the node's metrics listener, where widgets read its upstream fetches (loopback only)")
+	hostile := fs.Bool("hostile", false, "hostile load: -trackers good trackers (default 1000, -rate default 20) counted exactly at -dashboard while ping floods, half-sent frames, path floods and SSE floods run")
+	floodSite := fs.String("flood-site", "flood", "with -hostile: the registered site the path flooders send to")
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if c.Password == "" {
+		c.Password = getenv("PULSE_ADMIN_PASSWORD")
+	}
+	if *hostile {
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		h := loadgen.HostileConfig{
+			URL: c.URL, Dashboard: c.Dashboard, User: c.User, Password: c.Password, MetricsURL: *metrics,
+			Site: c.Site, FloodSite: *floodSite, Duration: c.Duration, Ramp: c.Ramp, Settle: c.Settle, ServerPID: c.ServerPID,
+		}
+		if set["trackers"] {
+			h.Trackers = c.Trackers
+		}
+		if set["rate"] {
+			h.Rate = c.Rate
+		}
+		r, err := loadgen.RunHostile(ctx, h)
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintln(out, r.JSON())
 		return err
 	}
 	if *widgets > 0 {
@@ -48,9 +73,6 @@ func runLoadgen(ctx context.Context, args []string, getenv func(string) string, 
 		b, _ := json.MarshalIndent(r, "", "  ")
 		_, err = fmt.Fprintln(out, string(b))
 		return err
-	}
-	if c.Password == "" {
-		c.Password = getenv("PULSE_ADMIN_PASSWORD")
 	}
 	r, err := loadgen.Run(ctx, c)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -43,5 +44,51 @@ func TestLoadgenMeasuresPulse(t *testing.T) {
 			t.Errorf("batched %v: server figures %v s (%v us per event sent after the ramp), %v MB",
 				batched, r.ServerCPUSeconds, r.ServerCPUPerEventSent, r.ServerRSSMegabytes)
 		}
+	}
+}
+
+// TestHostileLoadgenAgainstPulse runs pulse loadgen -hostile, scaled down,
+// against Pulse in this process: while every kind of attacker runs, the
+// good trackers' events are all counted exactly once, new trackers get
+// their hellos, and each attack meets the limit meant for it.
+func TestHostileLoadgenAgainstPulse(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs attackers for seconds")
+	}
+	dir := t.TempDir()
+	sites := filepath.Join(dir, "sites.json")
+	if err := os.WriteFile(sites, []byte(`[{"key":"flood","name":"Flood","origins":[]}]`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m := startPulse(t, dir, func(c *Config) { c.SitesFile = sites })
+	waitReadyz(t, m.DashboardURL, http.StatusOK)
+	r, err := loadgen.RunHostile(context.Background(), loadgen.HostileConfig{
+		URL: m.IngestURL, Dashboard: m.DashboardURL, Password: testPassword, MetricsURL: m.MetricsURL,
+		Trackers: 30, PingFlooders: 20, HalfFrames: 10, PathFlooders: 5, SSEFlooders: 150,
+		Duration: 4 * time.Second, Ramp: 500 * time.Millisecond, ServerPID: os.Getpid(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%s", r.JSON())
+	if r.Sent == 0 || r.Counted != uint64(r.Sent) || r.Unacked != 0 {
+		t.Errorf("good trackers sent %d, counted %d, %d unacked at the end", r.Sent, r.Counted, r.Unacked)
+	}
+	if r.Hellos == 0 || r.HelloFailed != 0 {
+		t.Errorf("new trackers: %d hellos, %d failed", r.Hellos, r.HelloFailed)
+	}
+	for _, kind := range []string{"ping", "half_frame", "sse_session"} {
+		if r.Attacks[kind] == 0 {
+			t.Errorf("no %s attack got through to the node: %v", kind, r.Attacks)
+		}
+	}
+	if r.ServerRejected[`{reason="rate_limit"}`] == 0 {
+		t.Errorf("no ping flooder was closed for its control frames: %v", r.ServerRejected)
+	}
+	if r.Refused["sse_anonymous"]["401"] == 0 || r.Refused["sse_session"]["429"] == 0 {
+		t.Errorf("SSE floods were not refused: %v", r.Refused)
+	}
+	if r.ServerMaxRSSMegabytes <= 0 {
+		t.Error("no RSS sampled")
 	}
 }
