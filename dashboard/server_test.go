@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/pulse-analytics/pulse/clientaddr"
 	"github.com/pulse-analytics/pulse/event"
 	"github.com/pulse-analytics/pulse/natsutil"
 	"github.com/pulse-analytics/pulse/natsutil/natstest"
@@ -566,6 +567,51 @@ func TestLoginRateLimit(t *testing.T) {
 	resp, _ := c.PostForm(d.url+"/login", url.Values{"username": {"admin"}, "password": {password}})
 	if resp.StatusCode != http.StatusTooManyRequests {
 		t.Errorf("right password while limited: %s", resp.Status)
+	}
+}
+
+// TestLoginRateLimitBehindAProxy: behind a trusted proxy the login limit
+// counts the client X-Forwarded-For names, so one guesser does not lock
+// out everyone else behind the proxy; from an untrusted peer the header
+// is ignored, so a guesser cannot step around the limit by making up
+// addresses.
+func TestLoginRateLimitBehindAProxy(t *testing.T) {
+	loopback, err := clientaddr.Parse("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name    string
+		proxies *clientaddr.Resolver
+		// the second client's answer, after the first used up its logins
+		other int
+	}{
+		{"trusted proxy", loopback, http.StatusUnauthorized},
+		{"no trusted proxy", nil, http.StatusTooManyRequests},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := startDash(t, Config{AdminPassword: password, LoginEvery: time.Hour, ClientAddrs: tc.proxies})
+			guess := func(client string) int {
+				req, _ := http.NewRequest("POST", d.url+"/login", strings.NewReader(url.Values{"username": {"admin"}, "password": {"guess"}}.Encode()))
+				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+				req.Header.Set("X-Forwarded-For", client)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				return resp.StatusCode
+			}
+			for range 10 {
+				guess("198.51.100.7")
+			}
+			if got := guess("198.51.100.7"); got != http.StatusTooManyRequests {
+				t.Fatalf("the guesser's 11th: %d, want 429", got)
+			}
+			if got := guess("203.0.113.9"); got != tc.other {
+				t.Errorf("another client's first: %d, want %d", got, tc.other)
+			}
+		})
 	}
 }
 
