@@ -32,6 +32,12 @@ const (
 	// counted under otherPage.
 	maxPages  = 50
 	otherPage = "(other pages)"
+	// maxElements bounds the elements counted per page; clicks on
+	// further ones are counted under otherElement. topElements bounds a
+	// page's list in the overview.
+	maxElements  = 100
+	otherElement = "(other elements)"
+	topElements  = 10
 	// maxHeatCells bounds each heatmap in an overview to its hottest cells.
 	maxHeatCells = 1000
 	// maxSessions bounds sessions tracked for scroll depth, rage clicks
@@ -61,7 +67,7 @@ const (
 )
 
 // Kinds indexes per-kind counts by event.Kind.
-type Kinds [8]uint64
+type Kinds [9]uint64
 
 func (k *Kinds) total() (n uint64) {
 	for _, v := range k {
@@ -81,18 +87,53 @@ type Minute struct {
 type Page struct {
 	// Minutes holds the page's activity by Unix minute, for hourWindow:
 	// events by kind, and arrivals and departures of page views.
-	Minutes       map[int64]*Minute `json:"minutes"`
-	Events        uint64            `json:"events"`
-	Clicks        uint64            `json:"clicks"`
-	RageClicks    uint64            `json:"rageClicks"`
-	ScrollReached [10]uint64        `json:"scrollReached"`
-	PageViews     uint64            `json:"pageViews"`
-	ClickHeat     map[int]uint64    `json:"clickHeat"`
-	MoveHeat      map[int]uint64    `json:"moveHeat"`
+	Minutes    map[int64]*Minute `json:"minutes"`
+	Events     uint64            `json:"events"`
+	Clicks     uint64            `json:"clicks"`
+	RageClicks uint64            `json:"rageClicks"`
+	DeadClicks uint64            `json:"deadClicks,omitempty"`
+	// Elements counts clicks by the clicked element's selector: at most
+	// maxElements selectors, and the clicks on others under otherElement.
+	Elements      map[string]*Element `json:"elements,omitempty"`
+	ScrollReached [10]uint64          `json:"scrollReached"`
+	PageViews     uint64              `json:"pageViews"`
+	ClickHeat     map[int]uint64      `json:"clickHeat"`
+	MoveHeat      map[int]uint64      `json:"moveHeat"`
 
 	// key is the page's key in Site.Pages: sessions' maps of pages use
 	// it, so they share its bytes instead of holding a copy per event.
 	key string
+}
+
+// Element is the clicks on one element of a page.
+type Element struct {
+	Clicks     uint64 `json:"clicks,omitempty"`
+	RageClicks uint64 `json:"rage,omitempty"`
+	DeadClicks uint64 `json:"dead,omitempty"`
+}
+
+// element returns the counts of the element sel names on p, creating
+// them unless p counts maxElements already (then the shared
+// otherElement's); nil for clicks the tracker named no element of.
+func (p *Page) element(sel string) *Element {
+	if sel == "" {
+		return nil
+	}
+	if el := p.Elements[sel]; el != nil {
+		return el
+	}
+	if p.Elements == nil {
+		p.Elements = make(map[string]*Element)
+	}
+	if len(p.Elements) >= maxElements {
+		sel = otherElement
+		if el := p.Elements[sel]; el != nil {
+			return el
+		}
+	}
+	el := &Element{}
+	p.Elements[sel] = el
+	return el
 }
 
 // click is a click remembered for rage detection.
@@ -355,8 +396,17 @@ func (s *Site) applyBatch(b *event.Batch) bool {
 			if cell, ok := heatCell(e); ok {
 				p.ClickHeat[cell]++
 			}
-			if b.Session != "" {
-				s.applyClick(p, l.session(b.Session, t), e, t)
+			el := p.element(e.Target)
+			if el != nil {
+				el.Clicks++
+			}
+			if b.Session != "" && s.applyClick(p, l.session(b.Session, t), e, t) && el != nil {
+				el.RageClicks++
+			}
+		case event.KindDeadClick:
+			p.DeadClicks++
+			if el := p.element(e.Target); el != nil {
+				el.DeadClicks++
 			}
 		case event.KindScroll:
 			if b.Session != "" && e.PH > 0 {
@@ -526,8 +576,9 @@ func burstSize(history []click, c click) int {
 }
 
 // applyClick detects rage clicks: a burst is counted once when it reaches
-// rageMinClicks, and its record grows while it goes on.
-func (s *Site) applyClick(p *Page, ss *SessionState, e *event.Event, t int64) {
+// rageMinClicks, and its record grows while it goes on. It reports
+// whether this click made a burst a rage click.
+func (s *Site) applyClick(p *Page, ss *SessionState, e *event.Event, t int64) (rage bool) {
 	c := click{T: t, X: e.X, Y: e.Y, Path: e.Path}
 	n := burstSize(ss.Clicks, c)
 	switch {
@@ -541,6 +592,7 @@ func (s *Site) applyClick(p *Page, ss *SessionState, e *event.Event, t int64) {
 			}
 		}
 	default:
+		rage = true
 		s.RageClicks++
 		p.RageClicks++
 		start := t
@@ -564,6 +616,7 @@ func (s *Site) applyClick(p *Page, ss *SessionState, e *event.Event, t int64) {
 	if len(ss.Clicks) > 20 {
 		ss.Clicks = ss.Clicks[len(ss.Clicks)-20:]
 	}
+	return rage
 }
 
 // applyPresence tracks a join or leave. A visitor arrives with its first
@@ -746,12 +799,26 @@ func (s *Site) overview(name string, now time.Time) event.Overview {
 		p := s.Pages[path]
 		ov.Pages = append(ov.Pages, event.PageStats{
 			Path: path, Visitors: len(onPage[path]), Events: p.Events, Clicks: p.Clicks, RageClicks: p.RageClicks,
+			DeadClicks: p.DeadClicks, Elements: topElementsOf(p.Elements),
 			ScrollReached: p.ScrollReached, PageViews: p.PageViews,
 			ClickHeat: heatCells(p.ClickHeat), MoveHeat: heatCells(p.MoveHeat),
 			PerMinute: hourSeries(p.Minutes, thisMinute),
 		})
 	}
 	return ov
+}
+
+// topElementsOf lists the topElements most clicked elements, the most
+// dead clicks first among equals, then by selector.
+func topElementsOf(elements map[string]*Element) []event.ElementStats {
+	out := make([]event.ElementStats, 0, len(elements))
+	for sel, el := range elements {
+		out = append(out, event.ElementStats{Selector: sel, Clicks: el.Clicks, RageClicks: el.RageClicks, DeadClicks: el.DeadClicks})
+	}
+	slices.SortFunc(out, func(a, b event.ElementStats) int {
+		return cmp.Or(cmp.Compare(b.Clicks, a.Clicks), cmp.Compare(b.DeadClicks, a.DeadClicks), cmp.Compare(a.Selector, b.Selector))
+	})
+	return out[:min(len(out), topElements)]
 }
 
 // hourSeries is the last hour of minutes, ending with thisMinute, zeros

@@ -111,7 +111,8 @@ func TestScrollDepth(t *testing.T) {
 }
 
 // TestOverviewGolden builds a site from fixed batches and compares its
-// overview (windows, heatmaps, scroll depth, rage clicks) with
+// overview (windows, heatmaps, scroll depth, rage and dead clicks,
+// elements) with
 // testdata/overview.golden; go test -update rewrites it.
 func TestOverviewGolden(t *testing.T) {
 	now := time.UnixMilli(1_700_000_060_500)
@@ -130,6 +131,10 @@ func TestOverviewGolden(t *testing.T) {
 		{Site: "demo", Session: "s2", Visitor: "bob", Received: base + 2000, Events: []event.Event{
 			{Kind: event.KindClick, T: base + 1500, X: 250, Y: 200, VW: 500, VH: 900, Path: "/"},
 			{Kind: event.KindScroll, T: base + 1600, Y: 1800, PH: 3600, Path: "/"},
+			// A click on a button that did nothing, reported dead by the
+			// tracker 2.5 s later.
+			{Kind: event.KindClick, T: base + 1700, X: 100, Y: 300, VW: 500, VH: 900, Path: "/", Target: "button#noop"},
+			{Kind: event.KindDeadClick, T: base + 1700, X: 100, Y: 300, VW: 500, VH: 900, Path: "/", Target: "button#noop"},
 		}},
 		{Site: "demo", Received: base + 5000, Events: []event.Event{
 			{Kind: event.KindMove, T: base + 4000, Visitor: "user1"},
@@ -379,5 +384,28 @@ func TestScrollOnEndlessPathsIsBounded(t *testing.T) {
 	}
 	if grown := int64(after.HeapAlloc) - int64(before.HeapAlloc); grown > 4<<20 {
 		t.Errorf("the site grew by %d bytes, want a few hundred KB", grown)
+	}
+}
+
+// TestElementsPerPageAreBounded: clicks on ever new selectors grow a
+// page's element counts only to maxElements; further ones share one row.
+func TestElementsPerPageAreBounded(t *testing.T) {
+	s := newSite()
+	for i := range 3 * maxElements {
+		s.applyBatch(&event.Batch{Site: "demo", Received: 1000, Events: []event.Event{
+			{Kind: event.KindClick, T: 1000, Path: "/", Target: fmt.Sprintf("div.n%d", i)},
+			{Kind: event.KindDeadClick, T: 1000, Path: "/", Target: fmt.Sprintf("div.n%d", i)},
+		}})
+	}
+	p := s.Pages["/"]
+	if len(p.Elements) != maxElements+1 {
+		t.Fatalf("%d elements counted, want %d and the other elements' row", len(p.Elements), maxElements)
+	}
+	other := p.Elements[otherElement]
+	if other == nil || other.Clicks != 2*maxElements || other.DeadClicks != other.Clicks {
+		t.Errorf("the other elements: %+v, want %d clicks, all dead", other, 2*maxElements)
+	}
+	if p.DeadClicks != 3*maxElements {
+		t.Errorf("page's dead clicks %d, want %d", p.DeadClicks, 3*maxElements)
 	}
 }

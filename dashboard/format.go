@@ -45,3 +45,13 @@ func kindsOf(ov event.Overview) []kindCount {
 	})
 	return ks
 }
+
+// hasElements reports whether any page of ov names a clicked element.
+func hasElements(ov event.Overview) bool {
+	for _, p := range ov.Pages {
+		if len(p.Elements) > 0 {
+			return true
+		}
+	}
+	return false
+}

@@ -334,7 +334,8 @@ func TestOverviewPageGolden(t *testing.T) {
 		RageClicks:  1,
 		RecentRage:  []event.RageClick{{Path: "/checkout", Target: "button.pay", Clicks: 4, T: 1_700_000_000_900}},
 		Pages: []event.PageStats{{
-			Path: "/checkout", Events: 300, Clicks: 40, RageClicks: 1, PageViews: 4, ScrollReached: [10]uint64{4, 4, 3, 2, 1},
+			Path: "/checkout", Events: 300, Clicks: 40, RageClicks: 1, DeadClicks: 2, PageViews: 4, ScrollReached: [10]uint64{4, 4, 3, 2, 1},
+			Elements:  []event.ElementStats{{Selector: "button.pay", Clicks: 30, RageClicks: 1}, {Selector: "div.help>span", Clicks: 2, DeadClicks: 2}},
 			ClickHeat: []event.HeatCell{{Col: 20, Row: 16, N: 9}}, MoveHeat: []event.HeatCell{{Col: 3, Row: 2, N: 40}, {Col: 4, Row: 2, N: 7}},
 		}},
 		Updated: 1_700_000_002_000,
@@ -345,7 +346,8 @@ func TestOverviewPageGolden(t *testing.T) {
 	}
 	got := buf.String()
 	for _, want := range []string{`data-testid="events-total">12` + "\u2009" + `345<`, `data-testid="visitors">2<`, `&lt;bob&gt;`, `"id":"eps-move"`, `id="site-charts"`, `id="page-charts"`,
-		`<option value="/checkout">`, `data-testid="rage-clicks">1<`, `"id":"click-heat"`, `button.pay`} {
+		`<option value="/checkout">`, `data-testid="rage-clicks">1<`, `"id":"click-heat"`, `button.pay`,
+		`data-selector="div.help&gt;span"`, `data-testid="element-dead">2<`} {
 		if !strings.Contains(got, want) {
 			t.Errorf("page lacks %q", want)
 		}

@@ -37,6 +37,7 @@ func encodeUpdate(ctx context.Context, ov event.Overview) (*update, error) {
 	return encodeFrame(ctx, "overview", ov.Version, ov, siteCharts(ov), pageCharts(ov), map[string]templ.Component{
 		"stats":    overviewStats(ov),
 		"pages":    pagesTable(ov),
+		"elements": elementsTable(ov),
 		"rage":     rageTable(ov),
 		"visitors": visitorsTable(ov),
 	})

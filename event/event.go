@@ -212,6 +212,11 @@ const (
 	KindResize
 	KindLeave
 	KindNavigate
+	// KindDeadClick is a click after which the page did nothing within
+	// the tracker's wait (2.5 s): no navigation, scroll, DOM change or
+	// new window. pulse.js reports it besides the click, with the same
+	// selector and position.
+	KindDeadClick
 )
 
 var kindNames = [...]string{
@@ -222,6 +227,7 @@ var kindNames = [...]string{
 	KindResize:     "resize",
 	KindLeave:      "leave",
 	KindNavigate:   "navigate",
+	KindDeadClick:  "deadclick",
 }
 
 // Kinds lists every valid kind in order.
@@ -453,6 +459,15 @@ type MinutePoint struct {
 	Departures uint64            `json:"departures"`
 }
 
+// ElementStats is the clicks on one element of a page, named by the
+// tracker's short CSS selector of it.
+type ElementStats struct {
+	Selector   string `json:"selector"`
+	Clicks     uint64 `json:"clicks"`
+	RageClicks uint64 `json:"rageClicks"`
+	DeadClicks uint64 `json:"deadClicks"`
+}
+
 // RageClick is a burst of rapid clicks in a small area.
 type RageClick struct {
 	Path   string `json:"path"`
@@ -488,6 +503,9 @@ type PageStats struct {
 	Events     uint64 `json:"events"`
 	Clicks     uint64 `json:"clicks"`
 	RageClicks uint64 `json:"rageClicks"`
+	DeadClicks uint64 `json:"deadClicks"`
+	// Elements are the page's most clicked elements, most clicked first.
+	Elements []ElementStats `json:"elements,omitempty"`
 	// ScrollReached[d] counts page views that scrolled to at least
 	// (d+1)×10% of the page.
 	ScrollReached [10]uint64 `json:"scrollReached"`

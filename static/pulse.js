@@ -1,5 +1,5 @@
 /*! Pulse tracker. <script defer src="https://HOST/static/pulse.js" data-site="SITE"></script>
- * Records mouse moves (at the server's sampling interval), clicks, scroll depth,
+ * Records mouse moves (at the server's sampling interval), clicks (and dead clicks), scroll depth,
  * visibility, resizes, single-page navigations and leaving; never keystrokes or
  * form values. Batches are acked by the server; unacked batches are kept
  * (bounded) and re-sent after a reconnect, and the server drops duplicates. */
@@ -107,9 +107,34 @@
     lastMove = t;
     record('move', e.pageX, e.pageY);
   }, { passive: true });
-  d.addEventListener('click', function (e) { record('click', e.pageX, e.pageY, selector(e.target)); }, true);
+  // Dead clicks: a click after which the page neither navigates, scrolls,
+  // changes (outside [data-pulse-ignore]) nor opens anything within
+  // DEAD_MS is reported again as 'deadclick'. Clicks on form fields,
+  // labels and editable text are not judged: focusing them is their effect.
+  var DEAD_MS = 2500, watched = [];
+  function reacted() { watched.forEach(function (c) { clearTimeout(c); }); watched = []; }
+  d.addEventListener('click', function (e) {
+    var sel = selector(e.target), at = performance.now(), x = e.pageX, y = e.pageY;
+    record('click', x, y, sel);
+    if (e.target.closest && e.target.closest('input,select,textarea,label,[contenteditable]')) return;
+    var t = setTimeout(function () {
+      watched.splice(watched.indexOf(t), 1);
+      record('deadclick', x, y, sel);
+      buf[buf.length - 1].at = at;
+    }, DEAD_MS);
+    watched.push(t);
+  }, true);
+  if (w.MutationObserver) new MutationObserver(function (list) {
+    for (var i = 0; i < list.length; i++) {
+      var n = list[i].target;
+      if (n.nodeType !== 1) n = n.parentElement;
+      if (!n || !n.closest('[data-pulse-ignore]')) return reacted();
+    }
+  }).observe(d, { childList: true, subtree: true, attributes: true, characterData: true });
+  ['pagehide', 'hashchange', 'popstate', 'blur'].forEach(function (ev) { w.addEventListener(ev, reacted); });
   var scrollTimer = 0;
   w.addEventListener('scroll', function () {
+    reacted();
     clearTimeout(scrollTimer);
     scrollTimer = setTimeout(function () { record('scroll', w.scrollX, w.scrollY + w.innerHeight); }, 200);
   }, { passive: true });
@@ -120,12 +145,13 @@
   });
   d.addEventListener('visibilitychange', function () {
     record('visibility', d.visibilityState === 'visible' ? 1 : 0, 0);
-    if (d.visibilityState === 'hidden') flush();
+    if (d.visibilityState === 'hidden') { reacted(); flush(); } // a new tab in front
   });
   w.addEventListener('pagehide', function () { record('leave', 0, 0); flush(); });
   ['pushState', 'replaceState'].forEach(function (f) {
     var orig = history[f];
     history[f] = function () {
+      reacted();
       var r = orig.apply(this, arguments);
       record('navigate', 0, 0);
       return r;

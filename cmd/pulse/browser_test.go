@@ -144,27 +144,7 @@ func TestBrowserDemoMovesDashboard(t *testing.T) {
 	}
 	screenshot(t, demo, "demo")
 
-	// The dashboard in a second tab of the same browser.
-	dash, cancel := chromedp.NewContext(demo)
-	defer cancel()
-	if err := chromedp.Do(dash,
-		chromedp.Navigate(m.DashboardURL+"/sites/demo"),
-		chromedp.WaitVisible(chromedp.CSS(`[data-testid=login-form]`)),
-	); err != nil {
-		t.Fatalf("login page: %v", err)
-	}
-	screenshot(t, dash, "login")
-	if err := chromedp.Do(dash,
-		chromedp.SendKeys(chromedp.CSS(`input[name=password]`), testPassword),
-		chromedp.Submit(chromedp.CSS(`[data-testid=login-form]`)),
-		chromedp.WaitVisible(chromedp.CSS(`[data-testid=events-total]`)),
-		chromedp.Poll[chromedp.Void](`document.querySelector('[data-testid=live-status]').textContent.startsWith('live')`, chromedp.WithPollingTimeout(15*time.Second)),
-	); err != nil {
-		t.Fatalf("log in and open the site: %v", err)
-	}
-	if loc, _ := chromedp.Run(dash, chromedp.Location()); !strings.HasSuffix(loc, "/sites/demo") {
-		t.Errorf("after login at %s, want /sites/demo", loc)
-	}
+	dash := siteTab(t, demo, m, true)
 	before, err := textInt(dash, `[data-testid=events-total]`)
 	if err != nil {
 		t.Fatal(err)
@@ -231,6 +211,90 @@ func TestBrowserDemoMovesDashboard(t *testing.T) {
 		t.Errorf("new site's snippet = %q, want it to name the site", snippet)
 	}
 	screenshot(t, dash, "site-added")
+}
+
+// siteTab opens the demo site's dashboard page in a second tab of the
+// browser, logging in on the way, and waits for its stream; shots takes
+// a screenshot of the login page.
+func siteTab(t *testing.T, browser context.Context, m *Main, shots bool) context.Context {
+	t.Helper()
+	dash, cancel := chromedp.NewContext(browser)
+	t.Cleanup(cancel)
+	if err := chromedp.Do(dash,
+		chromedp.Navigate(m.DashboardURL+"/sites/demo"),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid=login-form]`)),
+	); err != nil {
+		t.Fatalf("login page: %v", err)
+	}
+	if shots {
+		screenshot(t, dash, "login")
+	}
+	if err := chromedp.Do(dash,
+		chromedp.SendKeys(chromedp.CSS(`input[name=password]`), testPassword),
+		chromedp.Submit(chromedp.CSS(`[data-testid=login-form]`)),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid=events-total]`)),
+		chromedp.Poll[chromedp.Void](`document.querySelector('[data-testid=live-status]').textContent.startsWith('live')`, chromedp.WithPollingTimeout(15*time.Second)),
+	); err != nil {
+		t.Fatalf("log in and open the site: %v", err)
+	}
+	if loc, _ := chromedp.Run(dash, chromedp.Location()); !strings.HasSuffix(loc, "/sites/demo") {
+		t.Errorf("after login at %s, want /sites/demo", loc)
+	}
+	return dash
+}
+
+// TestBrowserDeadClicks: on the demo page, a click on a button that does
+// nothing is counted as a dead click of that element, live on the
+// dashboard; a click on a button that shows a note, and on a link, are
+// counted as clicks and not dead.
+func TestBrowserDeadClicks(t *testing.T) {
+	ctx := browser(t)
+	m := startPulse(t, t.TempDir(), nil)
+	demo := ctx
+	if err := chromedp.Do(demo,
+		chromedp.Navigate(m.IngestURL+"/demo"),
+		chromedp.Poll[chromedp.Void](`document.querySelector('[data-testid=tracker-status]').textContent.includes('open')`, chromedp.WithPollingTimeout(15*time.Second)),
+	); err != nil {
+		t.Fatalf("demo page did not connect: %v", err)
+	}
+	dash := siteTab(t, demo, m, false)
+	// One click at a time, each judged alone: the note's button has its
+	// 2.5 s before the link is clicked (whose scroll would count as any
+	// pending click's effect). The link scrolls the page to the pad; it
+	// goes back to the top, and settles, before the button that does
+	// nothing is clicked, so that neither that scroll nor chromedp's
+	// scrolling into view is taken as that click's effect.
+	if err := chromedp.Do(demo,
+		chromedp.Click(chromedp.CSS(`[data-testid=toggle]`)),
+		chromedp.Sleep(2700*time.Millisecond),
+		chromedp.Click(chromedp.CSS(`[data-testid=to-pad]`)),
+		chromedp.Evaluate[chromedp.Void](`window.scrollTo(0, 0)`),
+		chromedp.Sleep(500*time.Millisecond),
+		chromedp.Click(chromedp.CSS(`[data-testid=noop]`)),
+	); err != nil {
+		t.Fatal(err)
+	}
+	row := func(sel, cell string) string {
+		return `(document.querySelector('[data-testid=elements] tr[data-selector="` + sel + `"] [data-testid=element-` + cell + `]') || {}).textContent`
+	}
+	if _, err := chromedp.Run(dash, chromedp.Poll[bool](row("button#noop", "dead")+` === '1'`, chromedp.WithPollingTimeout(20*time.Second))); err != nil {
+		html, _ := chromedp.Run(dash, chromedp.Evaluate[string](`(document.querySelector('[data-fragment=elements]') || {}).innerHTML`))
+		t.Fatalf("no dead click of button#noop on the dashboard: %v; elements: %s", err, html)
+	}
+	for _, sel := range []string{"button#toggle", "a#to-pad", "button#noop"} {
+		clicks, _ := chromedp.Run(dash, chromedp.Evaluate[string](row(sel, "clicks")))
+		dead, _ := chromedp.Run(dash, chromedp.Evaluate[string](row(sel, "dead")))
+		want := "0"
+		if sel == "button#noop" {
+			want = "1"
+		}
+		if clicks != "1" || dead != want {
+			t.Errorf("%s: %q clicks, %q dead; want 1 and %s", sel, clicks, dead, want)
+		}
+	}
+	if err := chromedp.Do(dash, chromedp.ScrollIntoView(`[data-fragment=elements]`)); err == nil {
+		screenshot(t, dash, "elements")
+	}
 }
 
 // TestBrowserTrackerObeysRate: an ingest node over its capacity tells the
