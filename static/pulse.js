@@ -14,15 +14,24 @@
   var MAX_UNACKED = 50; // batches kept for re-sending; older ones are dropped
   var src = new URL(script.src, location.href);
   var base = (src.protocol === 'https:' ? 'wss://' : 'ws://') + src.host + '/v1/track?v=1&site=' + encodeURIComponent(site);
-  var vidKey = 'pulse.vid';
-  var vid = null;
-  try { vid = sessionStorage.getItem(vidKey); } catch (e) { /* storage disabled */ }
+  // The visitor id is shared by the site's tabs (localStorage), so a
+  // visitor with several tabs counts once; one unused for a day is
+  // replaced, so it does not follow a visitor for longer.
+  var vidKey = 'pulse.vid', vid = null, store = null;
+  try {
+    store = w.localStorage;
+    var kept = JSON.parse(store.getItem(vidKey));
+    if (kept && Date.now() - kept.t < 864e5) vid = kept.id;
+  } catch (e) { /* storage disabled, or an older format */ }
   if (!vid || !/^[A-Za-z0-9_-]{22}$/.test(vid)) {
     var r = new Uint8Array(16);
     crypto.getRandomValues(r);
     vid = btoa(String.fromCharCode.apply(null, r)).replace(/\+/g, '-').replace(/\//g, '_').slice(0, 22);
-    try { sessionStorage.setItem(vidKey, vid); } catch (e) { /* storage disabled */ }
   }
+  function keepVid() {
+    try { store.setItem(vidKey, JSON.stringify({ id: vid, t: Date.now() })); } catch (e) { /* storage disabled */ }
+  }
+  keepVid();
 
   var rates = { sampleMs: 50, flushMs: 1000, maxBatch: 100 };
   var ws = null, sid = null, ready = false, seq = 0, attempt = 0, flushTimer = 0, lastMove = 0;
@@ -58,6 +67,7 @@
       unacked.push(b);
       while (unacked.length > MAX_UNACKED) st.dropped += unacked.shift().events.length;
       if (ready) send(b);
+      keepVid(); // in use: the day starts again
     }
     status();
   }
@@ -69,6 +79,7 @@
 
   function connect() {
     ready = false;
+    keepVid();
     ws = new WebSocket(base + '&vid=' + vid + (sid ? '&sid=' + sid : ''));
     ws.onmessage = function (m) {
       var msg;

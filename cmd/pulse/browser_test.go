@@ -297,6 +297,53 @@ func TestBrowserDeadClicks(t *testing.T) {
 	}
 }
 
+// TestBrowserTabsAreOneVisitor: two tabs of the demo page in one browser
+// are two connections of one visitor, and the dashboard counts one.
+func TestBrowserTabsAreOneVisitor(t *testing.T) {
+	ctx := browser(t)
+	m := startPulse(t, t.TempDir(), nil)
+	open := func(tab context.Context) string {
+		t.Helper()
+		if err := chromedp.Do(tab,
+			chromedp.Navigate(m.IngestURL+"/demo"),
+			chromedp.Poll[chromedp.Void](`document.querySelector('[data-testid=tracker-status]').textContent.includes('open')`, chromedp.WithPollingTimeout(15*time.Second)),
+		); err != nil {
+			t.Fatalf("demo page did not connect: %v", err)
+		}
+		vid, err := chromedp.Run(tab, chromedp.Evaluate[string](`JSON.parse(localStorage.getItem('pulse.vid')).id`))
+		if err != nil {
+			t.Fatalf("visitor id: %v", err)
+		}
+		return vid
+	}
+	first := open(ctx)
+	second, cancel := chromedp.NewContext(ctx)
+	defer cancel()
+	if vid := open(second); vid != first {
+		t.Fatalf("the second tab's visitor %q, the first's %q: want one", vid, first)
+	}
+	// Each tab sends moves; both tabs' events are the one visitor's.
+	for _, tab := range []context.Context{ctx, second} {
+		if err := moveMouse(tab, 0, 10); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := chromedp.Run(tab, chromedp.Poll[bool](`+document.querySelector('[data-testid=acked]').textContent > 0`, chromedp.WithPollingTimeout(15*time.Second))); err != nil {
+			t.Fatalf("a tab's events were not acked: %v", err)
+		}
+	}
+	dash := siteTab(t, ctx, m, false)
+	checkFor(t, 15*time.Second, 100*time.Millisecond, func() error {
+		ov, err := stats(m.DashboardURL, "demo")
+		if err == nil && (len(ov.TopVisitors) != 1 || ov.Visitors != 1) {
+			err = fmt.Errorf("visitors now %d, visitors with events %v; want one", ov.Visitors, ov.TopVisitors)
+		}
+		return err
+	})
+	if n, err := textInt(dash, `[data-testid=visitors]`); err != nil || n != 1 {
+		t.Errorf("the dashboard shows %d visitors now (%v), want 1", n, err)
+	}
+}
+
 // TestBrowserTrackerObeysRate: an ingest node over its capacity tells the
 // real pulse.js to slow down, the tracker obeys, and the node stays
 // responsive.
