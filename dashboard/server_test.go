@@ -621,7 +621,9 @@ func TestSystemPage(t *testing.T) {
 	d := startDash(t, Config{AdminPassword: password})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go natsutil.ReportStatus(ctx, d.ns.JS, "ingest", "n1", func() map[string]float64 { return map[string]float64{"connections": 12} }, slog.New(slog.DiscardHandler))
+	go natsutil.ReportStatus(ctx, d.ns.JS, "ingest", "n1", func() map[string]float64 {
+		return map[string]float64{"connections": 12, "load_level": 1, "sample_ms": 100, "flush_ms": 2000, "callin_le_1000ms": 37, "callin_stop": 2}
+	}, slog.New(slog.DiscardHandler))
 	admin := d.login(t)
 	var body string
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
@@ -635,7 +637,8 @@ func TestSystemPage(t *testing.T) {
 			break
 		}
 	}
-	for _, want := range []string{`data-testid="nodes"`, "<code>n1</code>", "connections</span> 12", "ACTIVITY", "QUOTES", `data-testid="jetstream"`} {
+	for _, want := range []string{`data-testid="nodes"`, "<code>n1</code>", "connections</span> 12", "ACTIVITY", "QUOTES", `data-testid="jetstream"`,
+		`data-testid="told"`, `data-testid="sample-ms">100 ms<`, `data-testid="flush-ms">2` + "\u2009" + `000 ms<`, `data-callin="callin_le_1000ms">37/s<`, `data-callin="callin_stop">2/s<`} {
 		if !strings.Contains(body, want) {
 			t.Errorf("system page lacks %q", want)
 		}

@@ -132,9 +132,33 @@ func bytesOf(n uint64) string {
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
+// callInBuckets are the callIn distribution's figures of an ingest node
+// (see ingest's callIns), in order, with their column labels.
+var callInBuckets = []struct{ key, label string }{
+	{"callin_le_500ms", "≤ 0.5 s"}, {"callin_le_1000ms", "≤ 1 s"}, {"callin_le_2000ms", "≤ 2 s"}, {"callin_le_5000ms", "≤ 5 s"},
+	{"callin_le_10000ms", "≤ 10 s"}, {"callin_le_30000ms", "≤ 30 s"}, {"callin_le_60000ms", "≤ 60 s"}, {"callin_gt_60000ms", "> 60 s"},
+	{"callin_stop", "stop"},
+}
+
+// ingestNodes are the ingest nodes among nodes.
+func ingestNodes(nodes []event.NodeStatus) []event.NodeStatus {
+	var out []event.NodeStatus
+	for _, n := range nodes {
+		if n.Kind == "ingest" {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// sortedFigures are the keys of a part's figures in order, without those
+// the table of what clients are told shows.
 func sortedFigures(m map[string]float64) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
+		if k == "sample_ms" || k == "flush_ms" || strings.HasPrefix(k, "callin_") {
+			continue
+		}
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)

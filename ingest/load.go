@@ -1,7 +1,9 @@
 package ingest
 
 import (
+	"fmt"
 	"math"
+	"sync"
 	"time"
 )
 
@@ -53,6 +55,7 @@ func (s *Server) watchLoad() {
 			return
 		case <-t.C:
 		}
+		s.callIns.roll()
 		perSecond := float64(s.accepted.Swap(0)) / s.cfg.LoadInterval.Seconds()
 		s.perSecond.Store(math.Float64bits(perSecond))
 		load := perSecond / float64(s.cfg.Capacity)
@@ -80,14 +83,77 @@ func (s *Server) watchLoad() {
 	}
 }
 
-// Figures are the node's numbers for its status report.
+// Figures are the node's numbers for its status report: besides its
+// load, what it tells clients now (trackers' sampling and flush
+// intervals, sample_ms and flush_ms) and the callIns it gave quote
+// widgets in its last load interval, per second (see callIns.figures).
 func (s *Server) Figures() map[string]float64 {
 	s.mu.Lock()
 	conns := len(s.conns)
 	s.mu.Unlock()
-	return map[string]float64{
+	r := s.rates()
+	f := map[string]float64{
 		"connections":       float64(conns),
 		"events_per_second": math.Float64frombits(s.perSecond.Load()),
 		"load_level":        float64(s.level.Load()),
+		"sample_ms":         float64(r.SampleMs),
+		"flush_ms":          float64(r.FlushMs),
 	}
+	s.callIns.figures(f, s.cfg.LoadInterval)
+	return f
+}
+
+// callInEdges are the upper edges, in milliseconds, of the buckets of the
+// callIn distribution a node reports: how long it told quote widgets to
+// wait, over its last load interval.
+var callInEdges = [...]int64{500, 1000, 2000, 5000, 10_000, 30_000, 60_000}
+
+// callIns counts the callIns of the current load interval by bucket, the
+// last bucket for those beyond every edge and stopped for widgets told to
+// stop (an unknown symbol); last is the interval before.
+type callIns struct {
+	mu         sync.Mutex
+	cur, last  [len(callInEdges) + 1]int64
+	curStopped int64
+	lastStop   int64
+}
+
+// add counts one answer: its callIn, nil for "stop".
+func (c *callIns) add(callIn *time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if callIn == nil {
+		c.curStopped++
+		return
+	}
+	ms := callIn.Milliseconds()
+	i := 0
+	for i < len(callInEdges) && ms > callInEdges[i] {
+		i++
+	}
+	c.cur[i]++
+}
+
+// roll ends the interval.
+func (c *callIns) roll() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.last, c.cur = c.cur, [len(callInEdges) + 1]int64{}
+	c.lastStop, c.curStopped = c.curStopped, 0
+}
+
+// figures adds the last interval's distribution to f, per second:
+// callin_le_500ms, …, callin_gt_60000ms and callin_stop.
+func (c *callIns) figures(f map[string]float64, interval time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	per := interval.Seconds()
+	for i, n := range c.last {
+		if i < len(callInEdges) {
+			f[fmt.Sprintf("callin_le_%dms", callInEdges[i])] = float64(n) / per
+		} else {
+			f[fmt.Sprintf("callin_gt_%dms", callInEdges[len(callInEdges)-1])] = float64(n) / per
+		}
+	}
+	f["callin_stop"] = float64(c.lastStop) / per
 }

@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"maps"
 	"net/http"
 	"strings"
 	"testing"
@@ -112,5 +113,44 @@ func TestConnectionLimits(t *testing.T) {
 			t.Fatal("slot not freed after close")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestCallInDistribution: callIns fall in the bucket of their upper edge,
+// stops are counted apart, and figures give the interval before the last
+// roll, per second.
+func TestCallInDistribution(t *testing.T) {
+	var c callIns
+	for _, d := range []time.Duration{250 * time.Millisecond, 500 * time.Millisecond, 501 * time.Millisecond, 4 * time.Second, 2 * time.Minute} {
+		c.add(&d)
+	}
+	c.add(nil)
+	f := map[string]float64{}
+	c.figures(f, time.Second)
+	if f["callin_le_500ms"] != 0 || f["callin_stop"] != 0 {
+		t.Fatalf("before the roll: %v, want the empty interval before", f)
+	}
+	c.roll()
+	c.figures(f, 500*time.Millisecond)
+	want := map[string]float64{
+		"callin_le_500ms": 4, "callin_le_1000ms": 2, "callin_le_2000ms": 0, "callin_le_5000ms": 2,
+		"callin_le_10000ms": 0, "callin_le_30000ms": 0, "callin_le_60000ms": 0, "callin_gt_60000ms": 2, "callin_stop": 2,
+	}
+	if !maps.Equal(f, want) {
+		t.Errorf("figures %v, want %v", f, want)
+	}
+}
+
+// TestFiguresSayWhatTrackersAreTold: a node's figures carry the sampling
+// and flush intervals it tells trackers at its load level.
+func TestFiguresSayWhatTrackersAreTold(t *testing.T) {
+	n := startNode(t, nil)
+	f := n.srv.Figures()
+	if f["sample_ms"] != 50 || f["flush_ms"] != 1000 || f["load_level"] != 0 {
+		t.Errorf("figures %v, want sample_ms 50, flush_ms 1000 at level 0", f)
+	}
+	n.srv.level.Store(2)
+	if f := n.srv.Figures(); f["sample_ms"] != 200 || f["flush_ms"] != 4000 {
+		t.Errorf("at level 2: %v, want sample_ms 200, flush_ms 4000", f)
 	}
 }

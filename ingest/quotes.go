@@ -69,6 +69,7 @@ func (s *Server) serveQuote(w http.ResponseWriter, r *http.Request) {
 	}
 	since, _ := strconv.ParseInt(q.Get("since"), 10, 64)
 	a := s.cfg.Quotes.Poll(r.Context(), sym, since, int(s.level.Load()))
+	s.callIns.add(a.CallIn)
 	resp := quoteResponse{Quote: a.Quote, Error: a.Error}
 	status := http.StatusOK
 	switch {

@@ -244,6 +244,8 @@ type Server struct {
 	// perSecond holds the last measurement (float64 bits).
 	accepted  atomic.Int64
 	perSecond atomic.Uint64
+	// callIns is the distribution of the callIns given to quote widgets.
+	callIns callIns
 	// level is the current load level (see loadLevel).
 	level    atomic.Int32
 	stopLoad chan struct{}
