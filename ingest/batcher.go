@@ -28,7 +28,7 @@ const publishTries = 3
 // one message per site per BatchInterval: a stored message costs
 // the stream, the ingest node and the aggregator far more than the events
 // in it, so a message per tracker batch cost more than the batch's events
-// (see BENCHMARKS.md). Classic single-event frames are not acked, so they
+// (measured: bench/results/history/BENCHMARKS-to-2026-12-07.md). Classic single-event frames are not acked, so they
 // wait at most BatchInterval in memory; a tracker batch is acked once the
 // message with it is stored. Tracker batches are counted once by the
 // aggregator even when a tracker re-sends them (by session and seq, see

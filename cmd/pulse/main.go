@@ -642,10 +642,12 @@ func listenNote(listen string, ns *server.Server) string {
 // 30 s by default, so Pulse finishes well before.
 const shutdownTimeout = 20 * time.Second
 
-// Close stops the parts in the order that loses nothing: ingest first (its
-// trackers are told to reconnect elsewhere and what it accepted is stored),
-// then the aggregator (it writes a last snapshot), then the dashboard (its
-// SSE clients are told to retry), then NATS.
+// Close stops the parts in the order that loses nothing: the dashboard's
+// SSE streams first (told to retry, so that the HTTP servers, which then
+// stop accepting, need not wait for them), then ingest (its trackers are
+// told to reconnect elsewhere, and what it accepted is stored), the quote
+// poller and the status reports, then the aggregator (it writes a last
+// snapshot), and NATS last, flushed.
 // Close may be called more than once; later calls return the first result.
 func (m *Main) Close() error {
 	m.closeOnce.Do(func() { m.closeErr = m.close() })

@@ -165,8 +165,8 @@ func startLoops(mode Mode, n int, round time.Duration) ([]loop, error) {
 // storing and counting the events), which the other processors are left
 // for, and fewer loops find more in each round. On two cores one loop
 // used 10-20 % less CPU than two with 1,000 batched trackers, and as much
-// with classic ones, and took 77,000 classic frames a second as well (see
-// BENCHMARKS.md).
+// with classic ones, and took 77,000 classic frames a second as well
+// (bench/run.sh paced and sweep).
 func DefaultLoops() int { return max(1, runtime.GOMAXPROCS(0)/2) }
 
 // MaxRound is the longest Options.Round: a longer round would keep sends

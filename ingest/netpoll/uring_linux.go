@@ -35,9 +35,9 @@ const (
 	// A round that finds the buffers used up ends its sockets' receives
 	// (ENOBUFS), and each then costs a new submission. Each round costs
 	// a wake-up of the loop's thread, too, so fewer, fuller rounds are
-	// cheaper: with 512 buffers of 2 KiB instead of 256 of 4 KiB, a
-	// classic event at 20,000 a second took about a tenth less CPU
-	// (BENCHMARKS.md, item 28).
+	// cheaper: small buffers in number let one round take many small
+	// frames (2 KiB buffers cost a classic event at 20,000 a second about
+	// a tenth less CPU than half as many of 4 KiB, bench/run.sh paced).
 	roundFill = uringBuffers * 3 / 4
 )
 
