@@ -622,7 +622,7 @@ func TestSystemPage(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go natsutil.ReportStatus(ctx, d.ns.JS, "ingest", "n1", func() map[string]float64 {
-		return map[string]float64{"connections": 12, "load_level": 1, "sample_ms": 100, "flush_ms": 2000, "callin_le_1000ms": 37, "callin_stop": 2}
+		return map[string]float64{"connections": 12, "load_level": 1, "sample_ms": 100, "flush_ms": 2000, "callin_le_1s": 37, "callin_stop": 2}
 	}, slog.New(slog.DiscardHandler))
 	admin := d.login(t)
 	var body string
@@ -638,7 +638,7 @@ func TestSystemPage(t *testing.T) {
 		}
 	}
 	for _, want := range []string{`data-testid="nodes"`, "<code>n1</code>", "connections</span> 12", "ACTIVITY", "QUOTES", `data-testid="jetstream"`,
-		`data-testid="told"`, `data-testid="sample-ms">100 ms<`, `data-testid="flush-ms">2` + "\u2009" + `000 ms<`, `data-callin="callin_le_1000ms">37/s<`, `data-callin="callin_stop">2/s<`} {
+		`data-testid="told"`, `data-testid="sample-ms">100 ms<`, `data-testid="flush-ms">2` + "\u2009" + `000 ms<`, `data-callin="callin_le_1s">37/s<`, `data-callin="callin_stop">2/s<`} {
 		if !strings.Contains(body, want) {
 			t.Errorf("system page lacks %q", want)
 		}

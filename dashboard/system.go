@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -132,12 +133,22 @@ func bytesOf(n uint64) string {
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
-// callInBuckets are the callIn distribution's figures of an ingest node
-// (see ingest's callIns), in order, with their column labels.
-var callInBuckets = []struct{ key, label string }{
-	{"callin_le_500ms", "≤ 0.5 s"}, {"callin_le_1000ms", "≤ 1 s"}, {"callin_le_2000ms", "≤ 2 s"}, {"callin_le_5000ms", "≤ 5 s"},
-	{"callin_le_10000ms", "≤ 10 s"}, {"callin_le_30000ms", "≤ 30 s"}, {"callin_le_60000ms", "≤ 60 s"}, {"callin_gt_60000ms", "> 60 s"},
-	{"callin_stop", "stop"},
+// callInColumn is one bucket of an ingest node's callIn distribution:
+// its figure's key and its column's label.
+type callInColumn struct{ key, label string }
+
+// callInColumns are the columns of the callIn distribution, bucketed by
+// event.CallInBuckets, then the stops.
+func callInColumns() []callInColumn {
+	cols := make([]callInColumn, 0, len(event.CallInBuckets)+2)
+	for i := range len(event.CallInBuckets) + 1 {
+		label := "> " + strconv.FormatFloat(event.CallInBuckets[len(event.CallInBuckets)-1], 'f', -1, 64) + " s"
+		if i < len(event.CallInBuckets) {
+			label = "≤ " + strconv.FormatFloat(event.CallInBuckets[i], 'f', -1, 64) + " s"
+		}
+		cols = append(cols, callInColumn{event.CallInFigure(i), label})
+	}
+	return append(cols, callInColumn{"callin_stop", "stop"})
 }
 
 // ingestNodes are the ingest nodes among nodes.

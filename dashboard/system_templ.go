@@ -476,7 +476,7 @@ func toldTable(v systemView) templ.Component {
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			for _, b := range callInBuckets {
+			for _, b := range callInColumns() {
 				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 43, "<th class=\"num\">callIn ")
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err
@@ -569,7 +569,7 @@ func toldTable(v systemView) templ.Component {
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err
 				}
-				for _, b := range callInBuckets {
+				for _, b := range callInColumns() {
 					templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 52, "<td class=\"num\" data-callin=\"")
 					if templ_7745c5c3_Err != nil {
 						return templ_7745c5c3_Err

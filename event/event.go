@@ -47,8 +47,28 @@ func QuoteStatsSubject(node string) string { return "quotestats." + node }
 var QuoteSubjects = []string{"quotes.*", "quotestats.*"}
 
 // CallInBuckets are the upper bounds, in seconds, of the callIn histogram
-// in PollStats; the last bucket counts everything longer.
+// in PollStats and in ingest nodes' status; the last bucket counts
+// everything longer.
 var CallInBuckets = []float64{1, 2, 5, 10, 30, 60, 300}
+
+// CallInBucket is the bucket of CallInBuckets, or the one after them, that
+// a callIn of seconds falls in.
+func CallInBucket(seconds float64) int {
+	i := 0
+	for i < len(CallInBuckets) && seconds > CallInBuckets[i] {
+		i++
+	}
+	return i
+}
+
+// CallInFigure names bucket i of CallInBuckets among a node's status
+// figures: callin_le_1s, …, callin_gt_300s.
+func CallInFigure(i int) string {
+	if i < len(CallInBuckets) {
+		return "callin_le_" + strconv.FormatFloat(CallInBuckets[i], 'f', -1, 64) + "s"
+	}
+	return "callin_gt_" + strconv.FormatFloat(CallInBuckets[len(CallInBuckets)-1], 'f', -1, 64) + "s"
+}
 
 // Quote is one quote of one symbol, as the quote API serves it and the
 // QUOTES stream carries it.

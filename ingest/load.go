@@ -1,10 +1,11 @@
 package ingest
 
 import (
-	"fmt"
 	"math"
 	"sync"
 	"time"
+
+	"github.com/pulse-analytics/pulse/event"
 )
 
 // The load signal of a node is the events it accepted in the last interval
@@ -103,19 +104,13 @@ func (s *Server) Figures() map[string]float64 {
 	return f
 }
 
-// callInEdges are the upper edges, in milliseconds, of the buckets of the
-// callIn distribution a node reports: how long it told quote widgets to
-// wait, over its last load interval.
-var callInEdges = [...]int64{500, 1000, 2000, 5000, 10_000, 30_000, 60_000}
-
-// callIns counts the callIns of the current load interval by bucket, the
-// last bucket for those beyond every edge and stopped for widgets told to
-// stop (an unknown symbol); last is the interval before.
+// callIns counts the callIns given to quote widgets in the current load
+// interval by event.CallInBuckets, and stopped those told to stop (an
+// unknown symbol); last and lastStop are the interval before.
 type callIns struct {
-	mu         sync.Mutex
-	cur, last  [len(callInEdges) + 1]int64
-	curStopped int64
-	lastStop   int64
+	mu                sync.Mutex
+	cur, last         []int64
+	curStop, lastStop int64
 }
 
 // add counts one answer: its callIn, nil for "stop".
@@ -123,37 +118,35 @@ func (c *callIns) add(callIn *time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if callIn == nil {
-		c.curStopped++
+		c.curStop++
 		return
 	}
-	ms := callIn.Milliseconds()
-	i := 0
-	for i < len(callInEdges) && ms > callInEdges[i] {
-		i++
+	if c.cur == nil {
+		c.cur = make([]int64, len(event.CallInBuckets)+1)
 	}
-	c.cur[i]++
+	c.cur[event.CallInBucket(callIn.Seconds())]++
 }
 
 // roll ends the interval.
 func (c *callIns) roll() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.last, c.cur = c.cur, [len(callInEdges) + 1]int64{}
-	c.lastStop, c.curStopped = c.curStopped, 0
+	c.last, c.cur = c.cur, nil
+	c.lastStop, c.curStop = c.curStop, 0
 }
 
-// figures adds the last interval's distribution to f, per second:
-// callin_le_500ms, …, callin_gt_60000ms and callin_stop.
+// figures adds the last interval's distribution to f, per second, named by
+// event.CallInFigure, and callin_stop.
 func (c *callIns) figures(f map[string]float64, interval time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	per := interval.Seconds()
-	for i, n := range c.last {
-		if i < len(callInEdges) {
-			f[fmt.Sprintf("callin_le_%dms", callInEdges[i])] = float64(n) / per
-		} else {
-			f[fmt.Sprintf("callin_gt_%dms", callInEdges[len(callInEdges)-1])] = float64(n) / per
+	for i := range len(event.CallInBuckets) + 1 {
+		var n int64
+		if c.last != nil {
+			n = c.last[i]
 		}
+		f[event.CallInFigure(i)] = float64(n) / per
 	}
 	f["callin_stop"] = float64(c.lastStop) / per
 }

@@ -121,20 +121,20 @@ func TestConnectionLimits(t *testing.T) {
 // roll, per second.
 func TestCallInDistribution(t *testing.T) {
 	var c callIns
-	for _, d := range []time.Duration{250 * time.Millisecond, 500 * time.Millisecond, 501 * time.Millisecond, 4 * time.Second, 2 * time.Minute} {
+	for _, d := range []time.Duration{250 * time.Millisecond, time.Second, 1001 * time.Millisecond, 4 * time.Second, 10 * time.Minute} {
 		c.add(&d)
 	}
 	c.add(nil)
 	f := map[string]float64{}
 	c.figures(f, time.Second)
-	if f["callin_le_500ms"] != 0 || f["callin_stop"] != 0 {
+	if f["callin_le_1s"] != 0 || f["callin_stop"] != 0 {
 		t.Fatalf("before the roll: %v, want the empty interval before", f)
 	}
 	c.roll()
 	c.figures(f, 500*time.Millisecond)
 	want := map[string]float64{
-		"callin_le_500ms": 4, "callin_le_1000ms": 2, "callin_le_2000ms": 0, "callin_le_5000ms": 2,
-		"callin_le_10000ms": 0, "callin_le_30000ms": 0, "callin_le_60000ms": 0, "callin_gt_60000ms": 2, "callin_stop": 2,
+		"callin_le_1s": 4, "callin_le_2s": 2, "callin_le_5s": 2, "callin_le_10s": 0,
+		"callin_le_30s": 0, "callin_le_60s": 0, "callin_le_300s": 0, "callin_gt_300s": 2, "callin_stop": 2,
 	}
 	if !maps.Equal(f, want) {
 		t.Errorf("figures %v, want %v", f, want)

@@ -610,11 +610,7 @@ func (p *Poller) count(q *Quote, since int64, callIn *time.Duration) {
 		p.stats.StalenessMs += uint64(max(staleness.Milliseconds(), 0))
 	}
 	if callIn != nil {
-		i := 0
-		for i < len(event.CallInBuckets) && callIn.Seconds() > event.CallInBuckets[i] {
-			i++
-		}
-		p.stats.CallIn[i]++
+		p.stats.CallIn[event.CallInBucket(callIn.Seconds())]++
 	}
 }
 
