@@ -118,12 +118,7 @@ func TestBrowserDemoMovesDashboard(t *testing.T) {
 	m := startPulse(t, t.TempDir(), nil)
 
 	demo := ctx
-	if err := chromedp.Do(demo,
-		chromedp.Navigate(m.IngestURL+"/demo"),
-		chromedp.Poll[chromedp.Void](`document.querySelector('[data-testid=tracker-status]').textContent.includes('open')`, chromedp.WithPollingTimeout(15*time.Second)),
-	); err != nil {
-		t.Fatalf("demo page did not connect: %v", err)
-	}
+	openDemo(t, demo, m)
 	if err := moveMouse(demo, 0, 30); err != nil {
 		t.Fatal(err)
 	}
@@ -213,6 +208,17 @@ func TestBrowserDemoMovesDashboard(t *testing.T) {
 	screenshot(t, dash, "site-added")
 }
 
+// openDemo opens the demo page in tab and waits for its tracker to connect.
+func openDemo(t *testing.T, tab context.Context, m *Main) {
+	t.Helper()
+	if err := chromedp.Do(tab,
+		chromedp.Navigate(m.IngestURL+"/demo"),
+		chromedp.Poll[chromedp.Void](`document.querySelector('[data-testid=tracker-status]').textContent.includes('open')`, chromedp.WithPollingTimeout(15*time.Second)),
+	); err != nil {
+		t.Fatalf("demo page did not connect: %v", err)
+	}
+}
+
 // siteTab opens the demo site's dashboard page in a second tab of the
 // browser, logging in on the way, and waits for its stream; shots takes
 // a screenshot of the login page.
@@ -251,12 +257,7 @@ func TestBrowserDeadClicks(t *testing.T) {
 	ctx := browser(t)
 	m := startPulse(t, t.TempDir(), nil)
 	demo := ctx
-	if err := chromedp.Do(demo,
-		chromedp.Navigate(m.IngestURL+"/demo"),
-		chromedp.Poll[chromedp.Void](`document.querySelector('[data-testid=tracker-status]').textContent.includes('open')`, chromedp.WithPollingTimeout(15*time.Second)),
-	); err != nil {
-		t.Fatalf("demo page did not connect: %v", err)
-	}
+	openDemo(t, demo, m)
 	dash := siteTab(t, demo, m, false)
 	// One click at a time, each judged alone: the note's button has its
 	// 2.5 s before the link is clicked (whose scroll would count as any
@@ -304,12 +305,7 @@ func TestBrowserTabsAreOneVisitor(t *testing.T) {
 	m := startPulse(t, t.TempDir(), nil)
 	open := func(tab context.Context) string {
 		t.Helper()
-		if err := chromedp.Do(tab,
-			chromedp.Navigate(m.IngestURL+"/demo"),
-			chromedp.Poll[chromedp.Void](`document.querySelector('[data-testid=tracker-status]').textContent.includes('open')`, chromedp.WithPollingTimeout(15*time.Second)),
-		); err != nil {
-			t.Fatalf("demo page did not connect: %v", err)
-		}
+		openDemo(t, tab, m)
 		vid, err := chromedp.Run(tab, chromedp.Evaluate[string](`JSON.parse(localStorage.getItem('pulse.vid')).id`))
 		if err != nil {
 			t.Fatalf("visitor id: %v", err)
