@@ -193,11 +193,18 @@ func TestBrowserDemoMovesDashboard(t *testing.T) {
 	if n, err := chromedp.Run(dash, chromedp.Evaluate[int](`document.querySelectorAll('[data-testid=snippet-shop2]').length`)); err != nil || n != 0 {
 		t.Errorf("a site with a bad origin was listed (%d, %v)", n, err)
 	}
+	// The form is filled and submitted in one evaluation: the page that
+	// answered the bad origin may still be settling, and a node chromedp
+	// found a moment before can be gone ("No node with given id").
 	if err := chromedp.Do(dash,
-		chromedp.SetValue(chromedp.CSS(form+`input[name=key]`), "shop"),
-		chromedp.SetValue(chromedp.CSS(form+`input[name=name]`), "Our shop"),
-		chromedp.SetValue(chromedp.CSS(form+`textarea[name=origins]`), "https://shop.example"),
-		chromedp.Submit(chromedp.CSS(`[data-testid=site-form]`)),
+		chromedp.WaitVisible(chromedp.CSS(form+`input[name=key]`)),
+		chromedp.Evaluate[chromedp.Void](`(() => {
+			const f = document.querySelector('[data-testid=site-form]'), field = n => f.elements.namedItem(n);
+			field('key').value = 'shop';
+			field('name').value = 'Our shop';
+			field('origins').value = 'https://shop.example';
+			f.requestSubmit();
+		})()`),
 		chromedp.WaitVisible(chromedp.CSS(`[data-testid=snippet-shop]`)),
 	); err != nil {
 		t.Fatalf("add a site with the form: %v", err)
