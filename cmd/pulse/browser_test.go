@@ -227,22 +227,30 @@ func openDemo(t *testing.T, tab context.Context, m *Main) {
 }
 
 // siteTab opens the demo site's dashboard page in a second tab of the
-// browser, logging in on the way, and waits for its stream; shots takes
-// a screenshot of the login page.
+// browser, logging in on the way (see logInToSite).
 func siteTab(t *testing.T, browser context.Context, m *Main, shots bool) context.Context {
 	t.Helper()
 	dash, cancel := chromedp.NewContext(browser)
 	t.Cleanup(cancel)
-	if err := chromedp.Do(dash,
-		chromedp.Navigate(m.DashboardURL+"/sites/demo"),
+	logInToSite(t, dash, m.DashboardURL, shots)
+	return dash
+}
+
+// logInToSite opens the demo site's page of the dashboard at dashURL in
+// tab, logs in as the admin, and waits for the page's stream; shots takes
+// a screenshot of the login page.
+func logInToSite(t *testing.T, tab context.Context, dashURL string, shots bool) {
+	t.Helper()
+	if err := chromedp.Do(tab,
+		chromedp.Navigate(dashURL+"/sites/demo"),
 		chromedp.WaitVisible(chromedp.CSS(`[data-testid=login-form]`)),
 	); err != nil {
 		t.Fatalf("login page: %v", err)
 	}
 	if shots {
-		screenshot(t, dash, "login")
+		screenshot(t, tab, "login")
 	}
-	if err := chromedp.Do(dash,
+	if err := chromedp.Do(tab,
 		chromedp.SendKeys(chromedp.CSS(`input[name=password]`), testPassword),
 		chromedp.Submit(chromedp.CSS(`[data-testid=login-form]`)),
 		chromedp.WaitVisible(chromedp.CSS(`[data-testid=events-total]`)),
@@ -250,10 +258,9 @@ func siteTab(t *testing.T, browser context.Context, m *Main, shots bool) context
 	); err != nil {
 		t.Fatalf("log in and open the site: %v", err)
 	}
-	if loc, _ := chromedp.Run(dash, chromedp.Location()); !strings.HasSuffix(loc, "/sites/demo") {
+	if loc, _ := chromedp.Run(tab, chromedp.Location()); !strings.HasSuffix(loc, "/sites/demo") {
 		t.Errorf("after login at %s, want /sites/demo", loc)
 	}
-	return dash
 }
 
 // TestBrowserDeadClicks: on the demo page, a click on a button that does
@@ -469,16 +476,7 @@ func TestBrowserDashboardProduct(t *testing.T) {
 	proxy := startCutProxy(t, m.DashboardURL)
 	dash := proxy.URL()
 
-	if err := chromedp.Do(ctx,
-		chromedp.Navigate(dash+"/sites/demo"),
-		chromedp.WaitVisible(chromedp.CSS(`[data-testid=login-form]`)),
-		chromedp.SendKeys(chromedp.CSS(`input[name=password]`), testPassword),
-		chromedp.Submit(chromedp.CSS(`[data-testid=login-form]`)),
-		chromedp.WaitVisible(chromedp.CSS(`[data-testid=events-total]`)),
-		chromedp.Poll[chromedp.Void](`document.querySelector('[data-testid=live-status]').textContent.startsWith('live')`, chromedp.WithPollingTimeout(15*time.Second)),
-	); err != nil {
-		t.Fatalf("log in and open the site: %v", err)
-	}
+	logInToSite(t, ctx, dash, false)
 	// An empty site says what to do next.
 	if txt, _ := textOf(ctx, `[data-fragment=stats] .empty`); !strings.Contains(txt, "snippet") {
 		t.Errorf("empty state: %q", txt)
