@@ -371,6 +371,7 @@ func (a *Aggregator) tick(ctx context.Context, now time.Time, final bool) {
 	type out struct {
 		site     string
 		snapshot []byte
+		encErr   error
 		overview []byte
 	}
 	var outs []out
@@ -387,7 +388,7 @@ func (a *Aggregator) tick(ctx context.Context, now time.Time, final bool) {
 		o := out{site: name}
 		if changed && snapshot {
 			s.dirty = false
-			o.snapshot, _ = json.Marshal(s)
+			o.snapshot, o.encErr = encodeSnapshot(s)
 		}
 		o.overview, _ = json.Marshal(s.overview(name, now))
 		outs = append(outs, o)
@@ -395,6 +396,10 @@ func (a *Aggregator) tick(ctx context.Context, now time.Time, final bool) {
 	a.mu.Unlock()
 
 	for _, o := range outs {
+		if o.encErr != nil {
+			a.snapshotFailed(o.site, o.encErr)
+			return
+		}
 		if o.snapshot != nil {
 			if _, err := a.snapshots.PutBytes(ctx, siteKey(o.site), o.snapshot); err != nil {
 				a.snapshotFailed(o.site, err)
@@ -613,11 +618,10 @@ func (a *Aggregator) load(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("aggregator: load snapshot of %s: %w", name, err)
 		}
-		s := newSite()
-		if err := json.Unmarshal(data, s); err != nil {
-			return fmt.Errorf("aggregator: decode snapshot of %s: %w", name, err)
+		s, err := decodeSnapshot(data)
+		if err != nil {
+			return fmt.Errorf("aggregator: snapshot of %s: %w", name, err)
 		}
-		s.fill()
 		a.sites[name] = s
 	}
 	seq := idx.Seq

@@ -114,8 +114,15 @@ func TestScrollDepth(t *testing.T) {
 // overview (windows, heatmaps, scroll depth, rage and dead clicks,
 // elements) with
 // testdata/overview.golden; go test -update rewrites it.
-func TestOverviewGolden(t *testing.T) {
-	now := time.UnixMilli(1_700_000_060_500)
+// goldenNow is the time goldenSite's events lead up to.
+var goldenNow = time.UnixMilli(1_700_000_060_500)
+
+// goldenSite is a site with a little of everything a site counts: moves,
+// clicks and a rage burst, a dead click, scroll depth, visitors who came
+// and went, and events minutes and a day old. The golden files of the
+// overview and of the snapshot are made from it.
+func goldenSite() *Site {
+	now := goldenNow
 	s := newSite()
 	base := now.UnixMilli() - 10_000
 	batches := []event.Batch{
@@ -156,6 +163,13 @@ func TestOverviewGolden(t *testing.T) {
 	s.applyPresence(&event.Presence{Kind: event.Join, Conn: "c2", Visitor: "bob", Time: base - 120_000})
 	s.applyPresence(&event.Presence{Kind: event.Leave, Conn: "c2", Time: base - 60_000})
 	s.prune(now, 100)
+	s.Seq = 1234 // as if the stream's 1234th message were the last
+	return s
+}
+
+func TestOverviewGolden(t *testing.T) {
+	now := goldenNow
+	s := goldenSite()
 	got, err := json.MarshalIndent(s.overview("demo", now), "", " ")
 	if err != nil {
 		t.Fatal(err)
