@@ -80,27 +80,34 @@ func baseOpts(id string) []charts.GlobalOpts {
 	}
 }
 
-// eventsPerSecondOptions: the last minute, one stacked area per kind. Every
-// kind has a series, zeros included, so merges never leave a stale one.
+// eventsPerSecondOptions: the last minute, one stacked area per kind.
 func eventsPerSecondOptions(ov event.Overview) map[string]any {
+	return perSecondOptions(chartEventsPerSecond, "eps-", ov.PerSecond, ov.PerSecondByKind)
+}
+
+// perSecondOptions draws events per second as one stacked area per kind:
+// seconds are the times, byKind one count per second for each kind seen.
+// Every kind has a series, zeros included, so merges never leave a stale
+// one; series ids are seriesPrefix and the kind.
+func perSecondOptions(id, seriesPrefix string, seconds []event.Point, byKind map[string][]uint64) map[string]any {
 	line := charts.NewLine()
-	line.SetGlobalOptions(append(baseOpts(chartEventsPerSecond),
+	line.SetGlobalOptions(append(baseOpts(id),
 		charts.WithLegendOpts(opts.Legend{Show: opts.Bool(true), Top: "0"}),
 		// A time axis: the browser labels it in the admin's time zone.
 		charts.WithXAxisOpts(opts.XAxis{Type: "time", SplitNumber: 4}),
 		charts.WithYAxisOpts(opts.YAxis{Type: "value", Name: "events/s", MinInterval: 1}),
 	)...)
 	for _, k := range event.Kinds() {
-		counts := ov.PerSecondByKind[k.String()]
-		data := make(pairs, len(ov.PerSecond))
-		for i, p := range ov.PerSecond {
+		counts := byKind[k.String()]
+		data := make(pairs, len(seconds))
+		for i, p := range seconds {
 			data[i][0] = p.T
 			if counts != nil {
 				data[i][1] = int64(counts[i])
 			}
 		}
 		line.AddSeries(k.String(), nil,
-			charts.WithSeriesId("eps-"+k.String()),
+			charts.WithSeriesId(seriesPrefix+k.String()),
 			charts.WithLineChartOpts(opts.LineChart{ShowSymbol: opts.Bool(false), Stack: "events"}),
 			charts.WithAreaStyleOpts(opts.AreaStyle{Opacity: opts.Float(0.35)}),
 		)

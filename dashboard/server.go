@@ -78,6 +78,12 @@ type Config struct {
 	// node (503). Defaults 64 and 10,000.
 	MaxStreamsPerUser int
 	MaxStreams        int
+	// MaxVisitorStreamsPerUser and MaxVisitorStreams bound the visitor
+	// pages open, per user (429 beyond it) and on this node (503): each
+	// follows its site's activity with a consumer of its own. Defaults 8
+	// and 200.
+	MaxVisitorStreamsPerUser int
+	MaxVisitorStreams        int
 	// PasswordCost is bcrypt's cost for new passwords. Default
 	// bcrypt.DefaultCost; tests lower it.
 	PasswordCost int
@@ -91,17 +97,19 @@ type Config struct {
 // Server serves the dashboard. Create it with New, call Start, serve
 // Handler, and stop it with Shutdown.
 type Server struct {
-	cfg       Config
-	log       *slog.Logger
-	metrics   *metrics
-	auth      *auth
-	views     jetstream.KeyValue
-	sites     jetstream.KeyValue
-	hub       *hub
-	streams   *streamSlots
-	sub       *nats.Subscription
-	quotesSub *nats.Subscription
-	started   atomic.Bool
+	cfg     Config
+	log     *slog.Logger
+	metrics *metrics
+	auth    *auth
+	views   jetstream.KeyValue
+	sites   jetstream.KeyValue
+	hub     *hub
+	streams *streamSlots
+	// visitorStreams bounds the visitor pages' streams besides.
+	visitorStreams *streamSlots
+	sub            *nats.Subscription
+	quotesSub      *nats.Subscription
+	started        atomic.Bool
 }
 
 // New returns a Server.
@@ -133,6 +141,12 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxStreams == 0 {
 		cfg.MaxStreams = 10_000
 	}
+	if cfg.MaxVisitorStreamsPerUser == 0 {
+		cfg.MaxVisitorStreamsPerUser = 8
+	}
+	if cfg.MaxVisitorStreams == 0 {
+		cfg.MaxVisitorStreams = 200
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -149,6 +163,8 @@ func New(cfg Config) (*Server, error) {
 		metrics: m,
 		hub:     newHub(m),
 		streams: newStreamSlots(cfg.MaxStreamsPerUser, cfg.MaxStreams),
+
+		visitorStreams: newStreamSlots(cfg.MaxVisitorStreamsPerUser, cfg.MaxVisitorStreams),
 	}, nil
 }
 
@@ -260,6 +276,8 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("POST /tokens", s.adminPage(s.serveCreateToken))
 	mux.Handle("POST /tokens/{id}/revoke", s.adminPage(s.serveRevokeToken))
 	mux.Handle("GET /sites/{site}", s.page(s.serveOverview))
+	mux.Handle("GET /sites/{site}/visitors/{visitor}", s.page(s.serveVisitor))
+	mux.Handle("GET /sse/visitor", s.stream(s.serveVisitorSSE))
 	mux.Handle("GET /sse", s.stream(s.serveSSE))
 	mux.Handle("GET /quotes", s.page(s.serveQuotes))
 	mux.Handle("GET /sse/quotes", s.stream(s.serveQuotesSSE))

@@ -250,6 +250,10 @@ var kindNames = [...]string{
 	KindDeadClick:  "deadclick",
 }
 
+// KindSlots is one more than the largest kind: an array of this length
+// holds a count per kind, indexed by the kind.
+const KindSlots = len(kindNames)
+
 // Kinds lists every valid kind in order.
 func Kinds() []Kind {
 	ks := make([]Kind, 0, len(kindNames)-1)

@@ -86,7 +86,10 @@
     paths.forEach(function (p) { select.add(new Option(p, p, false, p === keep)); });
   }
   var es = new EventSource(live.dataset.sse);
-  es.onopen = function () { status('live', true); };
+  es.onopen = function () {
+    status('live', true);
+    live.dispatchEvent(new CustomEvent('pulse:open'));
+  };
   es.onerror = function () { status('reconnecting…', false); };
   function onUpdate(e) {
     var u = JSON.parse(e.data);
@@ -106,4 +109,9 @@
   es.addEventListener('overview', onUpdate);
   es.addEventListener('quotes', onUpdate);
   es.addEventListener('system', onUpdate);
+  es.addEventListener('visitor', onUpdate);
+  // A visitor page's cursor points: visitor.js draws them.
+  es.addEventListener('trail', function (e) {
+    live.dispatchEvent(new CustomEvent('pulse:trail', { detail: JSON.parse(e.data) }));
+  });
 })();

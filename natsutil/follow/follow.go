@@ -33,6 +33,9 @@ type Options struct {
 	// After is the last stream sequence already applied: the first
 	// message handled is the next one of Filter after it.
 	After uint64
+	// Since, when After is 0, starts at the first message stored at or
+	// after it instead of the stream's first.
+	Since time.Time
 	// Heartbeat is how often the server confirms an open pull request
 	// (DefaultHeartbeat when 0); two missed ones make the Follower start
 	// a new consumer.
@@ -169,8 +172,11 @@ func (f *Follower) create(ctx context.Context, gen int, after uint64) error {
 		Replicas:          1,
 		InactiveThreshold: inactiveThreshold,
 	}
-	if after > 0 {
+	switch {
+	case after > 0:
 		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, after+1
+	case !f.opts.Since.IsZero():
+		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &f.opts.Since
 	}
 	cons, err := f.js.CreateConsumer(ctx, f.opts.Stream, cfg)
 	if err != nil {

@@ -166,6 +166,29 @@ func TestFollowFromSequenceWithFilter(t *testing.T) {
 	r.waitFor(t, []uint64{5, 6, 10, 11, 12, 13}, 10*time.Second)
 }
 
+func TestFollowSince(t *testing.T) {
+	ns := runServer(t, &server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
+	t.Cleanup(ns.Shutdown)
+	js := connect(t, ns.ClientURL())
+	createStream(t, js, 1)
+	p := &publisher{js: js}
+	p.publish(t, "t.a", 3)
+	time.Sleep(20 * time.Millisecond)
+	since := time.Now()
+	time.Sleep(20 * time.Millisecond)
+	p.publish(t, "t.a", 2)
+
+	var r recorder
+	f, err := Start(context.Background(), js, Options{Stream: "T", Since: since}, r.handle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Stop(time.Second)
+	r.waitFor(t, []uint64{4, 5}, 10*time.Second)
+	p.publish(t, "t.a", 1)
+	r.waitFor(t, []uint64{4, 5, 6}, 10*time.Second)
+}
+
 func TestFollowAfterItsConsumerIsDeleted(t *testing.T) {
 	ns := runServer(t, &server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
 	t.Cleanup(ns.Shutdown)
