@@ -43,6 +43,9 @@ const (
 	// visitorTick is how often the page's figures and chart are sent
 	// when they changed; the cursor's points go out as they arrive.
 	visitorTick = time.Second
+	// chartLead is how far before the visitor's first event their chart
+	// starts.
+	chartLead = 10_000 // ms
 	// maxVisitorLen bounds a visitor id, as ingest does.
 	maxVisitorLen = 128
 )
@@ -209,7 +212,9 @@ func (t *trail) panel(site string, now time.Time) (visitorPanel, bool) {
 	defer t.mu.Unlock()
 	changed := t.changed
 	t.changed = false
-	from := max(t.since, now.Add(-trailReplay).UnixMilli()) / 1000 * 1000
+	// The chart starts shortly before the visitor's first event in the
+	// window, so a visitor who just arrived is not a sliver at its end.
+	from := max(t.since, now.Add(-trailReplay).UnixMilli(), t.first-chartLead) / 1000 * 1000
 	to := now.UnixMilli() / 1000 * 1000
 	for sec := range t.seconds {
 		if sec < from {

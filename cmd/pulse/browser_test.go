@@ -354,6 +354,77 @@ func TestBrowserTabsAreOneVisitor(t *testing.T) {
 	}
 }
 
+// TestBrowserVisitorPageLive: from the most active visitors, an admin
+// opens the demo page's visitor, sees the moves made before (the replay),
+// and the cursor's path grows while the visitor moves the mouse.
+func TestBrowserVisitorPageLive(t *testing.T) {
+	ctx := browser(t)
+	m := startPulse(t, t.TempDir(), nil)
+	demo := ctx
+	openDemo(t, demo, m)
+	vid, err := chromedp.Run(demo, chromedp.Evaluate[string](`JSON.parse(localStorage.getItem('pulse.vid')).id`))
+	if err != nil {
+		t.Fatalf("visitor id: %v", err)
+	}
+	if err := moveMouse(demo, 0, 20); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chromedp.Run(demo, chromedp.Poll[bool](`+document.querySelector('[data-testid=acked]').textContent > 10`, chromedp.WithPollingTimeout(15*time.Second))); err != nil {
+		t.Fatalf("events not acked on the demo page: %v", err)
+	}
+	dash := siteTab(t, demo, m, false)
+	href, err := chromedp.Run(dash, chromedp.Poll[string](`(document.querySelector('[data-testid=visitor-link]') || {}).href`, chromedp.WithPollingTimeout(15*time.Second)))
+	if err != nil || !strings.HasSuffix(href, "/sites/demo/visitors/"+vid) {
+		t.Fatalf("link to the visitor %q: %q, %v", vid, href, err)
+	}
+	if err := chromedp.Do(dash, chromedp.Click(chromedp.CSS(`[data-testid=visitor-link]`)), chromedp.WaitVisible(chromedp.CSS(`[data-testid=trail]`))); err != nil {
+		t.Fatalf("open the visitor page: %v", err)
+	}
+	if id, _ := textOf(dash, `[data-testid=visitor-id]`); id != vid {
+		t.Errorf("visitor page of %q, want %q", id, vid)
+	}
+	points := func() int {
+		n, _ := chromedp.Run(dash, chromedp.Evaluate[int](`+document.querySelector('[data-testid=trail]').dataset.points`))
+		return n
+	}
+	if _, err := chromedp.Run(dash, chromedp.Poll[bool](`+document.querySelector('[data-testid=trail]').dataset.points >= 10`, chromedp.WithPollingTimeout(15*time.Second))); err != nil {
+		t.Fatalf("the replay drew %d cursor points, want the moves made before: %v", points(), err)
+	}
+	replayed := points()
+	// Live: the visitor moves and clicks; the path grows, the click counts.
+	if err := moveMouse(demo, 20, 20); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(demo, chromedp.Click(chromedp.CSS(`[data-testid=toggle]`))); err != nil {
+		t.Fatal(err)
+	}
+	expr := `+document.querySelector('[data-testid=trail]').dataset.points > ` + strconv.Itoa(replayed+10)
+	if _, err := chromedp.Run(dash, chromedp.Poll[bool](expr, chromedp.WithPollingTimeout(15*time.Second))); err != nil {
+		t.Fatalf("the cursor path stayed at %d points (%d replayed) while the visitor moved: %v", points(), replayed, err)
+	}
+	if _, err := chromedp.Run(dash, chromedp.Poll[bool](`+document.querySelector('[data-testid=visitor-clicks]').textContent >= 1`, chromedp.WithPollingTimeout(15*time.Second))); err != nil {
+		t.Errorf("the visitor's click is not counted: %v", err)
+	}
+	if ok, err := chromedp.Run(dash, chromedp.Evaluate[bool](`!!echarts.getInstanceByDom(document.getElementById('visitor-activity'))`)); err != nil || !ok {
+		t.Errorf("the visitor's events per second not drawn: %v", err)
+	}
+	screenshot(t, dash, "visitor")
+	// Replay from the start draws fewer points, then returns to live.
+	if err := chromedp.Do(dash, chromedp.SetValue(`[data-testid=trail-scrub]`, "0"),
+		chromedp.Evaluate[chromedp.Void](`document.querySelector('[data-testid=trail-scrub]').dispatchEvent(new Event('input'))`)); err != nil {
+		t.Fatal(err)
+	}
+	if n := points(); n >= replayed+10 {
+		t.Errorf("at the replay's start the path has %d points, want fewer than live", n)
+	}
+	if err := chromedp.Do(dash, chromedp.Click(chromedp.CSS(`[data-testid=trail-play]`))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chromedp.Run(dash, chromedp.Poll[bool](`document.querySelector('[data-trail-time]').textContent.includes('live')`, chromedp.WithPollingTimeout(30*time.Second))); err != nil {
+		t.Errorf("the replay did not run to live: %v", err)
+	}
+}
+
 // TestBrowserTrackerObeysRate: an ingest node over its capacity tells the
 // real pulse.js to slow down, the tracker obeys, and the node stays
 // responsive.
