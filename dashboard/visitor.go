@@ -230,7 +230,9 @@ func (t *trail) panel(site string, now time.Time) (visitorPanel, bool) {
 	for _, ps := range t.pages {
 		p.Pages = append(p.Pages, *ps)
 	}
-	slices.SortFunc(p.Pages, func(a, b visitorPageStats) int { return cmp.Or(cmp.Compare(b.Last, a.Last), cmp.Compare(a.Path, b.Path)) })
+	slices.SortFunc(p.Pages, func(a, b visitorPageStats) int {
+		return cmp.Or(cmp.Compare(b.Last, a.Last), cmp.Compare(a.Path, b.Path))
+	})
 	n := int((to-from)/1000) + 1
 	p.PerSecond = make([]event.Point, n)
 	for i := range n {
