@@ -544,7 +544,7 @@ func (a *Aggregator) sweepLostNodes(ctx context.Context, now time.Time) {
 		return
 	}
 	for k := range keys.Keys() {
-		if id, ok := strings.CutPrefix(k, "ingest."); ok {
+		if id, ok := natsutil.IngestOfStatusKey(k); ok {
 			live[id] = true
 		}
 	}

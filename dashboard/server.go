@@ -109,7 +109,9 @@ type Server struct {
 	visitorStreams *streamSlots
 	sub            *nats.Subscription
 	quotesSub      *nats.Subscription
-	started        atomic.Bool
+	// told follows what ingest nodes tell clients, for the site pages.
+	told    *toldWatch
+	started atomic.Bool
 }
 
 // New returns a Server.
@@ -198,6 +200,17 @@ func (s *Server) Start(ctx context.Context) error {
 		s.log.Warn("created the dashboard admin account; this password is shown only once (set PULSE_ADMIN_PASSWORD to choose your own)",
 			"user", adminUser, "password", generated)
 	}
+	nodes, err := js.KeyValue(ctx, natsutil.BucketNodes)
+	if err != nil {
+		return fmt.Errorf("dashboard: nodes bucket: %w", err)
+	}
+	// The watch outlives ctx, which may only bound the start; Shutdown
+	// stops it.
+	w, err := nodes.Watch(context.WithoutCancel(ctx), natsutil.IngestStatusKeys)
+	if err != nil {
+		return fmt.Errorf("dashboard: watch ingest nodes: %w", err)
+	}
+	s.told = watchTold(w)
 	s.sub, err = s.cfg.Subscriber.Subscribe(event.DashSubject("*", event.PanelOverview), s.onOverview)
 	if err != nil {
 		return fmt.Errorf("dashboard: subscribe: %w", err)
@@ -216,7 +229,7 @@ func (s *Server) onOverview(msg *nats.Msg) {
 		s.log.Warn("bad panel update", "subject", msg.Subject, "err", err)
 		return
 	}
-	u, err := encodeUpdate(context.Background(), ov)
+	u, err := encodeUpdate(context.Background(), ov, s.told.current(time.Now()))
 	if err != nil {
 		s.log.Error("panel update", "site", ov.Site, "err", err)
 		return
@@ -250,6 +263,9 @@ func (s *Server) Shutdown() error {
 	s.started.Store(false)
 	s.hub.close()
 	var errs []error
+	if s.told != nil {
+		errs = append(errs, s.told.stop())
+	}
 	for _, sub := range []*nats.Subscription{s.sub, s.quotesSub} {
 		if sub != nil {
 			errs = append(errs, sub.Unsubscribe())
@@ -553,7 +569,7 @@ func (s *Server) serveOverview(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "could not load the site's figures", http.StatusServiceUnavailable)
 		return
 	}
-	s.render(w, r, http.StatusOK, overviewPage(meFrom(r.Context()), ov))
+	s.render(w, r, http.StatusOK, overviewPage(meFrom(r.Context()), ov, s.told.current(time.Now())))
 }
 
 // serveStats answers GET /api/v1/stats?site=SITE with the site's overview.

@@ -340,8 +340,11 @@ func TestOverviewPageGolden(t *testing.T) {
 		}},
 		Updated: 1_700_000_002_000,
 	}
+	told := []event.NodeStatus{{Kind: "ingest", ID: "ingest-1", Updated: 1_700_000_001_500, Figures: map[string]float64{
+		"load_level": 1, "sample_ms": 100, "flush_ms": 2000, event.CallInFigure(0): 12, "callin_stop": 1,
+	}}}
 	var buf bytes.Buffer
-	if err := overviewPage(&principal{User: "admin", Admin: true}, ov).Render(context.Background(), &buf); err != nil {
+	if err := overviewPage(&principal{User: "admin", Admin: true}, ov, told).Render(context.Background(), &buf); err != nil {
 		t.Fatal(err)
 	}
 	got := buf.String()
@@ -642,5 +645,61 @@ func TestSystemPage(t *testing.T) {
 		if !strings.Contains(body, want) {
 			t.Errorf("system page lacks %q", want)
 		}
+	}
+}
+
+// TestSitePageShowsWhatClientsAreTold: what each ingest node reports it
+// tells clients reaches a site page's stream with the site's next update;
+// a node that stopped reporting is left out.
+func TestSitePageShowsWhatClientsAreTold(t *testing.T) {
+	d := startDash(t, Config{AdminPassword: password})
+	web := d.login(t)
+	nodes, err := d.ns.JS.KeyValue(context.Background(), natsutil.BucketNodes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	put := func(id string, updated time.Time, sampleMs float64) {
+		t.Helper()
+		data, _ := json.Marshal(event.NodeStatus{Kind: "ingest", ID: id, Updated: updated.UnixMilli(), Figures: map[string]float64{"sample_ms": sampleMs, "flush_ms": 1000}})
+		if _, err := nodes.Put(context.Background(), natsutil.StatusKey("ingest", id), data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("fresh-node", time.Now(), 400)
+	put("gone-node", time.Now().Add(-time.Hour), 50)
+
+	resp, err := web.Get(d.url + "/sse?site=demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	r := bufio.NewReader(resp.Body)
+	for version := uint64(1); ; version++ {
+		if version > 50 {
+			t.Fatal("no update showed the fresh node")
+		}
+		d.publishOverview(t, event.Overview{Site: "demo", Version: version})
+		var told string
+		for told == "" {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v, ok := strings.CutPrefix(line, "data: "); ok {
+				var u struct{ Fragments map[string]string }
+				if err := json.Unmarshal([]byte(v), &u); err != nil {
+					t.Fatal(err)
+				}
+				told = u.Fragments["told"]
+			}
+		}
+		if !strings.Contains(told, `data-node="fresh-node"`) {
+			time.Sleep(50 * time.Millisecond) // the watch has not seen it yet
+			continue
+		}
+		if !strings.Contains(told, "400 ms") || strings.Contains(told, "gone-node") {
+			t.Errorf("told fragment: %s", told)
+		}
+		break
 	}
 }

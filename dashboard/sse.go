@@ -32,14 +32,16 @@ type panelUpdate struct {
 	Fragments  map[string]string         `json:"fragments"`
 }
 
-// encodeUpdate renders a site's overview into an SSE frame.
-func encodeUpdate(ctx context.Context, ov event.Overview) (*update, error) {
+// encodeUpdate renders a site's overview into an SSE frame, with what the
+// ingest nodes in told tell clients.
+func encodeUpdate(ctx context.Context, ov event.Overview, told []event.NodeStatus) (*update, error) {
 	return encodeFrame(ctx, "overview", ov.Version, ov, siteCharts(ov), pageCharts(ov), map[string]templ.Component{
 		"stats":    overviewStats(ov),
 		"pages":    pagesTable(ov),
 		"elements": elementsTable(ov),
 		"rage":     rageTable(ov),
 		"visitors": visitorsTable(ov),
+		"told":     toldTable(told),
 	})
 }
 
@@ -215,7 +217,7 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return nil, err
 		}
-		return encodeUpdate(ctx, ov)
+		return encodeUpdate(ctx, ov, s.told.current(time.Now()))
 	})
 }
 

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -359,6 +360,20 @@ func (a slogAdapter) Errorf(format string, v ...any)  { a.l.Error(fmt.Sprintf(fo
 func (a slogAdapter) Debugf(format string, v ...any)  { a.l.Debug(fmt.Sprintf(format, v...)) }
 func (a slogAdapter) Tracef(format string, v ...any)  {}
 
+// Keys of the nodes bucket: a part's status is under "KIND.ID" (kinds as
+// event.NodeStatus names them); the bucket also holds the aggregator
+// slices' leases, under "aggregator-slice.…".
+const (
+	// IngestStatusKeys matches the keys of every ingest node's status.
+	IngestStatusKeys = "ingest.*"
+)
+
+// StatusKey is the key of the status of part id of kind.
+func StatusKey(kind, id string) string { return kind + "." + id }
+
+// IngestOfStatusKey returns the ingest node a status key is of, if it is.
+func IngestOfStatusKey(key string) (id string, ok bool) { return strings.CutPrefix(key, "ingest.") }
+
 // ReportStatus stores the status of a part in the nodes bucket now and
 // every StatusInterval until ctx ends, with the figures fn returns.
 func ReportStatus(ctx context.Context, js jetstream.JetStream, kind, id string, fn func() map[string]float64, logger *slog.Logger) {
@@ -373,7 +388,7 @@ func ReportStatus(ctx context.Context, js jetstream.JetStream, kind, id string, 
 	for {
 		st.Updated, st.Figures = time.Now().UnixMilli(), fn()
 		data, _ := json.Marshal(st)
-		if _, err := kv.Put(ctx, kind+"."+id, data); err != nil && ctx.Err() == nil {
+		if _, err := kv.Put(ctx, StatusKey(kind, id), data); err != nil && ctx.Err() == nil {
 			logger.Debug("status not reported", "err", err)
 		}
 		select {
