@@ -40,6 +40,9 @@ type SymbolState struct {
 	// StartVolume is the day's volume at each candle's first quote, so a
 	// candle's volume is the difference.
 	StartVolume map[int64]int64 `json:"startVolume"`
+
+	// staleShown is whether the last panel showed Last as stale.
+	staleShown bool
 }
 
 // PollMinute sums the poll statistics of one minute.
@@ -157,6 +160,7 @@ func (q *quoteState) panel(now time.Time) event.QuotesPanel {
 	for _, sym := range names {
 		s := q.Symbols[sym]
 		sp := event.SymbolPanel{Last: s.Last, Points: slices.Clone(s.Points)}
+		sp.Last.Stale = sp.Last.StaleAtTime(now.UnixMilli())
 		for _, c := range s.Candles {
 			sp.Candles = append(sp.Candles, *c)
 		}
@@ -244,6 +248,14 @@ func (a *Aggregator) handleQuote(msg jetstream.Msg) {
 func (a *Aggregator) tickQuotes(ctx context.Context, now time.Time) {
 	a.mu.Lock()
 	q := a.quotes
+	// A quote turning stale changes the panel though nothing arrived: an
+	// owner of its fetches lost, the market closed.
+	for _, sym := range q.Symbols {
+		if stale := sym.Last.StaleAtTime(now.UnixMilli()); stale != sym.staleShown {
+			sym.staleShown = stale
+			q.dirty = true
+		}
+	}
 	if !q.dirty {
 		a.mu.Unlock()
 		return

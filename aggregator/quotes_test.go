@@ -90,3 +90,37 @@ func TestQuotesPanelThroughRestart(t *testing.T) {
 		t.Errorf("last %+v", p.Symbols[0].Last)
 	}
 }
+
+// TestQuoteTurnsStaleWithNothingArriving: a quote past its StaleAt is
+// shown stale, and the panel says so on its own, with no quote or poll
+// statistics arriving (the node that fetched it died, the market closed).
+func TestQuoteTurnsStaleWithNothingArriving(t *testing.T) {
+	ns := natstest.Run(t)
+	now := time.Now().UnixMilli()
+	data, _ := json.Marshal(event.Quote{Symbol: "IBM", Price: 100, Time: now, StaleAt: now + 1500})
+	if _, err := ns.JS.Publish(context.Background(), event.QuoteSubject("IBM"), data); err != nil {
+		t.Fatal(err)
+	}
+	runAggregator(t, ns)
+	views, _ := ns.JS.KeyValue(context.Background(), natsutil.BucketViews)
+	var seen []bool
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		e, err := views.Get(context.Background(), quotesObject)
+		if err != nil {
+			continue
+		}
+		var p event.QuotesPanel
+		if err := json.Unmarshal(e.Value(), &p); err != nil || len(p.Symbols) != 1 {
+			continue
+		}
+		if stale := p.Symbols[0].Last.Stale; len(seen) == 0 || seen[len(seen)-1] != stale {
+			seen = append(seen, stale)
+		}
+		if p.Symbols[0].Last.Stale {
+			break
+		}
+	}
+	if fmt.Sprint(seen) != "[false true]" {
+		t.Errorf("stale marks of the panels: %v, want fresh then stale", seen)
+	}
+}

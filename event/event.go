@@ -85,7 +85,18 @@ type Quote struct {
 	// Time is when the quote's data is as of, in Unix ms.
 	Time   int64  `json:"time"`
 	Source string `json:"source"`
+	// StaleAt is when the quote turns stale, in Unix ms: when the next
+	// one should have replaced it, by the margin the callIn policy gives
+	// (quotes.StaleAfter). Set by the poller when it fetches the quote.
+	StaleAt int64 `json:"staleAt,omitempty"`
+	// Stale is set on a quote served after StaleAt, whatever the reason:
+	// a late fetch, a lost lease owner, upstream errors, a closed market.
+	Stale bool `json:"stale,omitempty"`
 }
+
+// StaleAtTime reports whether q is stale at now (Unix ms). A quote
+// without StaleAt (stored before it existed) is not judged.
+func (q *Quote) StaleAtTime(now int64) bool { return q.StaleAt > 0 && now > q.StaleAt }
 
 // PricePoint is one price of a symbol at a time (Unix ms).
 type PricePoint struct {

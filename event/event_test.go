@@ -19,3 +19,20 @@ func TestCallInBuckets(t *testing.T) {
 		}
 	}
 }
+
+func TestQuoteStaleAtTime(t *testing.T) {
+	for _, tt := range []struct {
+		staleAt, now int64
+		want         bool
+	}{
+		{staleAt: 1000, now: 999, want: false},
+		{staleAt: 1000, now: 1000, want: false},
+		{staleAt: 1000, now: 1001, want: true},
+		{staleAt: 0, now: 1 << 50, want: false}, // stored before StaleAt existed
+	} {
+		q := Quote{StaleAt: tt.staleAt}
+		if got := q.StaleAtTime(tt.now); got != tt.want {
+			t.Errorf("StaleAt %d at %d: stale %v, want %v", tt.staleAt, tt.now, got, tt.want)
+		}
+	}
+}

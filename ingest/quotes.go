@@ -33,9 +33,13 @@ type QuoteService interface {
 // quoteResponse is the body of GET /v1/quote. CallIn is in milliseconds;
 // null tells the widget to stop polling.
 type quoteResponse struct {
-	Quote  *quotes.Quote `json:"quote,omitempty"`
-	Error  string        `json:"error,omitempty"`
-	CallIn *int64        `json:"callIn"`
+	Quote *quotes.Quote `json:"quote,omitempty"`
+	// AsOf is when the quote's data is as of (Unix ms); Stale says the
+	// quote is older than its source's interval allows (Quote.Stale).
+	AsOf   int64  `json:"asOf,omitempty"`
+	Stale  bool   `json:"stale"`
+	Error  string `json:"error,omitempty"`
+	CallIn *int64 `json:"callIn"`
 }
 
 // maxStreamSymbols bounds the symbols of one quote stream.
@@ -71,6 +75,9 @@ func (s *Server) serveQuote(w http.ResponseWriter, r *http.Request) {
 	a := s.cfg.Quotes.Poll(r.Context(), sym, since, int(s.level.Load()))
 	s.callIns.add(a.CallIn)
 	resp := quoteResponse{Quote: a.Quote, Error: a.Error}
+	if a.Quote != nil {
+		resp.AsOf, resp.Stale = a.Quote.Time, a.Quote.Stale
+	}
 	status := http.StatusOK
 	switch {
 	case a.CallIn == nil:
@@ -164,7 +171,9 @@ func (s *Server) serveQuoteStream(w http.ResponseWriter, r *http.Request) {
 		if !ok || e.Quote == nil || e.Fetched <= sent[i] {
 			return true
 		}
-		data, _ := json.Marshal(e.Quote)
+		q := *e.Quote
+		q.Stale = q.StaleAtTime(time.Now().UnixMilli())
+		data, _ := json.Marshal(q)
 		sent[i] = e.Fetched
 		return write(fmt.Appendf(nil, "id: %d\nevent: quote\ndata: %s\n\n", e.Fetched, data))
 	}

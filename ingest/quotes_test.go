@@ -60,6 +60,8 @@ func startQuoteNode(t testing.TB, interval time.Duration, edits ...func(*Config)
 
 type quoteBody struct {
 	Quote  *quotes.Quote `json:"quote"`
+	AsOf   int64         `json:"asOf"`
+	Stale  *bool         `json:"stale"`
 	Error  string        `json:"error"`
 	CallIn *int64        `json:"callIn"`
 }
@@ -105,6 +107,12 @@ func TestQuoteAPI(t *testing.T) {
 			}
 			if b.CallIn != nil && (*b.CallIn < 100 || *b.CallIn > 1300) {
 				t.Errorf("callIn %d ms for a 1 s interval", *b.CallIn)
+			}
+			if b.Stale == nil {
+				t.Errorf("no stale field in %+v", b)
+			}
+			if b.Quote != nil && (b.AsOf != b.Quote.Time || b.Quote.StaleAt <= b.Quote.Time || *b.Stale != b.Quote.Stale) {
+				t.Errorf("asOf %d, stale %v for %+v; want the quote's time and its stale mark", b.AsOf, *b.Stale, b.Quote)
 			}
 		})
 	}
@@ -285,7 +293,7 @@ func TestWidgetsFutilePollsAndStaleness(t *testing.T) {
 	base := startQuoteNode(t, interval)
 	symbols := []string{"IBM", "AAPL", "MSFT", "NVDA"}
 	var mu sync.Mutex
-	var polls, futile int
+	var polls, futile, stale int
 	var staleness []time.Duration
 	var wg sync.WaitGroup
 	end := time.Now().Add(run)
@@ -312,6 +320,9 @@ func TestWidgetsFutilePollsAndStaleness(t *testing.T) {
 				}
 				mu.Lock()
 				polls++
+				if b.Quote.Stale {
+					stale++
+				}
 				if b.Quote.Time <= since {
 					futile++
 				}
@@ -326,8 +337,8 @@ func TestWidgetsFutilePollsAndStaleness(t *testing.T) {
 	slices.Sort(staleness)
 	p50, p99 := staleness[len(staleness)/2], staleness[len(staleness)*99/100]
 	futileShare := float64(futile) / float64(polls)
-	t.Logf("%d widgets, %d polls in %v: futile %.1f%%, staleness p50 %.2f×, p99 %.2f× the %v interval",
-		widgets, polls, run, 100*futileShare, p50.Seconds()/interval.Seconds(), p99.Seconds()/interval.Seconds(), interval)
+	t.Logf("%d widgets, %d polls in %v: futile %.1f%%, staleness p50 %.2f×, p99 %.2f× the %v interval, %.1f%% answers marked stale",
+		widgets, polls, run, 100*futileShare, p50.Seconds()/interval.Seconds(), p99.Seconds()/interval.Seconds(), interval, 100*float64(stale)/float64(polls))
 	// A widget's first poll is futile by definition (it had nothing), so
 	// the share includes widgets/polls of unavoidable ones. On a machine
 	// busy with other tests the poller's fetches come late and more polls

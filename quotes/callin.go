@@ -41,6 +41,15 @@ const (
 	minCallIn = 250 * time.Millisecond
 )
 
+// StaleAfter is how old a quote of a source fetched every interval may be
+// before it counts as stale: the interval, then the margin and the most
+// spread the callIn policy gives widgets after fresh data is due. A
+// widget polling as told never holds a quote older than that while
+// fetches keep up.
+func StaleAfter(interval time.Duration) time.Duration {
+	return interval + pollMargin + min(interval/10, maxJitter)
+}
+
 // CallIn decides how long a widget waits before its next poll: just after
 // the next fresh data exists, spread by jitter; longer while the market is
 // closed, after upstream errors (exponential, capped), and under load.

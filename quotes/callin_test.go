@@ -40,6 +40,18 @@ func TestCallIn(t *testing.T) {
 	}
 }
 
+func TestStaleAfter(t *testing.T) {
+	for _, tt := range []struct{ interval, want time.Duration }{
+		{time.Second, 1200 * time.Millisecond},             // 100 ms margin, 100 ms spread
+		{time.Minute, time.Minute + 2100*time.Millisecond}, // the spread's cap, 2 s
+		{100 * time.Millisecond, 210 * time.Millisecond},
+	} {
+		if got := StaleAfter(tt.interval); got != tt.want {
+			t.Errorf("StaleAfter(%v) = %v, want %v", tt.interval, got, tt.want)
+		}
+	}
+}
+
 func TestMarket(t *testing.T) {
 	nyse, err := NYSE()
 	if err != nil {

@@ -329,6 +329,7 @@ func (p *Poller) fetch(ctx context.Context, sym string, slot int64) {
 		e.NextFresh = now.Add(p.backoff(e.Errors)).UnixMilli()
 	default:
 		p.metrics.fetches.WithLabelValues(p.cfg.Source.Name(), "ok").Inc()
+		q.StaleAt = q.Time + StaleAfter(p.interval()).Milliseconds()
 		e.Quote, e.Fetched = &q, now.UnixMilli()
 		p.publish(ctx, sym, slot, &q)
 	}
@@ -575,13 +576,24 @@ func (p *Poller) Poll(ctx context.Context, sym string, since int64, loadLevel in
 	default:
 		// After errors the quote (if any) is served as it is, stale, with
 		// the error, and the widget backs off.
-		a.Quote, a.Error = e.Quote, e.Error
+		a.Quote, a.Error = served(e.Quote, now), e.Error
 		s.NextFresh, s.Errors = time.UnixMilli(e.NextFresh), e.Errors
 	}
 	d := CallIn(s)
 	a.CallIn = &d
 	p.count(a.Quote, since, a.CallIn)
 	return a
+}
+
+// served returns a copy of q as served at now, marked stale when it is;
+// nil for none.
+func served(q *Quote, now time.Time) *Quote {
+	if q == nil {
+		return nil
+	}
+	c := *q
+	c.Stale = c.StaleAtTime(now.UnixMilli())
+	return &c
 }
 
 // count records a poll in the metrics and the period's statistics.

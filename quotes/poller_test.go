@@ -191,6 +191,9 @@ func TestUpstreamErrorsBackOff(t *testing.T) {
 	if first.Quote == nil || first.Error != "" {
 		t.Fatalf("first poll: %+v", first)
 	}
+	if q := first.Quote; q.StaleAt != q.Time+quotes.StaleAfter(interval).Milliseconds() {
+		t.Errorf("fresh quote stale at %d, want %d", q.StaleAt, q.Time+quotes.StaleAfter(interval).Milliseconds())
+	}
 	src.mu.Lock()
 	src.fail = errors.New("connection refused")
 	src.mu.Unlock()
@@ -204,6 +207,9 @@ func TestUpstreamErrorsBackOff(t *testing.T) {
 	a := n.p.Poll(context.Background(), "IBM", 0, 0)
 	if a.Quote == nil || a.Quote.Price != first.Quote.Price || a.Error != "upstream unavailable" || *a.CallIn < 2*interval {
 		t.Errorf("while failing: %+v (callIn %v); want the stale quote, the error and a backoff", a, *a.CallIn)
+	}
+	if !a.Quote.Stale {
+		t.Errorf("the quote served while the upstream fails is not marked stale: %+v", a.Quote)
 	}
 	if unknown := n.p.Poll(context.Background(), "NOPE", 0, 0); unknown.CallIn != nil || unknown.Error == "" {
 		t.Errorf("unknown symbol: %+v, want callIn nil", unknown)

@@ -56,9 +56,13 @@
         .then(function (r) { return r.json(); })
         .then(function (body) {
           if (g !== gen) return;
-          if (body.quote) show(body.quote);
+          if (body.quote) show(body.quote, !!body.stale);
           error(body.error ? (body.quote ? body.error + ' — showing the last price we have' : body.error) : '');
-          el.classList.toggle('pq-stale', !!body.error && !!body.quote);
+          // Stale: older than the source's interval allows, whatever the
+          // cause (the server judges it: late fetch, closed market, errors).
+          var stale = !!body.quote && (!!body.stale || !!body.error);
+          el.classList.toggle('pq-stale', stale);
+          el.dataset.stale = stale;
           el.dataset.callIn = body.callIn;
           if (body.callIn === null || body.callIn === undefined) {
             q('.pq-meta').textContent = 'stopped';
@@ -75,7 +79,7 @@
         });
     }
 
-    function show(quote) {
+    function show(quote, stale) {
       var price = q('.pq-price'), chg = q('.pq-chg');
       price.textContent = fmt(quote.price, 2);
       chg.textContent = (quote.change >= 0 ? '+' : '') + fmt(quote.change, 2) + ' (' + (quote.changePercent >= 0 ? '+' : '') + fmt(quote.changePercent, 2) + '%)';
@@ -88,7 +92,7 @@
         price.classList.add(cls);
       }
       var age = Math.max(0, Math.round((Date.now() - quote.time) / 1000));
-      q('.pq-meta').textContent = 'as of ' + new Date(quote.time).toLocaleTimeString() + (age > 120 ? ' (' + Math.round(age / 60) + ' min ago)' : '') + ' · ' + quote.source;
+      q('.pq-meta').textContent = (stale ? 'stale · ' : '') + 'as of ' + new Date(quote.time).toLocaleTimeString() + (age > 120 ? ' (' + Math.round(age / 60) + ' min ago)' : '') + ' · ' + quote.source;
       last = quote;
       since = quote.time;
     }

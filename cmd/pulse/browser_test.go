@@ -537,6 +537,45 @@ func TestBrowserQuotes(t *testing.T) {
 	screenshot(t, ctx, "quotes")
 }
 
+// TestBrowserClosedMarketQuotesAreStale: while the market is closed, the
+// last quote is older than its source's interval allows; the widget and the
+// dashboard's movers say it is stale.
+func TestBrowserClosedMarketQuotesAreStale(t *testing.T) {
+	ctx := browser(t)
+	// An hour of trading that is not now.
+	hours := "13:00-14:00 UTC"
+	if h := time.Now().UTC().Hour(); h >= 12 && h < 15 {
+		hours = "02:00-03:00 UTC"
+	}
+	m := startPulse(t, t.TempDir(), func(c *Config) { c.QuoteInterval = time.Second; c.MarketHours = hours })
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(m.IngestURL+"/demo"),
+		chromedp.Poll[chromedp.Void](`document.querySelector('[data-testid=quote-ibm]').dataset.stale === 'true'`, chromedp.WithPollingTimeout(15*time.Second)),
+	); err != nil {
+		meta, _ := textOf(ctx, `[data-testid=quote-ibm] [data-testid=quote-meta]`)
+		t.Fatalf("IBM widget not stale with the market closed (%q): %v", meta, err)
+	}
+	if meta, _ := textOf(ctx, `[data-testid=quote-ibm] [data-testid=quote-meta]`); !strings.HasPrefix(meta, "stale · as of ") {
+		t.Errorf("widget says %q, want it to say stale and as of when", meta)
+	}
+	screenshot(t, ctx, "demo-quotes-stale")
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(m.DashboardURL+"/login?next=/quotes"),
+		chromedp.SendKeys(chromedp.CSS(`input[name=password]`), testPassword),
+		chromedp.Submit(chromedp.CSS(`[data-testid=login-form]`)),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid=user]`)),
+	); err != nil {
+		t.Fatalf("log in: %v", err)
+	}
+	checkFor(t, 20*time.Second, 500*time.Millisecond, func() error {
+		if err := chromedp.Do(ctx, chromedp.Navigate(m.DashboardURL+"/quotes?symbol=IBM")); err != nil {
+			return err
+		}
+		_, err := chromedp.Run(ctx, chromedp.Poll[bool](`!!document.querySelector('[data-testid=movers] [data-testid=stale]')`, chromedp.WithPollingTimeout(2*time.Second)))
+		return err
+	})
+}
+
 // TestBrowserDashboardProduct: log in, watch the site page through a
 // network cut (the SSE stream resumes and the numbers catch up with
 // nothing missing), visit every page, switch theme, log out. Screenshots
