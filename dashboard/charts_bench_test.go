@@ -51,7 +51,7 @@ func BenchmarkEncodeUpdate(b *testing.B) {
 	b.ReportAllocs()
 	var size int
 	for b.Loop() {
-		u, err := encodeUpdate(context.Background(), ov, nil)
+		u, err := encodeUpdate(context.Background(), ov, nil, nil)
 		if err != nil {
 			b.Fatal(err)
 		}

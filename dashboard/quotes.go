@@ -33,6 +33,20 @@ func (s *Server) quotesPanel(ctx context.Context) (event.QuotesPanel, error) {
 	return p, event.Decode("quotes panel", e.Value(), &p)
 }
 
+// quotesNow returns the latest quotes panel: the last one announced, or
+// the stored one until then (loaded once; nil while it cannot be read).
+func (s *Server) quotesNow(ctx context.Context) *event.QuotesPanel {
+	if p := s.quotes.Load(); p != nil {
+		return p
+	}
+	p, err := s.quotesPanel(ctx)
+	if err != nil {
+		return nil
+	}
+	s.quotes.CompareAndSwap(nil, &p)
+	return s.quotes.Load()
+}
+
 // symbolOf returns the panel's symbol sym, or its first one when sym is
 // empty or unknown.
 func symbolOf(p *event.QuotesPanel, sym string) *event.SymbolPanel {
@@ -86,7 +100,18 @@ func (s *Server) serveQuotes(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "could not load the quotes panel", http.StatusServiceUnavailable)
 		return
 	}
-	s.render(w, r, http.StatusOK, quotesPage(meFrom(r.Context()), p, symbolOf(&p, r.URL.Query().Get("symbol"))))
+	me := meFrom(r.Context())
+	// The sites this user sees, for links to their activity beside the
+	// symbol; the page stands without them.
+	var sites []string
+	if rows, err := s.siteRows(r.Context()); err == nil {
+		for _, row := range rows {
+			if me.canSee(row.Site.Key) {
+				sites = append(sites, row.Site.Key)
+			}
+		}
+	}
+	s.render(w, r, http.StatusOK, quotesPage(me, p, symbolOf(&p, r.URL.Query().Get("symbol")), sites))
 }
 
 // serveQuotesSSE streams the quotes panel as seen for one symbol:
@@ -108,7 +133,7 @@ func (s *Server) serveQuotesSSE(w http.ResponseWriter, r *http.Request) {
 
 // encodeQuotes renders the quotes panel, as seen for sym, into an SSE frame.
 func encodeQuotes(ctx context.Context, p event.QuotesPanel, sym string) (*update, error) {
-	return encodeFrame(ctx, "quotes", p.Version, p, quoteCharts(p, symbolOf(&p, sym)), nil,
+	return encodeFrame(ctx, "quotes", p.Version, panelUpdate{Panel: p, Charts: quoteCharts(p, symbolOf(&p, sym))},
 		map[string]templ.Component{"poll-stats": pollStats(p), "movers": moversTable(p)})
 }
 
@@ -120,6 +145,7 @@ func (s *Server) onQuotes(msg *nats.Msg) {
 		s.log.Warn("bad quotes panel", "err", err)
 		return
 	}
+	s.quotes.Store(&p)
 	syms := []string{""}
 	for _, sp := range p.Symbols {
 		syms = append(syms, sp.Last.Symbol)

@@ -110,7 +110,10 @@ type Server struct {
 	sub            *nats.Subscription
 	quotesSub      *nats.Subscription
 	// told follows what ingest nodes tell clients, for the site pages.
-	told    *toldWatch
+	told *toldWatch
+	// quotes is the latest quotes panel, for the site pages' attention
+	// chart; nil until loaded (quotesNow).
+	quotes  atomic.Pointer[event.QuotesPanel]
 	started atomic.Bool
 }
 
@@ -229,7 +232,7 @@ func (s *Server) onOverview(msg *nats.Msg) {
 		s.log.Warn("bad panel update", "subject", msg.Subject, "err", err)
 		return
 	}
-	u, err := encodeUpdate(context.Background(), ov, s.told.current(time.Now()))
+	u, err := encodeUpdate(context.Background(), ov, s.told.current(time.Now()), s.quotesNow(context.Background()))
 	if err != nil {
 		s.log.Error("panel update", "site", ov.Site, "err", err)
 		return
@@ -569,7 +572,7 @@ func (s *Server) serveOverview(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "could not load the site's figures", http.StatusServiceUnavailable)
 		return
 	}
-	s.render(w, r, http.StatusOK, overviewPage(meFrom(r.Context()), ov, s.told.current(time.Now())))
+	s.render(w, r, http.StatusOK, overviewPage(meFrom(r.Context()), ov, s.told.current(time.Now()), s.quotesNow(r.Context())))
 }
 
 // serveStats answers GET /api/v1/stats?site=SITE with the site's overview.

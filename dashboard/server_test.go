@@ -330,6 +330,7 @@ func TestOverviewPageGolden(t *testing.T) {
 		Site: "demo", Version: 3, Events: 12345, Visitors: 2, Arrivals: 5, Departures: 3,
 		ByKind:      map[string]uint64{"move": 12000, "click": 300, "scroll": 45},
 		PerSecond:   []event.Point{{T: 1_700_000_000_000, N: 4}, {T: 1_700_000_001_000, N: 9}},
+		PerMinute:   []event.MinutePoint{{T: 1_699_999_940_000, Events: 50, ByKind: map[string]uint64{"move": 45, "click": 5}, Arrivals: 2}, {T: 1_700_000_000_000, Events: 90, ByKind: map[string]uint64{"move": 80, "click": 10}, Arrivals: 3}},
 		TopVisitors: []event.VisitorCount{{Visitor: "ann", Events: 9000, LastSeen: 1_700_000_001_000}, {Visitor: "<bob>", Events: 3345, LastSeen: 1_700_000_000_500}},
 		RageClicks:  1,
 		RecentRage:  []event.RageClick{{Path: "/checkout", Target: "button.pay", Clicks: 4, T: 1_700_000_000_900}},
@@ -343,8 +344,13 @@ func TestOverviewPageGolden(t *testing.T) {
 	told := []event.NodeStatus{{Kind: "ingest", ID: "ingest-1", Updated: 1_700_000_001_500, Figures: map[string]float64{
 		"load_level": 1, "sample_ms": 100, "flush_ms": 2000, event.CallInFigure(0): 12, "callin_stop": 1,
 	}}}
+	// IBM moves 1 % in its second minute: a mark on the attention chart.
+	quotes := &event.QuotesPanel{Symbols: []event.SymbolPanel{{
+		Last:    event.Quote{Symbol: "IBM", Price: 101, Time: 1_700_000_001_000},
+		Candles: []event.Candle{{T: 1_699_999_940_000, Close: 100}, {T: 1_700_000_000_000, Close: 101}},
+	}}}
 	var buf bytes.Buffer
-	if err := overviewPage(&principal{User: "admin", Admin: true}, ov, told).Render(context.Background(), &buf); err != nil {
+	if err := overviewPage(&principal{User: "admin", Admin: true}, ov, told, quotes).Render(context.Background(), &buf); err != nil {
 		t.Fatal(err)
 	}
 	got := buf.String()

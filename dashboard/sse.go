@@ -29,13 +29,18 @@ type panelUpdate struct {
 	Panel      any                       `json:"panel"`
 	Charts     map[string]any            `json:"charts"`
 	PageCharts map[string]map[string]any `json:"pageCharts,omitempty"`
-	Fragments  map[string]string         `json:"fragments"`
+	// SymbolCharts are charts drawn per quote symbol, by symbol and
+	// chart id: the page shows the symbol picked in its select.
+	SymbolCharts map[string]map[string]any `json:"symbolCharts,omitempty"`
+	Fragments    map[string]string         `json:"fragments"`
 }
 
 // encodeUpdate renders a site's overview into an SSE frame, with what the
-// ingest nodes in told tell clients.
-func encodeUpdate(ctx context.Context, ov event.Overview, told []event.NodeStatus) (*update, error) {
-	return encodeFrame(ctx, "overview", ov.Version, ov, siteCharts(ov), pageCharts(ov), map[string]templ.Component{
+// ingest nodes in told tell clients and the site's attention beside each
+// symbol of quotes (nil when there are none).
+func encodeUpdate(ctx context.Context, ov event.Overview, told []event.NodeStatus, quotes *event.QuotesPanel) (*update, error) {
+	u := panelUpdate{Panel: ov, Charts: siteCharts(ov), PageCharts: pageCharts(ov), SymbolCharts: attentionCharts(ov, quotes)}
+	return encodeFrame(ctx, "overview", ov.Version, u, map[string]templ.Component{
 		"stats":    overviewStats(ov),
 		"pages":    pagesTable(ov),
 		"elements": elementsTable(ov),
@@ -45,10 +50,10 @@ func encodeUpdate(ctx context.Context, ov event.Overview, told []event.NodeStatu
 	})
 }
 
-// encodeFrame renders one SSE event: "id: version", "event: name", and the
-// panel, charts and rendered fragments as data.
-func encodeFrame(ctx context.Context, name string, version uint64, panel any, charts map[string]any, pageCharts map[string]map[string]any, frags map[string]templ.Component) (*update, error) {
-	u := panelUpdate{Panel: panel, Charts: charts, PageCharts: pageCharts, Fragments: make(map[string]string, len(frags))}
+// encodeFrame renders one SSE event: "id: version", "event: name", and u
+// with the rendered fragments as data.
+func encodeFrame(ctx context.Context, name string, version uint64, u panelUpdate, frags map[string]templ.Component) (*update, error) {
+	u.Fragments = make(map[string]string, len(frags))
 	var buf bytes.Buffer
 	for id, c := range frags {
 		buf.Reset()
@@ -217,7 +222,7 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return nil, err
 		}
-		return encodeUpdate(ctx, ov, s.told.current(time.Now()))
+		return encodeUpdate(ctx, ov, s.told.current(time.Now()), s.quotesNow(ctx))
 	})
 }
 

@@ -95,7 +95,7 @@ func (s *Server) serveSystemSSE(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			s.log.Debug("system figures", "err", err)
 		}
-		u, err := encodeFrame(r.Context(), "system", version, map[string]int64{"version": int64(version), "updated": v.Updated.UnixMilli()}, nil, nil,
+		u, err := encodeFrame(r.Context(), "system", version, panelUpdate{Panel: map[string]int64{"version": int64(version), "updated": v.Updated.UnixMilli()}},
 			map[string]templ.Component{"system": systemFigures(v)})
 		if err != nil || !write(u.frame) {
 			return

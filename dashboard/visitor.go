@@ -418,7 +418,7 @@ func (s *Server) serveVisitorSSE(w http.ResponseWriter, r *http.Request) {
 
 // encodeVisitorUpdate renders a visitor's figures into an SSE frame.
 func encodeVisitorUpdate(ctx context.Context, p visitorPanel) (*update, error) {
-	u, err := encodeFrame(ctx, "visitor", p.Version, p, visitorCharts(p), nil, map[string]templ.Component{
+	u, err := encodeFrame(ctx, "visitor", p.Version, panelUpdate{Panel: p, Charts: visitorCharts(p)}, map[string]templ.Component{
 		"stats": visitorStats(p),
 		"pages": visitorPagesTable(p),
 	})

@@ -37,7 +37,9 @@
       });
     }
     if (!charts[id]) charts[id] = echarts.init(el, dark ? 'dark' : null);
-    charts[id].setOption(opts);
+    // A chart that shows one of several things (a symbol's attention)
+    // is replaced whole, so no mark of the one before stays.
+    charts[id].setOption(opts, el.hasAttribute('data-replace'));
     lastOpts[id] = opts;
   }
 
@@ -55,6 +57,34 @@
   }
   if (select) select.addEventListener('change', drawPage);
   drawPage();
+
+  // Per-symbol charts (a site's attention beside prices) show the symbol
+  // picked in their select; ?symbol= picks one from a link.
+  var symbolCharts = json('symbol-charts') || {};
+  var symSelect = document.querySelector('[data-symbol-select]');
+  var wanted = new URLSearchParams(location.search).get('symbol');
+  function syncSymbols() {
+    if (!symSelect) return;
+    var syms = Object.keys(symbolCharts).sort();
+    var have = Array.prototype.map.call(symSelect.options, function (o) { return o.value; });
+    if (syms.join('\n') === have.join('\n')) return;
+    var keep = symSelect.value || wanted;
+    symSelect.textContent = '';
+    syms.forEach(function (s) { symSelect.add(new Option(s, s, false, s === keep)); });
+  }
+  function drawSymbol() {
+    if (!symSelect) return;
+    var picked = symbolCharts[symSelect.value];
+    document.querySelectorAll('[data-symbol-chart]').forEach(function (box) { box.hidden = !picked; });
+    document.querySelectorAll('[data-symbol-empty]').forEach(function (p) { p.hidden = !!picked; });
+    if (picked) Object.keys(picked).forEach(function (id) { draw(id, picked[id]); });
+  }
+  if (symSelect) {
+    if (wanted) symSelect.value = wanted;
+    symSelect.addEventListener('change', drawSymbol);
+  }
+  syncSymbols();
+  drawSymbol();
 
   window.addEventListener('resize', function () {
     Object.keys(charts).forEach(function (id) { charts[id].resize(); });
@@ -99,6 +129,11 @@
       if (el) { el.innerHTML = u.fragments[name]; localTimes(el); }
     });
     Object.keys(u.charts || {}).forEach(function (id) { draw(id, u.charts[id]); });
+    if (u.symbolCharts) {
+      symbolCharts = u.symbolCharts;
+      syncSymbols();
+      drawSymbol();
+    }
     if (u.pageCharts) {
       pageCharts = u.pageCharts;
       syncPages(u.panel.pages || []);

@@ -500,6 +500,13 @@ func TestBrowserQuotes(t *testing.T) {
 		t.Errorf("picked symbol not shown: %v", err)
 	}
 	screenshot(t, ctx, "demo-quotes")
+	// Some activity on the demo site, for the attention chart below.
+	if err := moveMouse(ctx, 0, 10); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`+document.querySelector('[data-testid=acked]').textContent > 0`, chromedp.WithPollingTimeout(15*time.Second))); err != nil {
+		t.Fatalf("moves not acked on the demo page: %v", err)
+	}
 
 	// The dashboard's quotes page, once the aggregator has the quotes.
 	waitQuotes := func() error {
@@ -535,6 +542,31 @@ func TestBrowserQuotes(t *testing.T) {
 		t.Errorf("price line did not grow from %d points: %v", n0, err)
 	}
 	screenshot(t, ctx, "quotes")
+
+	// IBM beside the demo site's activity: one chart, both series.
+	href, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('[data-testid=beside-sites] a').href`))
+	if err != nil || !strings.Contains(href, "/sites/demo?symbol=IBM") {
+		t.Fatalf("link to the demo site beside IBM: %q, %v", href, err)
+	}
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(href),
+		chromedp.Poll[chromedp.Void](`document.querySelector('[data-testid=live-status]').textContent.startsWith('live')`, chromedp.WithPollingTimeout(15*time.Second)),
+	); err != nil {
+		t.Fatalf("open the demo site beside IBM: %v", err)
+	}
+	if sym, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('[data-testid=attention-symbol]').value`)); sym != "IBM" {
+		t.Errorf("attention chart of %q, want IBM from the link", sym)
+	}
+	series := func(id string) string {
+		return `((echarts.getInstanceByDom(document.getElementById('price-attention')) || {getOption: () => ({series: []})}).getOption().series.find(s => s.id === '` + id + `') || {data: []}).data`
+	}
+	both := series("att-price") + `.length > 0 && ` + series("att-moves") + `.some(d => d[1] > 0)`
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](both, chromedp.WithPollingTimeout(15*time.Second))); err != nil {
+		t.Errorf("the attention chart lacks the price or the site's moves: %v", err)
+	}
+	if err := chromedp.Do(ctx, chromedp.ScrollIntoView(`#attention`)); err == nil {
+		screenshot(t, ctx, "attention")
+	}
 }
 
 // TestBrowserClosedMarketQuotesAreStale: while the market is closed, the
