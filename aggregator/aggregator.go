@@ -373,6 +373,7 @@ func (a *Aggregator) tick(ctx context.Context, now time.Time, final bool) {
 		snapshot []byte
 		encErr   error
 		overview []byte
+		heat     []byte // nil when the site did not change
 	}
 	var outs []out
 	a.mu.Lock()
@@ -391,6 +392,9 @@ func (a *Aggregator) tick(ctx context.Context, now time.Time, final bool) {
 			o.snapshot, o.encErr = encodeSnapshot(s)
 		}
 		o.overview, _ = json.Marshal(s.overview(name, now))
+		if changed {
+			o.heat, _ = json.Marshal(s.heat(name, now))
+		}
 		outs = append(outs, o)
 	}
 	a.mu.Unlock()
@@ -417,11 +421,20 @@ func (a *Aggregator) tick(ctx context.Context, now time.Time, final bool) {
 		a.metrics.seq.Set(float64(seq))
 	}
 	for _, o := range outs {
-		if _, err := a.views.Put(ctx, viewKey(o.site), o.overview); err != nil {
+		if _, err := a.views.Put(ctx, natsutil.ViewKey(o.site, event.PanelOverview), o.overview); err != nil {
 			a.log.Warn("view not stored", "site", o.site, "err", err)
 		}
 		if err := a.cfg.Notifier.Publish(event.DashSubject(o.site, event.PanelOverview), o.overview); err != nil {
 			a.log.Warn("panel not published", "site", o.site, "err", err)
+		}
+		if o.heat == nil {
+			continue
+		}
+		if _, err := a.views.Put(ctx, natsutil.ViewKey(o.site, event.PanelHeat), o.heat); err != nil {
+			a.log.Warn("heat view not stored", "site", o.site, "err", err)
+		}
+		if err := a.cfg.Notifier.Publish(event.DashSubject(o.site, event.PanelHeat), o.heat); err != nil {
+			a.log.Warn("heat panel not published", "site", o.site, "err", err)
 		}
 	}
 }
@@ -586,8 +599,7 @@ const drainWait = 2 * time.Second
 
 func siteKey(site string) string { return "site." + site }
 
-// viewKey is the key of a site's overview in the views bucket.
-func viewKey(site string) string { return site + "." + event.PanelOverview }
+
 
 // snapshotIndex is the value of the sequence key: the sequence every site
 // snapshot of the slice covers, and which sites have one.

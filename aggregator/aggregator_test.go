@@ -77,7 +77,7 @@ func waitEvents(t *testing.T, js jetstream.JetStream, site string, want uint64) 
 	var ov event.Overview
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		if e, err := views.Get(context.Background(), site+".overview"); err == nil {
+		if e, err := views.Get(context.Background(), natsutil.ViewKey(site, event.PanelOverview)); err == nil {
 			_ = json.Unmarshal(e.Value(), &ov)
 			if ov.Events == want {
 				return ov

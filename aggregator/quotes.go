@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pulse-analytics/pulse/event"
+	"github.com/pulse-analytics/pulse/natsutil"
 )
 
 // Bounds of the quotes panel.
@@ -27,8 +28,8 @@ const (
 	// summaryMinutes is how many complete minutes the summary figures
 	// cover.
 	summaryMinutes = 5
-	// quotesObject names the quotes snapshot (which holds its own
-	// sequence) and the quotes view.
+	// quotesObject names the quotes snapshot, which holds its own
+	// sequence.
 	quotesObject = "quotes"
 )
 
@@ -275,7 +276,7 @@ func (a *Aggregator) tickQuotes(ctx context.Context, now time.Time) {
 		a.mu.Unlock()
 		return
 	}
-	if _, err := a.views.Put(ctx, quotesObject, panel); err != nil {
+	if _, err := a.views.Put(ctx, natsutil.QuotesViewKey, panel); err != nil {
 		a.log.Warn("quotes view not stored", "err", err)
 	}
 	if err := a.cfg.Notifier.Publish(event.SubjectQuotesPanel, panel); err != nil {

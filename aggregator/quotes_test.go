@@ -67,7 +67,7 @@ func TestQuotesPanelThroughRestart(t *testing.T) {
 		views, _ := ns.JS.KeyValue(context.Background(), natsutil.BucketViews)
 		var p event.QuotesPanel
 		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-			if e, err := views.Get(context.Background(), quotesObject); err == nil {
+			if e, err := views.Get(context.Background(), natsutil.QuotesViewKey); err == nil {
 				_ = json.Unmarshal(e.Value(), &p)
 				if len(p.Symbols) > 0 && len(p.Symbols[0].Points) == want {
 					return p
@@ -105,7 +105,7 @@ func TestQuoteTurnsStaleWithNothingArriving(t *testing.T) {
 	views, _ := ns.JS.KeyValue(context.Background(), natsutil.BucketViews)
 	var seen []bool
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		e, err := views.Get(context.Background(), quotesObject)
+		e, err := views.Get(context.Background(), natsutil.QuotesViewKey)
 		if err != nil {
 			continue
 		}

@@ -40,6 +40,10 @@ const (
 	topElements  = 10
 	// maxHeatCells bounds each heatmap in an overview to its hottest cells.
 	maxHeatCells = 1000
+	// heatPages and heatPanelCells bound the heat panel: its busiest
+	// pages, each heatmap by width at most that many cells.
+	heatPages      = 10
+	heatPanelCells = 300
 	// maxSessions bounds sessions tracked for scroll depth, rage clicks
 	// and re-sent batches; at the bound, the tenth seen longest ago goes
 	// (evictSessions).
@@ -99,6 +103,10 @@ type Page struct {
 	PageViews     uint64              `json:"pageViews"`
 	ClickHeat     map[int]uint64      `json:"clickHeat"`
 	MoveHeat      map[int]uint64      `json:"moveHeat"`
+	// ClickHeatBy and MoveHeatBy split the heatmaps by viewport width
+	// (event.WidthBucket), for the overlay on the page itself.
+	ClickHeatBy [event.WidthBuckets]map[int]uint64 `json:"clickHeatBy"`
+	MoveHeatBy  [event.WidthBuckets]map[int]uint64 `json:"moveHeatBy"`
 
 	// key is the page's key in Site.Pages: sessions' maps of pages use
 	// it, so they share its bytes instead of holding a copy per event.
@@ -110,6 +118,19 @@ type Element struct {
 	Clicks     uint64 `json:"clicks,omitempty"`
 	RageClicks uint64 `json:"rage,omitempty"`
 	DeadClicks uint64 `json:"dead,omitempty"`
+}
+
+// fillHeatBy makes p's heatmaps by width usable (a new page, or one from a
+// snapshot written before they existed).
+func (p *Page) fillHeatBy() {
+	for i := range event.WidthBuckets {
+		if p.ClickHeatBy[i] == nil {
+			p.ClickHeatBy[i] = make(map[int]uint64)
+		}
+		if p.MoveHeatBy[i] == nil {
+			p.MoveHeatBy[i] = make(map[int]uint64)
+		}
+	}
 }
 
 // element returns the counts of the element sel names on p, creating
@@ -268,6 +289,7 @@ func (s *Site) fill() {
 		if p.Minutes == nil {
 			p.Minutes = make(map[int64]*Minute)
 		}
+		p.fillHeatBy()
 		if p.ClickHeat == nil {
 			p.ClickHeat = make(map[int]uint64)
 		}
@@ -304,6 +326,7 @@ func (s *Site) page(path string) *Page {
 			}
 		}
 		p = &Page{Minutes: make(map[int64]*Minute), ClickHeat: make(map[int]uint64), MoveHeat: make(map[int]uint64), key: path}
+		p.fillHeatBy()
 		s.Pages[path] = p
 	}
 	return p
@@ -390,11 +413,13 @@ func (s *Site) applyBatch(b *event.Batch) bool {
 		case event.KindMove:
 			if cell, ok := heatCell(e); ok {
 				p.MoveHeat[cell]++
+				p.MoveHeatBy[event.WidthBucket(e.VW)][cell]++
 			}
 		case event.KindClick:
 			p.Clicks++
 			if cell, ok := heatCell(e); ok {
 				p.ClickHeat[cell]++
+				p.ClickHeatBy[event.WidthBucket(e.VW)][cell]++
 			}
 			el := p.element(e.Target)
 			if el != nil {
@@ -774,16 +799,7 @@ func (s *Site) overview(name string, now time.Time) event.Overview {
 
 	ov.TopVisitors = topVisitorsOf(s.Visitors)
 
-	paths := make([]string, 0, len(s.Pages))
-	for p := range s.Pages {
-		paths = append(paths, p)
-	}
-	slices.SortFunc(paths, func(a, b string) int {
-		if c := cmp.Compare(s.Pages[b].Events, s.Pages[a].Events); c != 0 {
-			return c
-		}
-		return cmp.Compare(a, b)
-	})
+	paths := s.busiestPages()
 	// Visitors on a page now: present visitors whose session's latest
 	// event was on it.
 	onPage := make(map[string]map[string]bool)
@@ -806,6 +822,37 @@ func (s *Site) overview(name string, now time.Time) event.Overview {
 		})
 	}
 	return ov
+}
+
+// busiestPages returns the site's page keys, most events first.
+func (s *Site) busiestPages() []string {
+	paths := slices.Collect(maps.Keys(s.Pages))
+	slices.SortFunc(paths, func(a, b string) int {
+		if c := cmp.Compare(s.Pages[b].Events, s.Pages[a].Events); c != 0 {
+			return c
+		}
+		return cmp.Compare(a, b)
+	})
+	return paths
+}
+
+// heat returns the site's heat panel at now: its heatPages busiest pages
+// with their heatmaps by viewport width, each at most heatPanelCells
+// cells (the hottest), so that the panel stays far below NATS's message
+// limit.
+func (s *Site) heat(site string, now time.Time) event.HeatPanel {
+	hp := event.HeatPanel{Site: site, Version: s.Version, Updated: now.UnixMilli()}
+	paths := s.busiestPages()
+	for _, path := range paths[:min(len(paths), heatPages)] {
+		p := s.Pages[path]
+		ph := event.PageHeat{Path: path, ScrollReached: p.ScrollReached, PageViews: p.PageViews, Elements: topElementsOf(p.Elements)}
+		for i := range event.WidthBuckets {
+			clicks, moves := heatCells(p.ClickHeatBy[i]), heatCells(p.MoveHeatBy[i])
+			ph.Widths[i] = event.WidthHeat{Clicks: clicks[:min(len(clicks), heatPanelCells)], Moves: moves[:min(len(moves), heatPanelCells)]}
+		}
+		hp.Pages = append(hp.Pages, ph)
+	}
+	return hp
 }
 
 // topElementsOf lists the topElements most clicked elements, the most

@@ -423,3 +423,44 @@ func TestElementsPerPageAreBounded(t *testing.T) {
 		t.Errorf("page's dead clicks %d, want %d", p.DeadClicks, 3*maxElements)
 	}
 }
+
+// TestHeatByViewportWidth: the heat panel splits each page's heatmaps by
+// the kind of screen, and stays bounded.
+func TestHeatByViewportWidth(t *testing.T) {
+	hp := goldenSite().heat("demo", goldenNow)
+	if len(hp.Pages) != 2 || hp.Pages[0].Path != "/" {
+		t.Fatalf("pages %+v", hp.Pages)
+	}
+	sum := func(cells []event.HeatCell) (n uint64) {
+		for _, c := range cells {
+			n += c.N
+		}
+		return n
+	}
+	w := hp.Pages[0].Widths
+	// bob's phone (500 px) clicked twice, ann's 1000 px window thrice.
+	if sum(w[event.WidthPhone].Clicks) != 2 || sum(w[event.WidthTablet].Clicks) != 3 || sum(w[event.WidthDesktop].Clicks) != 0 {
+		t.Errorf("clicks by width: %+v", w)
+	}
+	if sum(w[event.WidthTablet].Moves) != 2 || len(hp.Pages[0].Elements) == 0 {
+		t.Errorf("moves by width %+v, elements %+v", w, hp.Pages[0].Elements)
+	}
+
+	s := newSite()
+	b := &event.Batch{Site: "demo", Session: "s", Received: goldenNow.UnixMilli()}
+	for i := range 2 * heatPages {
+		for c := range heatPanelCells + 50 {
+			b.Events = append(b.Events, event.Event{Kind: event.KindMove, T: goldenNow.UnixMilli(), X: int32(c % 40 * 30), Y: int32(c / 40 * 30), VW: 1200, Path: fmt.Sprintf("/p%d", i)})
+		}
+	}
+	s.applyBatch(b)
+	hp = s.heat("demo", goldenNow)
+	if len(hp.Pages) != heatPages {
+		t.Errorf("%d pages in the heat panel, want %d", len(hp.Pages), heatPages)
+	}
+	for _, p := range hp.Pages {
+		if n := len(p.Widths[event.WidthDesktop].Moves); n != heatPanelCells {
+			t.Errorf("page %s: %d move cells, want %d", p.Path, n, heatPanelCells)
+		}
+	}
+}

@@ -15,15 +15,13 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pulse-analytics/pulse/event"
+	"github.com/pulse-analytics/pulse/natsutil"
 )
-
-// quotesView is the key of the quotes panel in the views bucket.
-const quotesView = "quotes"
 
 // quotesPanel returns the latest quotes panel, or an empty one.
 func (s *Server) quotesPanel(ctx context.Context) (event.QuotesPanel, error) {
 	var p event.QuotesPanel
-	e, err := s.views.Get(ctx, quotesView)
+	e, err := s.views.Get(ctx, natsutil.QuotesViewKey)
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
 		return p, nil

@@ -598,7 +598,7 @@ func (s *Server) serveStats(w http.ResponseWriter, r *http.Request) {
 // with no events yet.
 func (s *Server) overview(ctx context.Context, site string) (event.Overview, error) {
 	ov := event.Overview{Site: site, ByKind: map[string]uint64{}}
-	e, err := s.views.Get(ctx, site+"."+event.PanelOverview)
+	e, err := s.views.Get(ctx, natsutil.ViewKey(site, event.PanelOverview))
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
 		return ov, nil

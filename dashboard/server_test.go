@@ -88,7 +88,7 @@ func (d *testDash) publishOverview(t *testing.T, ov event.Overview) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := views.Put(context.Background(), ov.Site+".overview", data); err != nil {
+	if _, err := views.Put(context.Background(), natsutil.ViewKey(ov.Site, event.PanelOverview), data); err != nil {
 		t.Fatal(err)
 	}
 	if err := d.ns.NC.Publish(event.DashSubject(ov.Site, event.PanelOverview), data); err != nil {

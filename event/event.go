@@ -27,6 +27,9 @@ const (
 	// PanelOverview is the dashboard panel with totals, visitors and events
 	// per second.
 	PanelOverview = "overview"
+	// PanelHeat is a site's heat panel: its pages' heatmaps by viewport
+	// width, which the overlay on the site's own pages draws.
+	PanelHeat = "heat"
 
 	// StreamQuotes holds every fetched quote and the ingest nodes' poll
 	// statistics.
@@ -522,6 +525,55 @@ const (
 	HeatCols = 40
 	HeatRows = 100
 )
+
+// Viewport widths: heatmaps are also kept per kind of screen, so that an
+// overlay drawn on a phone-sized window shows what phones did. The bounds
+// are the common CSS breakpoints.
+const (
+	WidthPhone   = iota // narrower than 768 CSS px
+	WidthTablet         // 768 to 1023
+	WidthDesktop        // 1024 and wider
+	WidthBuckets
+)
+
+// WidthNames names the width buckets.
+var WidthNames = [WidthBuckets]string{"phone", "tablet", "desktop"}
+
+// WidthBucket returns the bucket of a viewport vw CSS px wide.
+func WidthBucket(vw int32) int {
+	switch {
+	case vw < 768:
+		return WidthPhone
+	case vw < 1024:
+		return WidthTablet
+	}
+	return WidthDesktop
+}
+
+// HeatPanel is what dash.<site>.heat carries: each page's heatmaps by
+// viewport width, its scroll depth and its most clicked elements.
+type HeatPanel struct {
+	Site    string     `json:"site"`
+	Version uint64     `json:"version"`
+	Updated int64      `json:"updated"`
+	Pages   []PageHeat `json:"pages"`
+}
+
+// PageHeat is one page of a heat panel.
+type PageHeat struct {
+	Path string `json:"path"`
+	// Widths holds the heatmaps by WidthBucket.
+	Widths        [WidthBuckets]WidthHeat `json:"widths"`
+	ScrollReached [10]uint64              `json:"scrollReached"`
+	PageViews     uint64                  `json:"pageViews"`
+	Elements      []ElementStats          `json:"elements,omitempty"`
+}
+
+// WidthHeat is a page's heatmaps for one width bucket.
+type WidthHeat struct {
+	Clicks []HeatCell `json:"clicks,omitempty"`
+	Moves  []HeatCell `json:"moves,omitempty"`
+}
 
 // HeatCell is one non-empty cell of a heatmap.
 type HeatCell struct {

@@ -368,6 +368,14 @@ const (
 	IngestStatusKeys = "ingest.*"
 )
 
+// Keys of the views bucket: a site's panel is under "SITE.PANEL" (panels
+// as event names them: overview, heat), the quotes panel under
+// QuotesViewKey.
+const QuotesViewKey = "quotes"
+
+// ViewKey is the key of a site's panel in the views bucket.
+func ViewKey(site, panel string) string { return site + "." + panel }
+
 // StatusKey is the key of the status of part id of kind.
 func StatusKey(kind, id string) string { return kind + "." + id }
 
