@@ -599,8 +599,6 @@ const drainWait = 2 * time.Second
 
 func siteKey(site string) string { return "site." + site }
 
-
-
 // snapshotIndex is the value of the sequence key: the sequence every site
 // snapshot of the slice covers, and which sites have one.
 type snapshotIndex struct {
