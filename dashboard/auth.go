@@ -32,8 +32,10 @@ const (
 	// minPasswordLen keeps new passwords from being guessable in the few
 	// tries the login limit allows.
 	minPasswordLen = 10
-	// tokenPrefix marks API tokens in the users bucket.
-	tokenPrefix = "token."
+	// tokenPrefix marks API tokens in the users bucket, secretPrefix the
+	// dashboards' shared secrets; user names hold no '.'.
+	tokenPrefix  = "token."
+	secretPrefix = "secret."
 )
 
 // account is a dashboard user as stored in the users bucket.
@@ -192,7 +194,7 @@ func (a *auth) account(ctx context.Context, user string) (account, error) {
 func (a *auth) accounts(ctx context.Context) ([]account, error) {
 	var out []account
 	err := a.each(ctx, func(key string, value []byte) {
-		if strings.HasPrefix(key, tokenPrefix) {
+		if strings.HasPrefix(key, tokenPrefix) || strings.HasPrefix(key, secretPrefix) {
 			return
 		}
 		var acc account

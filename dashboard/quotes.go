@@ -100,13 +100,11 @@ func (s *Server) serveQuotes(w http.ResponseWriter, r *http.Request) {
 	}
 	me := meFrom(r.Context())
 	// The sites this user sees, for links to their activity beside the
-	// symbol; the page stands without them.
+	// symbol.
 	var sites []string
-	if rows, err := s.siteRows(r.Context()); err == nil {
-		for _, row := range rows {
-			if me.canSee(row.Site.Key) {
-				sites = append(sites, row.Site.Key)
-			}
+	for _, key := range s.registry.Keys() {
+		if me.canSee(key) {
+			sites = append(sites, key)
 		}
 	}
 	s.render(w, r, http.StatusOK, quotesPage(me, p, symbolOf(&p, r.URL.Query().Get("symbol")), sites))

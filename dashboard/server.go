@@ -84,6 +84,11 @@ type Config struct {
 	// and 200.
 	MaxVisitorStreamsPerUser int
 	MaxVisitorStreams        int
+	// MaxOverlayStreamsPerSite and MaxOverlayStreams bound the heatmap
+	// overlays' streams, which a token opens without a session, per site
+	// (429 beyond it) and on this node (503). Defaults 50 and 1,000.
+	MaxOverlayStreamsPerSite int
+	MaxOverlayStreams        int
 	// PasswordCost is bcrypt's cost for new passwords. Default
 	// bcrypt.DefaultCost; tests lower it.
 	PasswordCost int
@@ -113,8 +118,15 @@ type Server struct {
 	told *toldWatch
 	// quotes is the latest quotes panel, for the site pages' attention
 	// chart; nil until loaded (quotesNow).
-	quotes  atomic.Pointer[event.QuotesPanel]
-	started atomic.Bool
+	quotes atomic.Pointer[event.QuotesPanel]
+	// registry follows the site registry, for the overlay's links and
+	// origins; overlayKey signs overlay tokens; overlayStreams bounds
+	// the overlays' streams by site.
+	registry       *natsutil.SiteRegistry
+	overlayKey     []byte
+	overlayStreams *streamSlots
+	heatSub        *nats.Subscription
+	started        atomic.Bool
 }
 
 // New returns a Server.
@@ -152,6 +164,12 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxVisitorStreams == 0 {
 		cfg.MaxVisitorStreams = 200
 	}
+	if cfg.MaxOverlayStreamsPerSite == 0 {
+		cfg.MaxOverlayStreamsPerSite = 50
+	}
+	if cfg.MaxOverlayStreams == 0 {
+		cfg.MaxOverlayStreams = 1000
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -170,6 +188,7 @@ func New(cfg Config) (*Server, error) {
 		streams: newStreamSlots(cfg.MaxStreamsPerUser, cfg.MaxStreams),
 
 		visitorStreams: newStreamSlots(cfg.MaxVisitorStreamsPerUser, cfg.MaxVisitorStreams),
+		overlayStreams: newStreamSlots(cfg.MaxOverlayStreamsPerSite, cfg.MaxOverlayStreams),
 	}, nil
 }
 
@@ -214,6 +233,16 @@ func (s *Server) Start(ctx context.Context) error {
 		return fmt.Errorf("dashboard: watch ingest nodes: %w", err)
 	}
 	s.told = watchTold(w)
+	if s.overlayKey, err = overlayKey(ctx, users); err != nil {
+		return fmt.Errorf("dashboard: %w", err)
+	}
+	if s.registry, err = natsutil.WatchSites(ctx, js, s.log); err != nil {
+		return fmt.Errorf("dashboard: %w", err)
+	}
+	s.heatSub, err = s.cfg.Subscriber.Subscribe(event.DashSubject("*", event.PanelHeat), s.onHeat)
+	if err != nil {
+		return fmt.Errorf("dashboard: subscribe: %w", err)
+	}
 	s.sub, err = s.cfg.Subscriber.Subscribe(event.DashSubject("*", event.PanelOverview), s.onOverview)
 	if err != nil {
 		return fmt.Errorf("dashboard: subscribe: %w", err)
@@ -269,7 +298,10 @@ func (s *Server) Shutdown() error {
 	if s.told != nil {
 		errs = append(errs, s.told.stop())
 	}
-	for _, sub := range []*nats.Subscription{s.sub, s.quotesSub} {
+	if s.registry != nil {
+		s.registry.Stop()
+	}
+	for _, sub := range []*nats.Subscription{s.sub, s.quotesSub, s.heatSub} {
 		if sub != nil {
 			errs = append(errs, sub.Unsubscribe())
 		}
@@ -297,6 +329,8 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /sites/{site}", s.page(s.serveOverview))
 	mux.Handle("GET /sites/{site}/visitors/{visitor}", s.page(s.serveVisitor))
 	mux.Handle("GET /sse/visitor", s.stream(s.serveVisitorSSE))
+	mux.Handle("GET /sites/{site}/overlay", s.page(s.serveOverlayLink))
+	mux.HandleFunc("GET /overlay/heat", s.serveOverlayHeat)
 	mux.Handle("GET /sse", s.stream(s.serveSSE))
 	mux.Handle("GET /quotes", s.page(s.serveQuotes))
 	mux.Handle("GET /sse/quotes", s.stream(s.serveQuotesSSE))

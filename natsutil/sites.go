@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
+	"slices"
 	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -83,6 +85,13 @@ func (r *SiteRegistry) Site(key string) (event.Site, bool) {
 	defer r.mu.RUnlock()
 	s, ok := r.sites[key]
 	return s, ok
+}
+
+// Keys returns the keys of every site, sorted.
+func (r *SiteRegistry) Keys() []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return slices.Sorted(maps.Keys(r.sites))
 }
 
 // Stop stops following changes.

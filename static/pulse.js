@@ -8,6 +8,14 @@
   var script = d.currentScript;
   if (!script || w.pulse) return;
   var site = script.getAttribute('data-site') || 'demo';
+  // A heatmap link from the dashboard (#pulse-heatmap=…): draw the page's
+  // heatmaps (overlay.js, loaded only then) instead of tracking the admin.
+  if (/[#&]pulse-heatmap=/.test(location.hash)) {
+    var o = d.createElement('script');
+    o.src = new URL('/static/overlay.js', script.src).href;
+    d.head.appendChild(o);
+    return;
+  }
   if (script.hasAttribute('data-respect-dnt') &&
       (navigator.doNotTrack === '1' || w.doNotTrack === '1' || navigator.globalPrivacyControl === true)) return;
 

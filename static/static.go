@@ -11,7 +11,7 @@ import (
 
 // FS holds the files.
 //
-//go:embed pulse.js quote.js dashboard.js visitor.js dashboard.css demo.html vendor
+//go:embed pulse.js quote.js overlay.js dashboard.js visitor.js dashboard.css demo.html vendor
 var FS embed.FS
 
 // Handler serves FS. Files are small and change only with a release, so
