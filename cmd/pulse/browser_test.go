@@ -425,6 +425,53 @@ func TestBrowserVisitorPageLive(t *testing.T) {
 	}
 }
 
+// TestBrowserHeatmapOverlay: from the site page, an admin opens the demo
+// page with its heatmap drawn over it; the overlay grows while a visitor
+// clicks in another tab, and the admin's own tab is not tracked.
+func TestBrowserHeatmapOverlay(t *testing.T) {
+	ctx := browser(t)
+	m := startPulse(t, t.TempDir(), nil)
+	visitor := ctx
+	openDemo(t, visitor, m)
+	click := func(n int) {
+		t.Helper()
+		for i := range n {
+			if err := chromedp.Do(visitor, chromedp.MouseClickXY(float64(300+40*i), 300), chromedp.Sleep(400*time.Millisecond)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	click(3)
+	dash := siteTab(t, visitor, m, false)
+	href, err := chromedp.Run(dash, chromedp.Poll[string](`(document.querySelector('[data-testid=overlay-link]') || {}).href`, chromedp.WithPollingTimeout(15*time.Second)))
+	if err != nil || !strings.Contains(href, "/sites/demo/overlay?path=%2Fdemo") {
+		t.Fatalf("overlay link of /demo: %q, %v", href, err)
+	}
+	overlay, cancel := chromedp.NewContext(visitor)
+	defer cancel()
+	clicksDrawn := `(+(document.querySelector('[data-testid=pulse-overlay]') || {dataset: {}}).dataset.clicks || 0)`
+	if err := chromedp.Do(overlay, chromedp.Navigate(href)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chromedp.Run(overlay, chromedp.Poll[bool](clicksDrawn+` >= 3`, chromedp.WithPollingTimeout(15*time.Second))); err != nil {
+		summary, _ := textOf(overlay, `[data-testid=pulse-overlay]`)
+		t.Fatalf("the overlay does not draw the visitor's clicks: %q: %v", summary, err)
+	}
+	if loc, _ := chromedp.Run(overlay, chromedp.Location()); !strings.HasPrefix(loc, m.IngestURL+"/demo#") || !strings.Contains(loc, "pulse-heatmap=") {
+		t.Errorf("overlay opened at %s, want the demo page with the token", loc)
+	}
+	if tracked, _ := chromedp.Run(overlay, chromedp.Evaluate[bool](`typeof window.pulse !== 'undefined'`)); tracked {
+		t.Error("the admin's overlay tab runs the tracker")
+	}
+	before, _ := chromedp.Run(overlay, chromedp.Evaluate[int](clicksDrawn))
+	click(3)
+	if _, err := chromedp.Run(overlay, chromedp.Poll[bool](clicksDrawn+` >= `+strconv.Itoa(before+3), chromedp.WithPollingTimeout(15*time.Second))); err != nil {
+		now, _ := chromedp.Run(overlay, chromedp.Evaluate[int](clicksDrawn))
+		t.Errorf("the overlay stayed at %d clicks (%d before) while the visitor clicked 3 more times: %v", now, before, err)
+	}
+	screenshot(t, overlay, "overlay")
+}
+
 // TestBrowserTrackerObeysRate: an ingest node over its capacity tells the
 // real pulse.js to slow down, the tracker obeys, and the node stays
 // responsive.
