@@ -159,4 +159,3 @@ func TestOverlayLinkAndStream(t *testing.T) {
 		t.Errorf("a second overlay of the site: %s", resp.Status)
 	}
 }
-
