@@ -195,10 +195,7 @@ func (s *Server) serveOverlayHeat(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Access-Control-Allow-Origin", origin)
 		w.Header().Set("Vary", "Origin")
 	}
-	if no := s.overlayStreams.take(t.Site); no != nil {
-		s.metrics.sseRefused.WithLabelValues(strconv.Itoa(no.status)).Inc()
-		w.Header().Set("Retry-After", "5")
-		writeJSON(w, no.status, map[string]string{"error": "overlays: " + no.msg})
+	if !s.takeStream(w, s.overlayStreams, t.Site, "overlays: ") {
 		return
 	}
 	defer s.overlayStreams.release(t.Site)

@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -386,10 +385,7 @@ func (s *Server) adminOnly(next http.HandlerFunc) http.HandlerFunc {
 func (s *Server) stream(next http.HandlerFunc) http.Handler {
 	return s.authorized(func(w http.ResponseWriter, r *http.Request) {
 		user := meFrom(r.Context()).User
-		if no := s.streams.take(user); no != nil {
-			s.metrics.sseRefused.WithLabelValues(strconv.Itoa(no.status)).Inc()
-			w.Header().Set("Retry-After", "5")
-			writeJSON(w, no.status, map[string]string{"error": no.msg})
+		if !s.takeStream(w, s.streams, user, "") {
 			return
 		}
 		defer s.streams.release(user)

@@ -1,6 +1,10 @@
 package dashboard
 
-import "sync"
+import (
+	"net/http"
+	"strconv"
+	"sync"
+)
 
 // streamSlots bounds the open SSE streams: at most perUser for one user
 // (all their sessions and tabs together) and at most total on this node.
@@ -40,6 +44,19 @@ func (s *streamSlots) take(user string) *streamRefusal {
 	s.open++
 	s.byUser[user]++
 	return nil
+}
+
+// takeStream reserves a stream of slots for key, or answers why not
+// (what names the kind of stream in the message) and returns false.
+func (s *Server) takeStream(w http.ResponseWriter, slots *streamSlots, key, what string) bool {
+	no := slots.take(key)
+	if no == nil {
+		return true
+	}
+	s.metrics.sseRefused.WithLabelValues(strconv.Itoa(no.status)).Inc()
+	w.Header().Set("Retry-After", "5")
+	writeJSON(w, no.status, map[string]string{"error": what + no.msg})
+	return false
 }
 
 func (s *streamSlots) release(user string) {

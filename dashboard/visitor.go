@@ -316,10 +316,7 @@ func (s *Server) serveVisitorSSE(w http.ResponseWriter, r *http.Request) {
 		errNoAccess(w, site)
 		return
 	}
-	if no := s.visitorStreams.take(me.User); no != nil {
-		s.metrics.sseRefused.WithLabelValues(strconv.Itoa(no.status)).Inc()
-		w.Header().Set("Retry-After", "5")
-		writeJSON(w, no.status, map[string]string{"error": "visitor pages: " + no.msg})
+	if !s.takeStream(w, s.visitorStreams, me.User, "visitor pages: ") {
 		return
 	}
 	defer s.visitorStreams.release(me.User)
