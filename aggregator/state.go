@@ -118,6 +118,25 @@ type Element struct {
 	Clicks     uint64 `json:"clicks,omitempty"`
 	RageClicks uint64 `json:"rage,omitempty"`
 	DeadClicks uint64 `json:"dead,omitempty"`
+	// Spots counts where on the element its clicks fell, on a grid of
+	// spotGrid × spotGrid parts of its box (row*spotGrid+col), from the
+	// click's offset within the box; clicks without one are not in it.
+	Spots map[int]uint64 `json:"spots,omitempty"`
+}
+
+// spotGrid is the side of an element's grid of click spots.
+const spotGrid = 10
+
+// addSpot counts a click at offset (ox, oy), in thousandths of the box.
+func (el *Element) addSpot(ox, oy int32) {
+	if ox == 0 && oy == 0 {
+		return // no offset sent
+	}
+	if el.Spots == nil {
+		el.Spots = make(map[int]uint64)
+	}
+	cell := func(o int32) int { return min(max(int(o)*spotGrid/1000, 0), spotGrid-1) }
+	el.Spots[cell(oy)*spotGrid+cell(ox)]++
 }
 
 // fillHeatBy makes p's heatmaps by width usable (a new page, or one from a
@@ -424,6 +443,7 @@ func (s *Site) applyBatch(b *event.Batch) bool {
 			el := p.element(e.Target)
 			if el != nil {
 				el.Clicks++
+				el.addSpot(e.OX, e.OY)
 			}
 			if b.Session != "" && s.applyClick(p, l.session(b.Session, t), e, t) && el != nil {
 				el.RageClicks++
@@ -846,6 +866,11 @@ func (s *Site) heat(site string, now time.Time) event.HeatPanel {
 	for _, path := range paths[:min(len(paths), heatPages)] {
 		p := s.Pages[path]
 		ph := event.PageHeat{Path: path, ScrollReached: p.ScrollReached, PageViews: p.PageViews, Elements: topElementsOf(p.Elements)}
+		for i := range ph.Elements {
+			if el := p.Elements[ph.Elements[i].Selector]; el != nil && len(el.Spots) > 0 {
+				ph.Elements[i].Spots = spotCells(el.Spots)
+			}
+		}
 		for i := range event.WidthBuckets {
 			clicks, moves := heatCells(p.ClickHeatBy[i]), heatCells(p.MoveHeatBy[i])
 			ph.Widths[i] = event.WidthHeat{Clicks: clicks[:min(len(clicks), heatPanelCells)], Moves: moves[:min(len(moves), heatPanelCells)]}
@@ -880,6 +905,18 @@ func hourSeries(minutes map[int64]*Minute, thisMinute int64) []event.MinutePoint
 		}
 	}
 	return out
+}
+
+// spotCells lists an element's click spots, most clicked first.
+func spotCells(spots map[int]uint64) []event.HeatCell {
+	cells := make([]event.HeatCell, 0, len(spots))
+	for i, n := range spots {
+		cells = append(cells, event.HeatCell{Col: i % spotGrid, Row: i / spotGrid, N: n})
+	}
+	slices.SortFunc(cells, func(a, b event.HeatCell) int {
+		return cmp.Or(cmp.Compare(b.N, a.N), cmp.Compare(a.Row*spotGrid+a.Col, b.Row*spotGrid+b.Col))
+	})
+	return cells
 }
 
 // heatCells lists a heatmap's hottest cells, hottest first.

@@ -129,8 +129,8 @@ func goldenSite() *Site {
 		{Site: "demo", Session: "s1", Visitor: "ann", Received: base + 1000, Events: []event.Event{
 			{Kind: event.KindMove, T: base, X: 100, Y: 50, VW: 1000, VH: 800, Path: "/"},
 			{Kind: event.KindMove, T: base + 100, X: 110, Y: 55, VW: 1000, VH: 800, Path: "/"},
-			{Kind: event.KindClick, T: base + 900, X: 500, Y: 400, VW: 1000, VH: 800, Path: "/", Target: "a.buy"},
-			{Kind: event.KindClick, T: base + 950, X: 505, Y: 402, VW: 1000, VH: 800, Path: "/", Target: "a.buy"},
+			{Kind: event.KindClick, T: base + 900, X: 500, Y: 400, VW: 1000, VH: 800, OX: 500, OY: 250, Path: "/", Target: "a.buy"},
+			{Kind: event.KindClick, T: base + 950, X: 505, Y: 402, VW: 1000, VH: 800, OX: 590, OY: 299, Path: "/", Target: "a.buy"},
 			{Kind: event.KindClick, T: base + 990, X: 502, Y: 399, VW: 1000, VH: 800, Path: "/", Target: "a.buy"},
 		}},
 		// A phone: half the width, so the same spot of a responsive page
@@ -444,6 +444,11 @@ func TestHeatByViewportWidth(t *testing.T) {
 	}
 	if sum(w[event.WidthTablet].Moves) != 2 || len(hp.Pages[0].Elements) == 0 {
 		t.Errorf("moves by width %+v, elements %+v", w, hp.Pages[0].Elements)
+	}
+	// Two of a.buy's three clicks say where on it they fell: both in the
+	// cell at column 5, row 2 of its box.
+	if el := hp.Pages[0].Elements[0]; el.Selector != "a.buy" || fmt.Sprint(el.Spots) != "[{5 2 2}]" {
+		t.Errorf("spots on %s: %v, want two clicks at column 5, row 2", el.Selector, el.Spots)
 	}
 
 	s := newSite()

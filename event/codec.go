@@ -11,12 +11,13 @@ import (
 // JSON on that hop cost more CPU per event than everything else the
 // aggregator does (BenchmarkApplyBatch). The form is
 //
-//	0xB1 (format 1)
+//	0xB3 (format 2; 0xB1, format 1, had no ox and oy)
 //	site, session, visitor, node: strings
 //	seq: uvarint; received: varint (Unix ms)
 //	events: uvarint count, then per event
 //	  kind: byte; t: varint, ms after received (negative: before)
 //	  x, y, vw, vh, ph: varints
+//	  ox, oy: varints (format 2 only)
 //	  path, visitor, target: strings
 //
 // where a string is a uvarint length and its bytes. One message can carry
@@ -28,11 +29,13 @@ import (
 // The decoders also read the JSON form of one batch, which streams written
 // by earlier versions hold.
 
-// batchFormat1 starts a binary batch, batchList a list of them; JSON starts
-// with '{'.
+// batchFormat2 starts a binary batch (batchFormat1 one written before
+// events had offsets, which the decoders still read), batchList a list of
+// them; JSON starts with '{'.
 const (
 	batchFormat1 = 0xB1
 	batchList    = 0xB2
+	batchFormat2 = 0xB3
 )
 
 // AppendBatches appends the list form of batches to dst.
@@ -90,7 +93,7 @@ const minBatchSize = 8
 
 // AppendBinary appends b's binary form to dst.
 func (b *Batch) AppendBinary(dst []byte) []byte {
-	dst = append(dst, batchFormat1)
+	dst = append(dst, batchFormat2)
 	dst = appendString(dst, b.Site)
 	dst = appendString(dst, b.Session)
 	dst = appendString(dst, b.Visitor)
@@ -107,6 +110,8 @@ func (b *Batch) AppendBinary(dst []byte) []byte {
 		dst = binary.AppendVarint(dst, int64(e.VW))
 		dst = binary.AppendVarint(dst, int64(e.VH))
 		dst = binary.AppendVarint(dst, int64(e.PH))
+		dst = binary.AppendVarint(dst, int64(e.OX))
+		dst = binary.AppendVarint(dst, int64(e.OY))
 		dst = appendString(dst, e.Path)
 		dst = appendString(dst, e.Visitor)
 		dst = appendString(dst, e.Target)
@@ -120,7 +125,8 @@ func appendString(dst []byte, s string) []byte {
 }
 
 // minEventSize is the fewest bytes an event takes in the binary form: the
-// kind, five one-byte varints, one time varint and three empty strings.
+// kind, five one-byte varints, one time varint and three empty strings (in
+// format 1; format 2 adds two varints).
 const minEventSize = 10
 
 // DecodeBatch decodes a batch in the binary or the JSON form into b,
@@ -149,10 +155,11 @@ func decodeBinary(data []byte, b *Batch) error {
 
 // batch reads one batch in the binary form into b.
 func (r *reader) batch(b *Batch) {
-	if len(r.data) == 0 || r.data[0] != batchFormat1 {
+	if len(r.data) == 0 || r.data[0] != batchFormat1 && r.data[0] != batchFormat2 {
 		r.fail(errors.New("unknown batch format"))
 		return
 	}
+	offsets := r.data[0] == batchFormat2
 	r.data = r.data[1:]
 	// b holds the batch before this one, whose site, node and strings
 	// of events most batches share.
@@ -184,6 +191,10 @@ func (r *reader) batch(b *Batch) {
 		e.VW = r.int32()
 		e.VH = r.int32()
 		e.PH = r.int32()
+		if offsets {
+			e.OX = r.int32()
+			e.OY = r.int32()
+		}
 		e.Path = r.stringLike(last.Path)
 		e.Visitor = r.stringLike(last.Visitor)
 		e.Target = r.stringLike(last.Target)

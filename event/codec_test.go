@@ -17,7 +17,7 @@ func sampleBatches() []Batch {
 			Site: "shop", Session: "s1", Visitor: "v1", Seq: 42, Node: "n2", Received: 1_700_000_000_500,
 			Events: []Event{
 				{Kind: KindMove, T: 1_700_000_000_400, X: 10, Y: -20, VW: 1280, VH: 800, Path: "/"},
-				{Kind: KindClick, T: 1_700_000_000_450, X: 640, Y: 400, VW: 1280, VH: 800, Path: "/", Target: "button#pay"},
+				{Kind: KindClick, T: 1_700_000_000_450, X: 640, Y: 400, VW: 1280, VH: 800, OX: 250, OY: 1000, Path: "/", Target: "button#pay"},
 				{Kind: KindScroll, T: 1_700_000_000_600, Y: 3000, PH: 9000, Path: "/ünïcode"},
 			},
 		},
@@ -56,6 +56,35 @@ func TestBatchRoundTrip(t *testing.T) {
 		if len(bin) >= len(js) {
 			t.Errorf("binary form %d bytes, JSON %d: want it smaller", len(bin), len(js))
 		}
+	}
+}
+
+// TestFormat1StillDecodes: a batch written before events had offsets (format
+// 1, in streams of earlier versions) decodes, with no offsets.
+func TestFormat1StillDecodes(t *testing.T) {
+	data := []byte{batchFormat1}
+	for _, s := range []string{"shop", "s1", "v1", "n2"} {
+		data = appendString(data, s)
+	}
+	data = binary.AppendUvarint(data, 42)
+	data = binary.AppendVarint(data, 1_700_000_000_500)
+	data = binary.AppendUvarint(data, 1)
+	data = append(data, byte(KindClick))
+	for _, v := range []int64{-50, 640, 400, 1280, 800, 0} { // t, x, y, vw, vh, ph
+		data = binary.AppendVarint(data, v)
+	}
+	for _, s := range []string{"/", "", "button#pay"} {
+		data = appendString(data, s)
+	}
+	var got Batch
+	if err := DecodeBatch(data, &got); err != nil {
+		t.Fatal(err)
+	}
+	want := Batch{Site: "shop", Session: "s1", Visitor: "v1", Seq: 42, Node: "n2", Received: 1_700_000_000_500, Events: []Event{
+		{Kind: KindClick, T: 1_700_000_000_450, X: 640, Y: 400, VW: 1280, VH: 800, Path: "/", Target: "button#pay"},
+	}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("format 1:\n got %+v\nwant %+v", got, want)
 	}
 }
 

@@ -337,6 +337,12 @@ type Event struct {
 	// PH is the page's height for scroll events, so the aggregator can
 	// tell how deep into the page Y is. Zero when unknown.
 	PH int32 `json:"ph,omitempty"`
+	// OX and OY are where a click fell within its target's box, in
+	// thousandths of the box's width and height (0–1000), so clicks can
+	// be drawn on the element wherever the layout puts it. Zero for
+	// other events, and for clicks of trackers that do not send them.
+	OX int32 `json:"ox,omitempty"`
+	OY int32 `json:"oy,omitempty"`
 }
 
 // Batch is the payload of an activity.<site> message: events accepted from
@@ -504,6 +510,9 @@ type ElementStats struct {
 	Clicks     uint64 `json:"clicks"`
 	RageClicks uint64 `json:"rageClicks"`
 	DeadClicks uint64 `json:"deadClicks"`
+	// Spots, in heat panels only, is where on the element its clicks
+	// fell: cells of a 10 × 10 grid over its box, row 0 at the top.
+	Spots []HeatCell `json:"spots,omitempty"`
 }
 
 // RageClick is a burst of rapid clicks in a small area.

@@ -324,8 +324,12 @@ func (s *scanner) events(f *batchFrame) bool {
 				return s.numTo(&e.VH)
 			case "ph":
 				return s.numTo(&e.PH)
+			case "ox":
+				return s.numTo(&e.OX)
+			case "oy":
+				return s.numTo(&e.OY)
 			default:
-				return s.unknown(key, "k", "p", "sel", "a", "x", "y", "vw", "vh", "ph")
+				return s.unknown(key, "k", "p", "sel", "a", "x", "y", "vw", "vh", "ph", "ox", "oy")
 			}
 		})
 		if !ok {

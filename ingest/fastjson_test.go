@@ -21,6 +21,7 @@ var classicSeeds = []string{
 
 var batchSeeds = []string{
 	`{"type":"batch","seq":1,"events":[{"k":"move","a":1,"x":1,"y":2,"vw":3,"vh":4,"p":"/","sel":"a"},{"k":"click","p":"/","ph":9}]}`,
+	`{"type":"batch","seq":1,"events":[{"k":"click","x":1,"y":2,"ox":250,"oy":1000,"sel":"a"},{"k":"click","ox":-3,"oy":1e3}]}`,
 	`{"type":"batch","seq":18446744073709551615,"events":[{"k":"leave"}]}`,
 	`{"type":"batch","seq":18446744073709551616,"events":[]}`,
 	`{"type":"batch","seq":1.0,"events":[]}`,

@@ -98,6 +98,13 @@ func coord(name string, v float64) (int32, error) {
 	return int32(v), nil
 }
 
+// offset reads a click's place within its target, in thousandths of the
+// box; a click on the border can round just outside, so it is clamped.
+func offset(name string, v float64) (int32, error) {
+	o, err := coord(name, v)
+	return min(max(o, 0), 1000), err
+}
+
 // batchFrame is a tracker's batch: {"type":"batch","seq":1,"events":[…]}.
 type batchFrame struct {
 	Type   string         `json:"type"`
@@ -128,6 +135,9 @@ type trackerEvent struct {
 	Target string  `json:"sel"`
 	// PH is the page height, sent with scroll events.
 	PH float64 `json:"ph"`
+	// OX and OY place a click within its target's box, in thousandths.
+	OX float64 `json:"ox"`
+	OY float64 `json:"oy"`
 }
 
 // frameType peeks at a frame's "type" without decoding the rest; classic
@@ -234,6 +244,14 @@ func convertEvent(te *trackerEvent, receivedMs int64, e *event.Event) error {
 	if err != nil {
 		return err
 	}
+	ox, err := offset("ox", te.OX)
+	if err != nil {
+		return err
+	}
+	oy, err := offset("oy", te.OY)
+	if err != nil {
+		return err
+	}
 	*e = event.Event{
 		Kind:   k,
 		T:      receivedMs - int64(te.Age),
@@ -242,6 +260,8 @@ func convertEvent(te *trackerEvent, receivedMs int64, e *event.Event) error {
 		VW:     vw,
 		VH:     vh,
 		PH:     ph,
+		OX:     ox,
+		OY:     oy,
 		Path:   truncate(te.Path, maxPathLen),
 		Target: truncate(te.Target, maxTargetLen),
 	}

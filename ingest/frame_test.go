@@ -63,6 +63,16 @@ func TestDecodeBatch(t *testing.T) {
 				{Kind: event.KindClick, T: now, X: 1, Y: 2, Path: "/a", Target: "button#buy"},
 			},
 		},
+		{
+			name:  "click with its place on the target",
+			frame: `{"type":"batch","seq":2,"events":[{"k":"click","x":1,"y":2,"ox":250.4,"oy":1000,"sel":"a"},{"k":"click","ox":-2,"oy":1003}]}`,
+			seq:   2,
+			want: []event.Event{
+				{Kind: event.KindClick, T: now, X: 1, Y: 2, OX: 250, OY: 1000, Target: "a"},
+				{Kind: event.KindClick, T: now, OX: 0, OY: 1000}, // a border's rounding, clamped
+			},
+		},
+		{name: "offset not a number", frame: `{"type":"batch","seq":1,"events":[{"k":"click","ox":1e300}]}`, wantErr: "ox out of range"},
 		{name: "long path cut", frame: `{"type":"batch","seq":1,"events":[{"k":"scroll","p":"/` + strings.Repeat("é", 200) + `"}]}`, seq: 1,
 			want: []event.Event{{Kind: event.KindScroll, T: now, Path: "/" + strings.Repeat("é", 127)}}},
 		{name: "seq zero", frame: `{"type":"batch","seq":0,"events":[{"k":"move"}]}`, wantErr: "seq must be positive"},

@@ -95,7 +95,7 @@
         g.beginPath(); g.moveTo(0, y); g.lineTo(width - 150, y); g.stroke(); g.setLineDash([]);
       }
     }
-    var outlined = 0;
+    var outlined = 0, spots = 0;
     if (show.elements) {
       g.font = '600 12px system-ui,sans-serif';
       (p.elements || []).forEach(function (e) {
@@ -104,6 +104,17 @@
         if (!el) return;
         var r = el.getBoundingClientRect(), x = r.left + w.scrollX, y = r.top + w.scrollY;
         outlined++;
+        // Where on the element its clicks fell, on its box as laid out
+        // now: a 10 × 10 grid of its width and height.
+        var top = 1;
+        (e.spots || []).forEach(function (c) { top = Math.max(top, c.n); });
+        (e.spots || []).forEach(function (c) {
+          spots += c.n;
+          g.globalAlpha = 0.35 + 0.5 * c.n / top;
+          g.fillStyle = ramp(c.n / top);
+          g.fillRect(x + c.c * r.width / 10, y + c.r * r.height / 10, r.width / 10, r.height / 10);
+        });
+        g.globalAlpha = 1;
         g.strokeStyle = e.deadClicks ? '#6b7280' : '#ef4444'; g.lineWidth = 2;
         g.strokeRect(x - 2, y - 2, r.width + 4, r.height + 4);
         var label = e.clicks + ' clicks' + (e.rageClicks ? ' · ' + e.rageClicks + ' rage' : '') + (e.deadClicks ? ' · ' + e.deadClicks + ' dead' : '');
@@ -113,6 +124,7 @@
       });
     }
     panel.dataset.clicks = String(clicks);
+    panel.dataset.spots = String(spots);
     panel.dataset.bucket = WIDTHS[bucket];
     summary.textContent = clicks + ' clicks, ' + moves + ' moves from ' + WIDTHS[bucket] + ' screens' +
       (show.elements ? '; ' + outlined + ' of ' + (p.elements || []).length + ' top elements found here' : '');

@@ -53,10 +53,11 @@
     try { d.dispatchEvent(new CustomEvent('pulse:status', { detail: st })); } catch (e) { /* old browser */ }
   }
 
-  function record(k, x, y, extra) {
+  function record(k, x, y, extra, off) {
     var e = { k: k, at: performance.now(), x: Math.round(x) || 0, y: Math.round(y) || 0,
       vw: w.innerWidth, vh: w.innerHeight, p: location.pathname };
     if (extra) e.sel = extra;
+    if (off) { e.ox = off[0]; e.oy = off[1]; }
     if (k === 'scroll') e.ph = d.documentElement.scrollHeight;
     buf.push(e);
     if (buf.length >= rates.maxBatch) flush();
@@ -65,7 +66,7 @@
   function send(b) {
     var now = performance.now();
     ws.send(JSON.stringify({ type: 'batch', seq: b.seq, events: b.events.map(function (e) {
-      return { k: e.k, a: Math.max(0, Math.round(now - e.at)), x: e.x, y: e.y, vw: e.vw, vh: e.vh, p: e.p, sel: e.sel, ph: e.ph };
+      return { k: e.k, a: Math.max(0, Math.round(now - e.at)), x: e.x, y: e.y, vw: e.vw, vh: e.vh, p: e.p, sel: e.sel, ph: e.ph, ox: e.ox, oy: e.oy };
     }) }));
   }
 
@@ -134,11 +135,15 @@
   function reacted() { watched.forEach(function (c) { clearTimeout(c); }); watched = []; }
   d.addEventListener('click', function (e) {
     var sel = selector(e.target), at = performance.now(), x = e.pageX, y = e.pageY;
-    record('click', x, y, sel);
+    // Where on the target, in thousandths of its box: the overlay draws
+    // the click there wherever the layout puts the element.
+    var r = e.target.getBoundingClientRect ? e.target.getBoundingClientRect() : null;
+    var off = r && r.width && r.height ? [Math.round((e.clientX - r.left) / r.width * 1000), Math.round((e.clientY - r.top) / r.height * 1000)] : null;
+    record('click', x, y, sel, off);
     if (e.target.closest && e.target.closest('input,select,textarea,label,[contenteditable]')) return;
     var t = setTimeout(function () {
       watched.splice(watched.indexOf(t), 1);
-      record('deadclick', x, y, sel);
+      record('deadclick', x, y, sel, off);
       buf[buf.length - 1].at = at;
     }, DEAD_MS);
     watched.push(t);

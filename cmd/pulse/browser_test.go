@@ -457,6 +457,11 @@ func TestBrowserHeatmapOverlay(t *testing.T) {
 		summary, _ := textOf(overlay, `[data-testid=pulse-overlay]`)
 		t.Fatalf("the overlay does not draw the visitor's clicks: %q: %v", summary, err)
 	}
+	// The clicks are also drawn where they fell on the clicked element (the
+	// pad), from their offsets within its box.
+	if _, err := chromedp.Run(overlay, chromedp.Poll[bool](`+document.querySelector('[data-testid=pulse-overlay]').dataset.spots >= 3`, chromedp.WithPollingTimeout(15*time.Second))); err != nil {
+		t.Errorf("the overlay draws no clicks on their element: %v", err)
+	}
 	if loc, _ := chromedp.Run(overlay, chromedp.Location()); !strings.HasPrefix(loc, m.IngestURL+"/demo#") || !strings.Contains(loc, "pulse-heatmap=") {
 		t.Errorf("overlay opened at %s, want the demo page with the token", loc)
 	}
