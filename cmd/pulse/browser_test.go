@@ -63,20 +63,41 @@ func browser(t *testing.T) context.Context {
 // dir) so a person can look at what the test saw.
 func screenshot(t *testing.T, ctx context.Context, name string) {
 	t.Helper()
-	dir := os.Getenv("PULSE_ARTIFACTS")
-	if dir == "" {
-		dir = t.TempDir()
-	}
 	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		t.Errorf("screenshot %s: %v", name, err)
 		return
 	}
-	if err := os.MkdirAll(dir, 0o755); err == nil {
+	savePNG(t, name, png)
+}
+
+// screenshotOf saves one element of the page, as screenshot does the page.
+func screenshotOf(t *testing.T, ctx context.Context, name, sel string) {
+	t.Helper()
+	if err := chromedp.Do(ctx, chromedp.ScrollIntoView(sel)); err != nil {
+		t.Errorf("screenshot %s: %v", name, err)
+		return
+	}
+	png, err := chromedp.Run(ctx, chromedp.Screenshot(sel, chromedp.NodeVisible))
+	if err != nil {
+		t.Errorf("screenshot %s: %v", name, err)
+		return
+	}
+	savePNG(t, name, png)
+}
+
+func savePNG(t *testing.T, name string, png []byte) {
+	t.Helper()
+	dir := os.Getenv("PULSE_ARTIFACTS")
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	err := os.MkdirAll(dir, 0o755)
+	if err == nil {
 		err = os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644)
-		if err != nil {
-			t.Errorf("save screenshot: %v", err)
-		}
+	}
+	if err != nil {
+		t.Errorf("save screenshot: %v", err)
 	}
 }
 
@@ -307,9 +328,7 @@ func TestBrowserDeadClicks(t *testing.T) {
 			t.Errorf("%s: %q clicks, %q dead; want 1 and %s", sel, clicks, dead, want)
 		}
 	}
-	if err := chromedp.Do(dash, chromedp.ScrollIntoView(`[data-fragment=elements]`)); err == nil {
-		screenshot(t, dash, "elements")
-	}
+	screenshotOf(t, dash, "elements", `[data-fragment=elements]`)
 }
 
 // TestBrowserTabsAreOneVisitor: two tabs of the demo page in one browser
@@ -616,9 +635,7 @@ func TestBrowserQuotes(t *testing.T) {
 	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](both, chromedp.WithPollingTimeout(15*time.Second))); err != nil {
 		t.Errorf("the attention chart lacks the price or the site's moves: %v", err)
 	}
-	if err := chromedp.Do(ctx, chromedp.ScrollIntoView(`#attention`)); err == nil {
-		screenshot(t, ctx, "attention")
-	}
+	screenshotOf(t, ctx, "attention", `#attention`)
 }
 
 // TestBrowserClosedMarketQuotesAreStale: while the market is closed, the
