@@ -107,7 +107,19 @@ func (s *Server) serveQuotes(w http.ResponseWriter, r *http.Request) {
 			sites = append(sites, key)
 		}
 	}
-	s.render(w, r, http.StatusOK, quotesPage(me, p, symbolOf(&p, r.URL.Query().Get("symbol")), sites))
+	// The attention chart beside the symbol: the site asked for, or the
+	// first the user sees; the page stands without it.
+	var beside *event.Overview
+	if len(sites) > 0 {
+		site := r.URL.Query().Get("site")
+		if !slices.Contains(sites, site) {
+			site = sites[0]
+		}
+		if ov, err := s.overview(r.Context(), site); err == nil {
+			beside = &ov
+		}
+	}
+	s.render(w, r, http.StatusOK, quotesPage(me, p, symbolOf(&p, r.URL.Query().Get("symbol")), sites, beside))
 }
 
 // serveQuotesSSE streams the quotes panel as seen for one symbol:

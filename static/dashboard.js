@@ -99,12 +99,47 @@
   }
   localTimes(document);
 
-  var live = document.querySelector('[data-sse]');
-  if (!live) return;
-  var statusEl = live.querySelector('[data-testid=live-status]');
-  function status(text, ok) {
-    statusEl.textContent = text;
-    statusEl.className = 'live-status' + (ok ? ' ok' : '');
+  // Every [data-sse] section follows its own stream: a page's own, and on
+  // the quotes page a site's beside it (its attention chart).
+  document.querySelectorAll('[data-sse]').forEach(follow);
+  function follow(live) {
+    var statusEl = live.querySelector('.live-status');
+    function status(text, ok) {
+      if (!statusEl) return;
+      statusEl.textContent = text;
+      statusEl.className = 'live-status' + (ok ? ' ok' : '');
+    }
+    var es = new EventSource(live.dataset.sse);
+    es.onopen = function () {
+      status('live', true);
+      live.dispatchEvent(new CustomEvent('pulse:open'));
+    };
+    es.onerror = function () { status('reconnecting…', false); };
+    function onUpdate(e) {
+      var u = JSON.parse(e.data);
+      live.dataset.version = u.panel.version;
+      Object.keys(u.fragments || {}).forEach(function (name) {
+        var el = live.querySelector('[data-fragment="' + name + '"]');
+        if (el) { el.innerHTML = u.fragments[name]; localTimes(el); }
+      });
+      Object.keys(u.charts || {}).forEach(function (id) { draw(id, u.charts[id]); });
+      if (u.symbolCharts) {
+        symbolCharts = u.symbolCharts;
+        syncSymbols();
+        drawSymbol();
+      }
+      if (u.pageCharts) {
+        pageCharts = u.pageCharts;
+        syncPages(u.panel.pages || []);
+        drawPage();
+      }
+      status('live · updated ' + new Date(u.panel.updated).toLocaleTimeString(), true);
+    }
+    ['overview', 'quotes', 'system', 'visitor'].forEach(function (name) { es.addEventListener(name, onUpdate); });
+    // A visitor page's cursor points: visitor.js draws them.
+    es.addEventListener('trail', function (e) {
+      live.dispatchEvent(new CustomEvent('pulse:trail', { detail: JSON.parse(e.data) }));
+    });
   }
   function syncPages(pages) {
     if (!select) return;
@@ -115,38 +150,4 @@
     select.textContent = '';
     paths.forEach(function (p) { select.add(new Option(p, p, false, p === keep)); });
   }
-  var es = new EventSource(live.dataset.sse);
-  es.onopen = function () {
-    status('live', true);
-    live.dispatchEvent(new CustomEvent('pulse:open'));
-  };
-  es.onerror = function () { status('reconnecting…', false); };
-  function onUpdate(e) {
-    var u = JSON.parse(e.data);
-    live.dataset.version = u.panel.version;
-    Object.keys(u.fragments || {}).forEach(function (name) {
-      var el = live.querySelector('[data-fragment="' + name + '"]');
-      if (el) { el.innerHTML = u.fragments[name]; localTimes(el); }
-    });
-    Object.keys(u.charts || {}).forEach(function (id) { draw(id, u.charts[id]); });
-    if (u.symbolCharts) {
-      symbolCharts = u.symbolCharts;
-      syncSymbols();
-      drawSymbol();
-    }
-    if (u.pageCharts) {
-      pageCharts = u.pageCharts;
-      syncPages(u.panel.pages || []);
-      drawPage();
-    }
-    status('live · updated ' + new Date(u.panel.updated).toLocaleTimeString(), true);
-  }
-  es.addEventListener('overview', onUpdate);
-  es.addEventListener('quotes', onUpdate);
-  es.addEventListener('system', onUpdate);
-  es.addEventListener('visitor', onUpdate);
-  // A visitor page's cursor points: visitor.js draws them.
-  es.addEventListener('trail', function (e) {
-    live.dispatchEvent(new CustomEvent('pulse:trail', { detail: JSON.parse(e.data) }));
-  });
 })();

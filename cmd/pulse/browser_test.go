@@ -612,9 +612,19 @@ func TestBrowserQuotes(t *testing.T) {
 	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`echarts.getInstanceByDom(document.getElementById('price')).getOption().series[0].data.length > `+strconv.Itoa(n0), chromedp.WithPollingTimeout(15*time.Second))); err != nil {
 		t.Errorf("price line did not grow from %d points: %v", n0, err)
 	}
+	// IBM beside the demo site's activity, on the quotes page and on the
+	// site page: one chart, both series.
+	series := func(id string) string {
+		return `((echarts.getInstanceByDom(document.getElementById('price-attention')) || {getOption: () => ({series: []})}).getOption().series.find(s => s.id === '` + id + `') || {data: []}).data`
+	}
+	both := series("att-price") + `.length > 0 && ` + series("att-moves") + `.some(d => d[1] > 0)`
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](both, chromedp.WithPollingTimeout(15*time.Second))); err != nil {
+		t.Errorf("the quotes page's attention chart lacks the price or the demo site's moves: %v", err)
+	}
+	if site, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('[data-testid=beside-site]').value`)); site != "demo" {
+		t.Errorf("the quotes page shows IBM beside %q, want demo", site)
+	}
 	screenshot(t, ctx, "quotes")
-
-	// IBM beside the demo site's activity: one chart, both series.
 	href, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('[data-testid=beside-sites] a').href`))
 	if err != nil || !strings.Contains(href, "/sites/demo?symbol=IBM") {
 		t.Fatalf("link to the demo site beside IBM: %q, %v", href, err)
@@ -628,12 +638,8 @@ func TestBrowserQuotes(t *testing.T) {
 	if sym, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('[data-testid=attention-symbol]').value`)); sym != "IBM" {
 		t.Errorf("attention chart of %q, want IBM from the link", sym)
 	}
-	series := func(id string) string {
-		return `((echarts.getInstanceByDom(document.getElementById('price-attention')) || {getOption: () => ({series: []})}).getOption().series.find(s => s.id === '` + id + `') || {data: []}).data`
-	}
-	both := series("att-price") + `.length > 0 && ` + series("att-moves") + `.some(d => d[1] > 0)`
 	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](both, chromedp.WithPollingTimeout(15*time.Second))); err != nil {
-		t.Errorf("the attention chart lacks the price or the site's moves: %v", err)
+		t.Errorf("the site page's attention chart lacks the price or the site's moves: %v", err)
 	}
 	screenshotOf(t, ctx, "attention", `#attention`)
 }
