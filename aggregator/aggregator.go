@@ -50,6 +50,9 @@ type Config struct {
 	// Tick is how often panels are published. Default 1 s: the
 	// resolution of the events-per-second chart.
 	Tick time.Duration
+	// LiveEvery is how often a site whose totals moved gets a live panel
+	// between its overviews. Default 100 ms; negative: none.
+	LiveEvery time.Duration
 	// SnapshotEvery is how often changed sites' snapshots are written.
 	// Default 10 s: a restart replays at most that much of the stream,
 	// and writing a site's whole state every tick cost more CPU than
@@ -113,6 +116,9 @@ func New(cfg Config) (*Aggregator, error) {
 	}
 	if cfg.SnapshotEvery == 0 {
 		cfg.SnapshotEvery = 10 * time.Second
+	}
+	if cfg.LiveEvery == 0 {
+		cfg.LiveEvery = 100 * time.Millisecond
 	}
 	if cfg.Slices <= 0 {
 		cfg.Slices = 1
@@ -239,9 +245,17 @@ func (a *Aggregator) Run(ctx context.Context) error {
 
 	t := time.NewTicker(a.cfg.Tick)
 	defer t.Stop()
+	var liveC <-chan time.Time
+	if a.cfg.LiveEvery > 0 {
+		live := time.NewTicker(a.cfg.LiveEvery)
+		defer live.Stop()
+		liveC = live.C
+	}
 	var lastSweep time.Time
 	for {
 		select {
+		case now := <-liveC:
+			a.tickLive(now)
 		case now := <-t.C:
 			a.tick(ctx, now, false)
 			if a.quotesOwner() {
@@ -392,6 +406,7 @@ func (a *Aggregator) tick(ctx context.Context, now time.Time, final bool) {
 			o.snapshot, o.encErr = encodeSnapshot(s)
 		}
 		o.overview, _ = json.Marshal(s.overview(name, now))
+		s.liveChanged() // the overview shows the totals too
 		if changed {
 			o.heat, _ = json.Marshal(s.heat(name, now))
 		}
@@ -435,6 +450,32 @@ func (a *Aggregator) tick(ctx context.Context, now time.Time, final bool) {
 		}
 		if err := a.cfg.Notifier.Publish(event.DashSubject(o.site, event.PanelHeat), o.heat); err != nil {
 			a.log.Warn("heat panel not published", "site", o.site, "err", err)
+		}
+	}
+}
+
+// tickLive publishes a live panel of every site whose totals moved since
+// its last panel. It is cheap (no series, no lists), so it can run many
+// times a second; the overview follows at the next tick.
+func (a *Aggregator) tickLive(now time.Time) {
+	type out struct {
+		site string
+		data []byte
+	}
+	var outs []out
+	a.mu.Lock()
+	for name, s := range a.sites {
+		if !s.liveChanged() {
+			continue
+		}
+		s.Version = nextVersion(s.Version, now)
+		data, _ := json.Marshal(s.live(name, now))
+		outs = append(outs, out{name, data})
+	}
+	a.mu.Unlock()
+	for _, o := range outs {
+		if err := a.cfg.Notifier.Publish(event.DashSubject(o.site, event.PanelLive), o.data); err != nil {
+			a.log.Warn("live panel not published", "site", o.site, "err", err)
 		}
 	}
 }

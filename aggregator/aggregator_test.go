@@ -344,3 +344,50 @@ func TestVersionsClimbPastAnOldSnapshot(t *testing.T) {
 		t.Errorf("next after %d at an earlier clock: %d, want %d", next, v, next+1)
 	}
 }
+
+// TestLivePanelsBetweenOverviews: with overviews an hour apart, a site's
+// totals still go out as live panels as soon as they move, with versions
+// that only grow, and none while nothing moves.
+func TestLivePanelsBetweenOverviews(t *testing.T) {
+	ns := natstest.Run(t)
+	panels := make(chan event.LivePanel, 100)
+	sub, err := ns.NC.Subscribe(event.DashSubject("*", event.PanelLive), func(m *nats.Msg) {
+		var lp event.LivePanel
+		if json.Unmarshal(m.Data, &lp) == nil {
+			panels <- lp
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	runAggregator(t, ns, func(c *Config) { c.Tick, c.LiveEvery = time.Hour, 10*time.Millisecond })
+	var last event.LivePanel
+	wait := func(events uint64) {
+		t.Helper()
+		timeout := time.After(10 * time.Second)
+		for last.Events < events {
+			select {
+			case lp := <-panels:
+				if lp.Site != "demo" || lp.Version <= last.Version {
+					t.Fatalf("live panel %+v after version %d", lp, last.Version)
+				}
+				last = lp
+			case <-timeout:
+				t.Fatalf("no live panel with %d events (last %+v)", events, last)
+			}
+		}
+		if last.Events != events || last.ByKind["click"] != events || last.SecondByKind == nil {
+			t.Fatalf("live panel %+v, want %d clicks", last, events)
+		}
+	}
+	publishBatches(t, ns.JS, "demo", 1, 3)
+	wait(3)
+	publishBatches(t, ns.JS, "demo", 1, 2)
+	wait(5)
+	select {
+	case lp := <-panels:
+		t.Errorf("a live panel with nothing new: %+v", lp)
+	case <-time.After(100 * time.Millisecond):
+	}
+}

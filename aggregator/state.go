@@ -271,10 +271,14 @@ type Site struct {
 	Sessions   map[string]*SessionState `json:"sessions"`
 	RageClicks uint64                   `json:"rageClicks"`
 	RecentRage []event.RageClick        `json:"recentRage"`
-	// Version counts published overviews.
+	// Version counts published overviews and live panels.
 	Version uint64 `json:"version"`
 
 	dirty bool
+	// liveEvents and livePresence are the totals the last live or full
+	// panel showed: a live panel goes out when they changed.
+	liveEvents   uint64
+	livePresence uint64
 }
 
 func newSite() *Site {
@@ -854,6 +858,30 @@ func (s *Site) busiestPages() []string {
 		return cmp.Compare(a, b)
 	})
 	return paths
+}
+
+// liveChanged reports whether the site's totals moved since the last
+// panel (live or full), and marks them shown.
+func (s *Site) liveChanged() bool {
+	presence := s.Arrivals + s.Departures
+	if s.Events == s.liveEvents && presence == s.livePresence {
+		return false
+	}
+	s.liveEvents, s.livePresence = s.Events, presence
+	return true
+}
+
+// live returns the site's live panel at now.
+func (s *Site) live(site string, now time.Time) event.LivePanel {
+	lp := event.LivePanel{
+		Site: site, Version: s.Version, Events: s.Events, ByKind: kindsMap(&s.ByKind),
+		Visitors: len(s.Present), Arrivals: s.Arrivals, Departures: s.Departures, RageClicks: s.RageClicks,
+		Second: now.Unix() * 1000, Updated: now.UnixMilli(),
+	}
+	if k := s.Seconds[now.Unix()]; k != nil {
+		lp.SecondByKind = kindsMap(k)
+	}
+	return lp
 }
 
 // heat returns the site's heat panel at now: its heatPages busiest pages

@@ -124,7 +124,6 @@ type Server struct {
 	registry       *natsutil.SiteRegistry
 	overlayKey     []byte
 	overlayStreams *streamSlots
-	heatSub        *nats.Subscription
 	started        atomic.Bool
 }
 
@@ -238,11 +237,10 @@ func (s *Server) Start(ctx context.Context) error {
 	if s.registry, err = natsutil.WatchSites(ctx, js, s.log); err != nil {
 		return fmt.Errorf("dashboard: %w", err)
 	}
-	s.heatSub, err = s.cfg.Subscriber.Subscribe(event.DashSubject("*", event.PanelHeat), s.onHeat)
-	if err != nil {
-		return fmt.Errorf("dashboard: subscribe: %w", err)
-	}
-	s.sub, err = s.cfg.Subscriber.Subscribe(event.DashSubject("*", event.PanelOverview), s.onOverview)
+	// One subscription for every site panel: its handler takes them in the
+	// order the aggregator sent them, so a live panel never overtakes the
+	// overview before it.
+	s.sub, err = s.cfg.Subscriber.Subscribe(event.DashSubject("*", "*"), s.onPanel)
 	if err != nil {
 		return fmt.Errorf("dashboard: subscribe: %w", err)
 	}
@@ -252,6 +250,40 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.started.Store(true)
 	return nil
+}
+
+// onPanel hands a site's panel to its handler by the panel's name, the
+// subject's last token.
+func (s *Server) onPanel(msg *nats.Msg) {
+	switch msg.Subject[strings.LastIndexByte(msg.Subject, '.')+1:] {
+	case event.PanelOverview:
+		s.onOverview(msg)
+	case event.PanelLive:
+		s.onLive(msg)
+	case event.PanelHeat:
+		s.onHeat(msg)
+	}
+}
+
+// onLive sends a site's live panel to its streams, as an SSE event
+// "live" without an id.
+func (s *Server) onLive(msg *nats.Msg) {
+	var lp event.LivePanel
+	if err := event.Decode("live panel", msg.Data, &lp); err != nil || !event.ValidSite(lp.Site) {
+		s.log.Warn("bad live panel", "subject", msg.Subject, "err", err)
+		return
+	}
+	key := siteKey(lp.Site)
+	if !s.hub.watched(key) {
+		return
+	}
+	// Encoded again, not copied: the data line must hold no newline.
+	data, _ := json.Marshal(lp)
+	frame := make([]byte, 0, len(data)+40)
+	frame = append(frame, "event: live\ndata: {\"panel\":"...)
+	frame = append(frame, data...)
+	frame = append(frame, "}\n\n"...)
+	s.hub.publish(key, &update{version: lp.Version, frame: frame, live: true})
 }
 
 func (s *Server) onOverview(msg *nats.Msg) {
@@ -300,7 +332,7 @@ func (s *Server) Shutdown() error {
 	if s.registry != nil {
 		s.registry.Stop()
 	}
-	for _, sub := range []*nats.Subscription{s.sub, s.quotesSub, s.heatSub} {
+	for _, sub := range []*nats.Subscription{s.sub, s.quotesSub} {
 		if sub != nil {
 			errs = append(errs, sub.Unsubscribe())
 		}

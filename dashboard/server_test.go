@@ -709,3 +709,73 @@ func TestSitePageShowsWhatClientsAreTold(t *testing.T) {
 		break
 	}
 }
+
+// TestLivePanelsReachTheSiteStream: a live panel goes to the site's
+// streams between overviews, as an event without an id; an older one is
+// dropped, and a browser resuming gets the last whole panel, not a live one.
+func TestLivePanelsReachTheSiteStream(t *testing.T) {
+	d := startDash(t, Config{AdminPassword: password})
+	web := d.login(t)
+	d.publishOverview(t, event.Overview{Site: "demo", Version: 10, Events: 5})
+	resp, err := web.Get(d.url + "/sse?site=demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	r := bufio.NewReader(resp.Body)
+	next := func() (id, name string, events uint64) {
+		t.Helper()
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				t.Fatalf("stream ended: %v", err)
+			}
+			switch {
+			case strings.HasPrefix(line, "id: "):
+				id = strings.TrimSpace(line[4:])
+			case strings.HasPrefix(line, "event: "):
+				name = strings.TrimSpace(line[7:])
+			case strings.HasPrefix(line, "data: "):
+				var u struct{ Panel struct{ Events uint64 } }
+				if err := json.Unmarshal([]byte(line[6:]), &u); err != nil {
+					t.Fatal(err)
+				}
+				return id, name, u.Panel.Events
+			}
+		}
+	}
+	if id, name, n := next(); id != "10" || name != "overview" || n != 5 {
+		t.Fatalf("first event %s %s %d", id, name, n)
+	}
+	live := func(version, events uint64) {
+		data, _ := json.Marshal(event.LivePanel{Site: "demo", Version: version, Events: events})
+		if err := d.ns.NC.Publish(event.DashSubject("demo", event.PanelLive), data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	live(9, 4) // older than the overview: dropped
+	live(11, 8)
+	if id, name, n := next(); id != "" || name != "live" || n != 8 {
+		t.Fatalf("live event: id %q, %s, %d events", id, name, n)
+	}
+	d.publishOverview(t, event.Overview{Site: "demo", Version: 12, Events: 9})
+	if id, name, n := next(); id != "12" || name != "overview" || n != 9 {
+		t.Fatalf("overview after the live panel: %s %s %d", id, name, n)
+	}
+	live(13, 10)
+	if _, name, n := next(); name != "live" || n != 10 {
+		t.Fatalf("second live event: %s %d", name, n)
+	}
+	// A browser coming back with the last whole panel's id gets nothing
+	// again; one without an id gets the whole panel, not the live one.
+	req, _ := http.NewRequest("GET", d.url+"/sse?site=demo", nil)
+	fresh, err := web.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fresh.Body.Close()
+	r = bufio.NewReader(fresh.Body)
+	if id, name, n := next(); id != "12" || name != "overview" || n != 9 {
+		t.Fatalf("a new stream starts with %s %s %d, want the overview 12", id, name, n)
+	}
+}

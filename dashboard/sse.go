@@ -19,6 +19,10 @@ import (
 type update struct {
 	version uint64
 	frame   []byte // "id: …\nevent: overview\ndata: …\n\n"
+	// live marks a live panel: the site's totals between two overviews.
+	// It has no id (a browser resumes from the last whole panel) and is
+	// never a stream's first event.
+	live bool
 }
 
 // panelUpdate is the data of an SSE event: the panel's numbers, the
@@ -90,7 +94,8 @@ type hub struct {
 
 	mu      sync.Mutex
 	clients map[string]map[*client]struct{} // by key (see siteKey)
-	latest  map[string]*update              // newest update per key
+	latest  map[string]*update              // newest whole panel per key
+	newest  map[string]uint64               // newest version per key, live panels included
 	closed  chan struct{}
 	once    sync.Once
 }
@@ -100,6 +105,7 @@ func newHub(m *metrics) *hub {
 		metrics: m,
 		clients: make(map[string]map[*client]struct{}),
 		latest:  make(map[string]*update),
+		newest:  make(map[string]uint64),
 		closed:  make(chan struct{}),
 	}
 }
@@ -127,15 +133,20 @@ func (h *hub) unsubscribe(c *client) {
 }
 
 // publish sends u to every client of key, unless a newer update has been
-// seen. It never blocks. Updates of a key come from one NATS subscription,
+// seen. It never blocks. A live update may take the place of a whole one
+// a slow client has not been sent; the next whole one follows within the
+// aggregator's tick. Updates of a key come from one NATS subscription,
 // so publish has a single caller per key at a time.
 func (h *hub) publish(key string, u *update) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if old := h.latest[key]; old != nil && old.version >= u.version {
+	if h.newest[key] >= u.version {
 		return
 	}
-	h.latest[key] = u
+	h.newest[key] = u.version
+	if !u.live {
+		h.latest[key] = u
+	}
 	for c := range h.clients[key] {
 		select {
 		case c.mailbox <- u:
@@ -170,6 +181,7 @@ func (h *hub) forget(key string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	delete(h.latest, key)
+	delete(h.newest, key)
 }
 
 // close ends every stream; clients reconnect after the retry interval.

@@ -27,6 +27,11 @@ const (
 	// PanelOverview is the dashboard panel with totals, visitors and events
 	// per second.
 	PanelOverview = "overview"
+	// PanelLive is a site's live panel: its running totals and the
+	// current second, sent between overviews as soon as they change, so
+	// that an event shows on the dashboard within a fraction of a second
+	// instead of at the next overview.
+	PanelLive = "live"
 	// PanelHeat is a site's heat panel: its pages' heatmaps by viewport
 	// width, which the overlay on the site's own pages draws.
 	PanelHeat = "heat"
@@ -557,6 +562,25 @@ func WidthBucket(vw int32) int {
 		return WidthTablet
 	}
 	return WidthDesktop
+}
+
+// LivePanel is what dash.<site>.live carries. Its version is on the scale
+// of the overview's (one counter per site), so the two order together.
+// Site, version and events come first, as in Overview.
+type LivePanel struct {
+	Site       string            `json:"site"`
+	Version    uint64            `json:"version"`
+	Events     uint64            `json:"events"`
+	ByKind     map[string]uint64 `json:"byKind"`
+	Visitors   int               `json:"visitors"`
+	Arrivals   uint64            `json:"arrivals"`
+	Departures uint64            `json:"departures"`
+	RageClicks uint64            `json:"rageClicks"`
+	// Second is the current second: its start (Unix ms) and its events
+	// by kind so far.
+	Second       int64             `json:"second"`
+	SecondByKind map[string]uint64 `json:"secondByKind"`
+	Updated      int64             `json:"updated"`
 }
 
 // HeatPanel is what dash.<site>.heat carries: each page's heatmaps by

@@ -22,6 +22,8 @@
     Object.keys(charts).forEach(function (id) { charts[id].dispose(); delete charts[id]; draw(id, lastOpts[id]); });
   });
 
+  // count formats n as the server does: thin spaces between thousands.
+  function count(n) { return String(n).replace(/\B(?=(\d{3})+(?!\d))/g, '\u2009'); }
   function json(id) {
     var el = document.getElementById(id);
     return el ? JSON.parse(el.textContent) : null;
@@ -136,6 +138,29 @@
       status('live · updated ' + new Date(u.panel.updated).toLocaleTimeString(), true);
     }
     ['overview', 'quotes', 'system', 'visitor'].forEach(function (name) { es.addEventListener(name, onUpdate); });
+    // A site's live panel, between overviews: the counters, and the
+    // current second of the events-per-second chart.
+    es.addEventListener('live', function (e) {
+      var p = JSON.parse(e.data).panel;
+      if (+live.dataset.version >= p.version) return;
+      live.dataset.version = p.version;
+      var counters = { 'events-total': p.events, visitors: p.visitors, arrivals: p.arrivals, departures: p.departures, 'rage-clicks': p.rageClicks };
+      Object.keys(counters).forEach(function (id) {
+        var el = live.querySelector('[data-testid="' + id + '"]');
+        if (el) el.textContent = count(counters[id]);
+      });
+      var opts = lastOpts['events-per-second'];
+      if (opts && opts.series) {
+        opts.series.forEach(function (s) {
+          var n = (p.secondByKind || {})[s.name] || 0, data = s.data || [], last = data[data.length - 1];
+          if (last && last[0] === p.second) last[1] = n;
+          else if (!last || last[0] < p.second) { data.push([p.second, n]); if (data.length > 60) data.shift(); }
+        });
+        draw('events-per-second', opts);
+      }
+      live.dataset.liveAt = Date.now();
+      status('live · updated ' + new Date(p.updated).toLocaleTimeString(), true);
+    });
     // A visitor page's cursor points: visitor.js draws them.
     es.addEventListener('trail', function (e) {
       live.dispatchEvent(new CustomEvent('pulse:trail', { detail: JSON.parse(e.data) }));

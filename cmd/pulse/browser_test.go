@@ -173,6 +173,11 @@ func TestBrowserDemoMovesDashboard(t *testing.T) {
 	if _, err := chromedp.Run(dash, chromedp.Poll[bool](expr, chromedp.WithPollingTimeout(15*time.Second))); err != nil {
 		t.Fatalf("events counter did not rise above %d: %v", before, err)
 	}
+	// Live panels, between the overviews, move the counters and the
+	// events-per-second chart.
+	if _, err := chromedp.Run(dash, chromedp.Poll[bool](`!!document.querySelector('[data-sse]').dataset.liveAt`, chromedp.WithPollingTimeout(15*time.Second))); err != nil {
+		t.Errorf("no live panel reached the page: %v", err)
+	}
 	visitors, err := textInt(dash, `[data-testid=visitors]`)
 	if err != nil || visitors < 1 {
 		t.Errorf("visitors now = %d, %v; want at least 1", visitors, err)
