@@ -13,6 +13,8 @@
 #   quotes    10,000 quote widgets obeying callIn
 #   hostile   1,000 good trackers counted exactly while ping floods, half-sent
 #             frames, path floods and SSE floods run (Pulse only)
+#   live      event to screen at 50,000 events/s with 100 dashboards, with
+#             and without the live panels (Pulse only)
 # RUNS (default 3) repeats each measured run; OUT (default bench/results)
 # is where the reports go. Needs node, npm and go.
 set -euo pipefail
@@ -60,6 +62,16 @@ paced() {
     pulse_own "own-batched-20k-$i" -- -trackers 1000 -rate 20 -duration 20s -ramp 1s -sources 2 -batched
     # The same classic run reading with epoll instead of io_uring.
     pulse_own "own-classic-20k-epoll-$i" PULSE_INGEST_POLLER=epoll -- -trackers 1000 -rate 20 -duration 20s -ramp 1s -sources 2
+  done
+}
+
+# live: event to screen at 50,000 events/s (2,500 batched trackers × 20/s)
+# with 100 dashboards, with the live panels (the default) and without
+# (PULSE_LIVE_EVERY=-1ms: the overviews alone, once a second), side by side.
+live() {
+  for i in $(seq "$runs"); do
+    pulse_own "live-off-$i" PULSE_LIVE_EVERY=-1ms -- -trackers 2500 -rate 20 -duration 15s -ramp 2s -sources 4 -batched -consumers 100
+    pulse_own "live-on-$i" -- -trackers 2500 -rate 20 -duration 15s -ramp 2s -sources 4 -batched -consumers 100
   done
 }
 
@@ -123,7 +135,7 @@ hostile() {
   done
 }
 
-for s in "${@:-paced sweep idle overload fanout quotes hostile}"; do
+for s in "${@:-paced sweep idle overload fanout quotes hostile live}"; do
   for one in $s; do
     echo "== $one ($(date -u +%T))"
     "$one"
