@@ -38,7 +38,7 @@ type testDash struct {
 	ns  *natstest.Server
 }
 
-func startDash(t *testing.T, cfg Config) *testDash {
+func startDash(t testing.TB, cfg Config) *testDash {
 	t.Helper()
 	ns := natstest.Run(t)
 	cfg.JetStream, cfg.Subscriber = ns.JS, ns.NC
@@ -64,7 +64,7 @@ func startDash(t *testing.T, cfg Config) *testDash {
 
 func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
-func (d *testDash) login(t *testing.T) *http.Client {
+func (d *testDash) login(t testing.TB) *http.Client {
 	t.Helper()
 	jar, _ := cookiejar.New(nil)
 	c := &http.Client{Jar: jar, CheckRedirect: noRedirect}

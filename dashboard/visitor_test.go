@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -93,7 +94,7 @@ func TestValidVisitor(t *testing.T) {
 }
 
 // publishBatch stores a batch on the site's activity subject as ingest does.
-func (d *testDash) publishBatch(t *testing.T, b *event.Batch) {
+func (d *testDash) publishBatch(t testing.TB, b *event.Batch) {
 	t.Helper()
 	if _, err := d.ns.JS.Publish(context.Background(), event.ActivitySubject(b.Site), event.AppendBatches(nil, []*event.Batch{b})); err != nil {
 		t.Fatal(err)
@@ -241,4 +242,47 @@ func TestVisitorPageAndStreamRefusals(t *testing.T) {
 	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" || !strings.Contains(string(body), "visitor pages") {
 		t.Errorf("second visitor stream: %s %s", resp.Status, body)
 	}
+}
+
+// BenchmarkVisitorTrailLatency measures how long a visitor's event takes
+// from being stored in the ACTIVITY stream (as an ingest node stores a
+// tracker's batch) to the visitor page's stream, one event at a time, and
+// reports the median and the 99th percentile:
+// `go test -run '^$' -bench VisitorTrailLatency -benchtime 2000x ./dashboard`.
+// The tracker's flush interval and the ingest node's 50 ms batching come
+// before this, and are not in it.
+func BenchmarkVisitorTrailLatency(b *testing.B) {
+	d := startDash(b, Config{AdminPassword: password})
+	web := d.login(b)
+	resp, err := web.Get(d.url + visitorSSE("demo", "ann"))
+	if err != nil || resp.StatusCode != http.StatusOK {
+		b.Fatalf("visitor stream: %v %v", resp, err)
+	}
+	defer resp.Body.Close()
+	r := bufio.NewReader(resp.Body)
+	nextTrail := func() {
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				b.Fatalf("stream ended: %v", err)
+			}
+			if line == "event: trail\n" {
+				return
+			}
+		}
+	}
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := range b.N {
+		now := time.Now()
+		d.publishBatch(b, &event.Batch{Site: "demo", Visitor: "ann", Node: "n1", Received: now.UnixMilli(), Events: []event.Event{
+			{Kind: event.KindMove, T: now.UnixMilli(), X: int32(i % 1000), Y: 10, VW: 1000, Path: "/"},
+		}})
+		nextTrail()
+		lat = append(lat, time.Since(now))
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
 }
