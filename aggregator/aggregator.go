@@ -420,7 +420,7 @@ func (a *Aggregator) tick(ctx context.Context, now time.Time, final bool) {
 			return
 		}
 		if o.snapshot != nil {
-			if _, err := a.snapshots.PutBytes(ctx, siteKey(o.site), o.snapshot); err != nil {
+			if _, err := a.snapshots.PutBytes(ctx, natsutil.SiteSnapshotName(o.site), o.snapshot); err != nil {
 				a.snapshotFailed(o.site, err)
 				return
 			}
@@ -495,23 +495,14 @@ func (a *Aggregator) snapshotFailed(site string, err error) {
 
 // seqKey is the key of the sequence the snapshot covers; slices of
 // partitions each have their own.
-const seqKey = "seq"
-
-func (a *Aggregator) seqKey() string {
-	if a.cfg.Slices == 1 {
-		return seqKey
-	}
-	return fmt.Sprintf("%s.%dof%d", seqKey, a.cfg.Slice, a.cfg.Slices)
-}
+func (a *Aggregator) seqKey() string { return natsutil.SnapshotSeqKey(a.cfg.Slice, a.cfg.Slices) }
 
 // The slice lease: the aggregator that owns a slice holds a key in the
 // nodes bucket, whose entries expire after 15 s without a refresh. A second
 // aggregator for the same slice stands by until the key expires, so a
 // slice is never aggregated twice, and a dead owner is replaced within
 // about 15 s.
-func (a *Aggregator) sliceKey() string {
-	return fmt.Sprintf("aggregator-slice.%dof%d", a.cfg.Slice, a.cfg.Slices)
-}
+func (a *Aggregator) sliceKey() string { return natsutil.SliceLeaseKey(a.cfg.Slice, a.cfg.Slices) }
 
 // acquireSlice waits until this aggregator holds its slice's lease.
 func (a *Aggregator) acquireSlice(ctx context.Context) error {
@@ -638,8 +629,6 @@ func (a *Aggregator) sweepLostNodes(ctx context.Context, now time.Time) {
 // messages; a healthy server drains in milliseconds.
 const drainWait = 2 * time.Second
 
-func siteKey(site string) string { return "site." + site }
-
 // snapshotIndex is the value of the sequence key: the sequence every site
 // snapshot of the slice covers, and which sites have one.
 type snapshotIndex struct {
@@ -665,7 +654,7 @@ func (a *Aggregator) load(ctx context.Context) error {
 	// Every site the index names must load: a missing one would silently
 	// drop its counts, so it is an error, and Run is tried again.
 	for _, name := range idx.Sites {
-		data, err := a.snapshots.GetBytes(ctx, siteKey(name))
+		data, err := a.snapshots.GetBytes(ctx, natsutil.SiteSnapshotName(name))
 		if err != nil {
 			return fmt.Errorf("aggregator: load snapshot of %s: %w", name, err)
 		}

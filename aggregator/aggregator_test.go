@@ -181,11 +181,11 @@ func TestSnapshotLostReplaysFromStart(t *testing.T) {
 
 	ctx := context.Background()
 	state, _ := ns.JS.KeyValue(ctx, natsutil.BucketState)
-	if err := state.Purge(ctx, seqKey); err != nil {
+	if err := state.Purge(ctx, natsutil.SnapshotSeqKey(0, 1)); err != nil {
 		t.Fatal(err)
 	}
 	snaps, _ := ns.JS.ObjectStore(ctx, natsutil.BucketSnapshots)
-	if err := snaps.Delete(ctx, siteKey("demo")); err != nil {
+	if err := snaps.Delete(ctx, natsutil.SiteSnapshotName("demo")); err != nil {
 		t.Fatal(err)
 	}
 	publishBatches(t, ns.JS, "demo", 1, 3)

@@ -28,9 +28,6 @@ const (
 	// summaryMinutes is how many complete minutes the summary figures
 	// cover.
 	summaryMinutes = 5
-	// quotesObject names the quotes snapshot, which holds its own
-	// sequence.
-	quotesObject = "quotes"
 )
 
 // SymbolState is what the aggregator keeps of one symbol.
@@ -268,7 +265,7 @@ func (a *Aggregator) tickQuotes(ctx context.Context, now time.Time) {
 	panel, _ := json.Marshal(q.panel(now))
 	a.mu.Unlock()
 
-	if _, err := a.snapshots.PutBytes(ctx, quotesObject, snapshot); err != nil {
+	if _, err := a.snapshots.PutBytes(ctx, natsutil.QuotesSnapshotName, snapshot); err != nil {
 		a.metrics.snapshotErrors.Inc()
 		a.log.Error("quotes snapshot not written", "err", err)
 		a.mu.Lock()
@@ -287,7 +284,7 @@ func (a *Aggregator) tickQuotes(ctx context.Context, now time.Time) {
 // loadQuotes reads the quotes snapshot, if there is one; its Seq tells
 // what it covers.
 func (a *Aggregator) loadQuotes(ctx context.Context) error {
-	data, err := a.snapshots.GetBytes(ctx, quotesObject)
+	data, err := a.snapshots.GetBytes(ctx, natsutil.QuotesSnapshotName)
 	if errors.Is(err, jetstream.ErrObjectNotFound) {
 		return nil
 	}

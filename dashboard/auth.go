@@ -20,6 +20,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/time/rate"
+
+	"github.com/pulse-analytics/pulse/natsutil"
 )
 
 const (
@@ -32,10 +34,6 @@ const (
 	// minPasswordLen keeps new passwords from being guessable in the few
 	// tries the login limit allows.
 	minPasswordLen = 10
-	// tokenPrefix marks API tokens in the users bucket, secretPrefix the
-	// dashboards' shared secrets; user names hold no '.'.
-	tokenPrefix  = "token."
-	secretPrefix = "secret."
 )
 
 // account is a dashboard user as stored in the users bucket.
@@ -194,7 +192,7 @@ func (a *auth) account(ctx context.Context, user string) (account, error) {
 func (a *auth) accounts(ctx context.Context) ([]account, error) {
 	var out []account
 	err := a.each(ctx, func(key string, value []byte) {
-		if strings.HasPrefix(key, tokenPrefix) || strings.HasPrefix(key, secretPrefix) {
+		if strings.HasPrefix(key, natsutil.TokenKeyPrefix) || strings.HasPrefix(key, natsutil.SecretKeyPrefix) {
 			return
 		}
 		var acc account
@@ -210,7 +208,7 @@ func (a *auth) accounts(ctx context.Context) ([]account, error) {
 func (a *auth) tokens(ctx context.Context, user string) ([]apiToken, error) {
 	var out []apiToken
 	err := a.each(ctx, func(key string, value []byte) {
-		id, ok := strings.CutPrefix(key, tokenPrefix)
+		id, ok := strings.CutPrefix(key, natsutil.TokenKeyPrefix)
 		if !ok {
 			return
 		}
@@ -258,7 +256,7 @@ func kvEach(ctx context.Context, kv jetstream.KeyValue, fn func(key string, valu
 func (a *auth) createToken(ctx context.Context, name string, acc account) (string, error) {
 	token := "pulse_" + randomToken(24)
 	data, _ := json.Marshal(apiToken{Name: name, User: acc.User, Account: acc.ID, Created: time.Now().UTC()})
-	if _, err := a.users.Put(ctx, tokenPrefix+hashOf(token), data); err != nil {
+	if _, err := a.users.Put(ctx, natsutil.TokenKey(hashOf(token)), data); err != nil {
 		return "", fmt.Errorf("store token: %w", err)
 	}
 	return token, nil
@@ -330,7 +328,7 @@ func (a *auth) resolve(r *http.Request, allowBearer bool) (*principal, error) {
 			return &principal{User: "api", Admin: true}, nil
 		}
 		var t apiToken
-		if ok, err := getJSON(ctx, a.users, tokenPrefix+hashOf(tok), &t); !ok {
+		if ok, err := getJSON(ctx, a.users, natsutil.TokenKey(hashOf(tok)), &t); !ok {
 			return nil, err
 		}
 		return a.principalFor(ctx, t.User, func(acc *account) bool { return acc.ID == t.Account })

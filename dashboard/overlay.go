@@ -34,8 +34,9 @@ import (
 const (
 	// overlayTTL is how long an overlay link works.
 	overlayTTL = time.Hour
-	// overlayKeyName is where the signing key is kept in the users bucket.
-	overlayKeyName = secretPrefix + "overlay"
+	// overlayKeyName names the signing key among the users bucket's
+	// secrets.
+	overlayKeyName = "overlay"
 )
 
 // overlayToken is a signed grant to read one site's heat panel until Exp.
@@ -95,12 +96,12 @@ func verifyOverlay(key []byte, token string, now time.Time) (overlayToken, error
 func overlayKey(ctx context.Context, users jetstream.KeyValue) ([]byte, error) {
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
-	if _, err := users.Create(ctx, overlayKeyName, key); err == nil {
+	if _, err := users.Create(ctx, natsutil.SecretKey(overlayKeyName), key); err == nil {
 		return key, nil
 	} else if !errors.Is(err, jetstream.ErrKeyExists) {
 		return nil, fmt.Errorf("overlay key: %w", err)
 	}
-	e, err := users.Get(ctx, overlayKeyName)
+	e, err := users.Get(ctx, natsutil.SecretKey(overlayKeyName))
 	if err != nil {
 		return nil, fmt.Errorf("overlay key: %w", err)
 	}

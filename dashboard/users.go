@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pulse-analytics/pulse/event"
+	"github.com/pulse-analytics/pulse/natsutil"
 )
 
 func (s *Server) serveUsers(w http.ResponseWriter, r *http.Request) {
@@ -126,7 +127,7 @@ func (s *Server) serveRevokeToken(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	if err := s.auth.users.Delete(r.Context(), tokenPrefix+id); err != nil {
+	if err := s.auth.users.Delete(r.Context(), natsutil.TokenKey(id)); err != nil {
 		s.log.Error("revoke token", "err", err)
 	}
 	http.Redirect(w, r, "/users", http.StatusSeeOther)

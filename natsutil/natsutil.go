@@ -14,7 +14,6 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -359,28 +358,6 @@ func (a slogAdapter) Fatalf(format string, v ...any)  { a.l.Error(fmt.Sprintf(fo
 func (a slogAdapter) Errorf(format string, v ...any)  { a.l.Error(fmt.Sprintf(format, v...)) }
 func (a slogAdapter) Debugf(format string, v ...any)  { a.l.Debug(fmt.Sprintf(format, v...)) }
 func (a slogAdapter) Tracef(format string, v ...any)  {}
-
-// Keys of the nodes bucket: a part's status is under "KIND.ID" (kinds as
-// event.NodeStatus names them); the bucket also holds the aggregator
-// slices' leases, under "aggregator-slice.…".
-const (
-	// IngestStatusKeys matches the keys of every ingest node's status.
-	IngestStatusKeys = "ingest.*"
-)
-
-// Keys of the views bucket: a site's panel is under "SITE.PANEL" (panels
-// as event names them: overview, heat), the quotes panel under
-// QuotesViewKey.
-const QuotesViewKey = "quotes"
-
-// ViewKey is the key of a site's panel in the views bucket.
-func ViewKey(site, panel string) string { return site + "." + panel }
-
-// StatusKey is the key of the status of part id of kind.
-func StatusKey(kind, id string) string { return kind + "." + id }
-
-// IngestOfStatusKey returns the ingest node a status key is of, if it is.
-func IngestOfStatusKey(key string) (id string, ok bool) { return strings.CutPrefix(key, "ingest.") }
 
 // ReportStatus stores the status of a part in the nodes bucket now and
 // every StatusInterval until ctx ends, with the figures fn returns.

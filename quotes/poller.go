@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pulse-analytics/pulse/event"
+	"github.com/pulse-analytics/pulse/natsutil"
 )
 
 // Publisher stores messages in JetStream.
@@ -154,15 +155,9 @@ func NewPoller(cfg PollerConfig) (*Poller, error) {
 // Source returns the poller's source.
 func (p *Poller) Source() Source { return p.cfg.Source }
 
-func quoteKey(symbol string) string { return "q." + keyToken(symbol) }
-func leaseKey(symbol string) string { return "lease." + keyToken(symbol) }
-
-// keyToken makes a symbol one KV key token ('.' separates tokens).
-func keyToken(symbol string) string { return strings.ReplaceAll(symbol, ".", "_") }
-
 // Run follows the bucket and fetches demanded symbols until ctx ends.
 func (p *Poller) Run(ctx context.Context) error {
-	w, err := p.cfg.KV.Watch(ctx, "q.*")
+	w, err := p.cfg.KV.Watch(ctx, natsutil.QuoteKeys)
 	if err != nil {
 		return fmt.Errorf("quotes poller: watch: %w", err)
 	}
@@ -372,7 +367,7 @@ func (p *Poller) nextFresh(now time.Time, slot int64, latency time.Duration) tim
 // acquire takes the lease of sym for slot unless a node already has it.
 func (p *Poller) acquire(ctx context.Context, sym string, slot int64) (bool, error) {
 	data, _ := json.Marshal(lease{Slot: slot, Node: p.cfg.NodeID})
-	key := leaseKey(sym)
+	key := natsutil.LeaseKey(sym)
 	e, err := p.cfg.KV.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		_, err = p.cfg.KV.Create(ctx, key, data)
@@ -408,7 +403,7 @@ func (p *Poller) reserveBudget(ctx context.Context) (time.Time, bool, error) {
 	if p.cfg.BudgetPerMinute == 0 && p.cfg.BudgetPerDay == 0 {
 		return time.Time{}, true, nil
 	}
-	key := "budget." + p.cfg.Source.Name()
+	key := natsutil.BudgetKey(p.cfg.Source.Name())
 	for range 20 {
 		now := p.cfg.Now().UTC()
 		minute, day := now.Unix()/60, now.Unix()/86400
@@ -455,7 +450,7 @@ func (p *Poller) reserveBudget(ctx context.Context) (time.Time, bool, error) {
 
 func (p *Poller) put(ctx context.Context, sym string, e *Entry) {
 	data, _ := json.Marshal(e)
-	if _, err := p.cfg.KV.Put(ctx, quoteKey(sym), data); err != nil {
+	if _, err := p.cfg.KV.Put(ctx, natsutil.QuoteKey(sym), data); err != nil {
 		p.log.Warn("quote not stored", "symbol", sym, "err", err)
 	}
 	p.store(sym, e)
