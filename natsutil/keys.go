@@ -54,6 +54,11 @@ const QuoteKeys = "q.*" // matches every symbol's quote
 // QuoteKey is the key of a symbol's latest quote.
 func QuoteKey(symbol string) string { return "q." + symbolToken(symbol) }
 
+// SymbolOfQuoteKey returns the symbol a QuoteKey names.
+func SymbolOfQuoteKey(key string) string {
+	return strings.ReplaceAll(strings.TrimPrefix(key, "q."), "_", ".")
+}
+
 // LeaseKey is the key of a symbol's fetch lease.
 func LeaseKey(symbol string) string { return "lease." + symbolToken(symbol) }
 

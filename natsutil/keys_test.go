@@ -24,6 +24,9 @@ func TestKeysAreStable(t *testing.T) {
 			t.Errorf("key %q, want %q", k.got, k.want)
 		}
 	}
+	if sym := SymbolOfQuoteKey(QuoteKey("BRK.B")); sym != "BRK.B" {
+		t.Errorf("SymbolOfQuoteKey = %q", sym)
+	}
 	if id, ok := IngestOfStatusKey("ingest.n1"); !ok || id != "n1" {
 		t.Errorf("IngestOfStatusKey = %q, %v", id, ok)
 	}

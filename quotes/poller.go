@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -172,7 +171,7 @@ func (p *Poller) Run(ctx context.Context) error {
 				p.log.Warn("ignoring a malformed quote entry", "key", e.Key(), "err", err)
 				continue
 			}
-			p.store(strings.ReplaceAll(strings.TrimPrefix(e.Key(), "q."), "_", "."), &en)
+			p.store(natsutil.SymbolOfQuoteKey(e.Key()), &en)
 		}
 	}()
 
