@@ -26,12 +26,22 @@ type Publisher interface {
 	PublishMsg(ctx context.Context, msg *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error)
 }
 
+// KV is what the poller uses of the quotes bucket the cluster's pollers
+// share; a jetstream.KeyValue is one.
+type KV interface {
+	Get(ctx context.Context, key string) (jetstream.KeyValueEntry, error)
+	Put(ctx context.Context, key string, value []byte) (uint64, error)
+	Create(ctx context.Context, key string, value []byte, opts ...jetstream.KVCreateOpt) (uint64, error)
+	Update(ctx context.Context, key string, value []byte, revision uint64) (uint64, error)
+	Watch(ctx context.Context, keys string, opts ...jetstream.WatchOpt) (jetstream.KeyWatcher, error)
+}
+
 // PollerConfig configures a Poller. Zero fields take the stated defaults.
 type PollerConfig struct {
 	// Source is the upstream. Required.
 	Source Source
 	// KV is the quotes bucket the cluster's pollers share. Required.
-	KV jetstream.KeyValue
+	KV KV
 	// Publisher stores every fetched quote on quotes.<SYMBOL> and the
 	// poll statistics. Required.
 	Publisher Publisher
