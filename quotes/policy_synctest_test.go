@@ -227,3 +227,50 @@ func TestCallInPolicyMeetsItsGoals(t *testing.T) {
 		})
 	}
 }
+
+// TestBudgetPacesFetchesExactly: with a budget that cannot keep up with
+// the source's pace (600 calls a minute for 2 symbols: one fetch per
+// symbol every 200 ms, where the source would allow every 50 ms), the
+// poller fetches each symbol exactly at the budget's pace, and callIn
+// follows it. TestBudgetSpreadsFetches checks the same on a real bucket
+// with the loose bounds a shared machine's clock allows.
+func TestBudgetPacesFetchesExactly(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := newCounting(50 * time.Millisecond)
+		p, err := quotes.NewPoller(quotes.PollerConfig{
+			Source: src, KV: newMemKV(), Publisher: discard{}, NodeID: "a",
+			BudgetPerMinute: 600, Logger: slog.New(slog.DiscardHandler),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error)
+		go func() { done <- p.Run(ctx) }()
+		p.Want("AAPL")
+		end := time.Now().Add(2 * time.Second)
+		var callIn time.Duration
+		for time.Now().Before(end) {
+			a := p.Poll(ctx, "IBM", 0, 0)
+			if a.CallIn == nil {
+				t.Fatalf("poll: %+v", a)
+			}
+			callIn = *a.CallIn
+			time.Sleep(50 * time.Millisecond)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		for _, sym := range []string{"IBM", "AAPL"} {
+			// One fetch per 200 ms from the start to the end of the 2 s:
+			// at 0, 200, … 2,000 ms.
+			if n, _ := src.counts(sym); n != 11 {
+				t.Errorf("%s: %d fetches in 2 s, want 11 (every 200 ms)", sym, n)
+			}
+		}
+		if callIn < 100*time.Millisecond || callIn > 400*time.Millisecond {
+			t.Errorf("callIn %v, want it paced to the 200 ms fetches", callIn)
+		}
+	})
+}
