@@ -34,6 +34,7 @@ const maxQueued = 8
 // (storing a batch, writing a frame, publishing presence) goes to a queue
 // that one of the node's workers drains while it has something (do).
 // gorilla only does the handshake; wsframe reads and writes the frames.
+// The order its lock is taken in with the others is in locksordering.txt.
 type conn struct {
 	s *Server
 	// nc is the connection until start hands it to the poller, reg
