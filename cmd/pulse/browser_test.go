@@ -20,7 +20,7 @@ import (
 // browser starts headless Chromium for a test. Without Chromium the test is
 // skipped with a note on how to run it, except in CI (CI set), where a
 // missing browser is a failure: .ci/run installs it.
-func browser(t *testing.T) context.Context {
+func browser(t testing.TB) context.Context {
 	t.Helper()
 	var path string
 	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
@@ -61,7 +61,7 @@ func browser(t *testing.T) context.Context {
 
 // screenshot saves the page to PULSE_ARTIFACTS (default: the test's temp
 // dir) so a person can look at what the test saw.
-func screenshot(t *testing.T, ctx context.Context, name string) {
+func screenshot(t testing.TB, ctx context.Context, name string) {
 	t.Helper()
 	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {
@@ -86,7 +86,7 @@ func screenshotOf(t *testing.T, ctx context.Context, name, sel string) {
 	savePNG(t, name, png)
 }
 
-func savePNG(t *testing.T, name string, png []byte) {
+func savePNG(t testing.TB, name string, png []byte) {
 	t.Helper()
 	dir := os.Getenv("PULSE_ARTIFACTS")
 	if dir == "" {
@@ -265,7 +265,7 @@ func siteTab(t *testing.T, browser context.Context, m *Main, shots bool) context
 // logInToSite opens the demo site's page of the dashboard at dashURL in
 // tab, logs in as the admin, and waits for the page's stream; shots takes
 // a screenshot of the login page.
-func logInToSite(t *testing.T, tab context.Context, dashURL string, shots bool) {
+func logInToSite(t testing.TB, tab context.Context, dashURL string, shots bool) {
 	t.Helper()
 	if err := chromedp.Do(tab,
 		chromedp.Navigate(dashURL+"/sites/demo"),
