@@ -292,12 +292,19 @@ func (s *Server) onOverview(msg *nats.Msg) {
 		s.log.Warn("bad panel update", "subject", msg.Subject, "err", err)
 		return
 	}
+	key := siteKey(ov.Site)
+	if !s.hub.watched(key) {
+		// Rendered when someone watches (from the views bucket); a stale
+		// copy must not be served to them first.
+		s.hub.forget(key)
+		return
+	}
 	u, err := encodeUpdate(context.Background(), ov, s.told.current(time.Now()), s.quotesNow(context.Background()))
 	if err != nil {
 		s.log.Error("panel update", "site", ov.Site, "err", err)
 		return
 	}
-	s.hub.publish(siteKey(ov.Site), u)
+	s.hub.publish(key, u)
 }
 
 // Figures are the dashboard's numbers for its status report.
