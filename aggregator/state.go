@@ -71,7 +71,7 @@ const (
 )
 
 // Kinds indexes per-kind counts by event.Kind.
-type Kinds [9]uint64
+type Kinds [event.KindSlots]uint64
 
 func (k *Kinds) total() (n uint64) {
 	for _, v := range k {
