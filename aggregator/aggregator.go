@@ -29,8 +29,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pulse-analytics/pulse/event"
-	"github.com/pulse-analytics/pulse/natsutil"
 	"github.com/pulse-analytics/pulse/natsutil/follow"
+	"github.com/pulse-analytics/pulse/store"
 )
 
 // Notifier publishes panel updates.
@@ -43,8 +43,13 @@ type Notifier interface {
 
 // Config configures an Aggregator. Zero fields take the stated defaults.
 type Config struct {
-	// JetStream is where the stream and the snapshot live. Required.
+	// JetStream is where the streams are. Required.
 	JetStream jetstream.JetStream
+	// Snapshots keep the aggregator's state, Views its latest panels,
+	// Nodes its slice lease and the ingest nodes' statuses. Required.
+	Snapshots *store.Snapshots
+	Views     *store.Views
+	Nodes     *store.Nodes
 	// Notifier receives panel updates. Required.
 	Notifier Notifier
 	// Tick is how often panels are published. Default 1 s: the
@@ -80,13 +85,10 @@ type Config struct {
 // Aggregator consumes ACTIVITY and publishes panels. Create it with New and
 // run it with Run.
 type Aggregator struct {
-	cfg       Config
-	log       *slog.Logger
-	metrics   *metrics
-	state     jetstream.KeyValue
-	snapshots jetstream.ObjectStore
-	views     jetstream.KeyValue
-	running   atomic.Bool
+	cfg     Config
+	log     *slog.Logger
+	metrics *metrics
+	running atomic.Bool
 
 	// mu guards everything below; the consumers' handlers and the ticker
 	// take it.
@@ -101,15 +103,14 @@ type Aggregator struct {
 	savedSeq uint64
 	// lastSnapshot is when snapshots were last written (tick's own).
 	lastSnapshot time.Time
-	// nodes and leaseRev hold the slice lease; only Run touches them.
-	nodes    jetstream.KeyValue
-	leaseRev uint64
+	// lease is the slice lease; only Run touches it.
+	lease *store.SliceLease
 }
 
 // New returns an Aggregator.
 func New(cfg Config) (*Aggregator, error) {
-	if cfg.JetStream == nil || cfg.Notifier == nil {
-		return nil, errors.New("aggregator: jetstream and notifier are required")
+	if cfg.JetStream == nil || cfg.Notifier == nil || cfg.Snapshots == nil || cfg.Views == nil || cfg.Nodes == nil {
+		return nil, errors.New("aggregator: jetstream, notifier, snapshots, views and nodes are required")
 	}
 	if cfg.Tick == 0 {
 		cfg.Tick = time.Second
@@ -196,17 +197,6 @@ func (a *Aggregator) Ready() error {
 // and publishes panels every tick until ctx ends; then it writes a last
 // snapshot and returns. After an error it may be called again.
 func (a *Aggregator) Run(ctx context.Context) error {
-	js := a.cfg.JetStream
-	var err error
-	if a.state, err = js.KeyValue(ctx, natsutil.BucketState); err != nil {
-		return fmt.Errorf("aggregator: state bucket: %w", err)
-	}
-	if a.snapshots, err = js.ObjectStore(ctx, natsutil.BucketSnapshots); err != nil {
-		return fmt.Errorf("aggregator: snapshot store: %w", err)
-	}
-	if a.views, err = js.KeyValue(ctx, natsutil.BucketViews); err != nil {
-		return fmt.Errorf("aggregator: views bucket: %w", err)
-	}
 	if err := a.acquireSlice(ctx); err != nil {
 		return err
 	}
@@ -391,7 +381,7 @@ func (a *Aggregator) tick(ctx context.Context, now time.Time, final bool) {
 	}
 	var outs []out
 	a.mu.Lock()
-	idx := snapshotIndex{Seq: a.seq, Sites: slices.Sorted(maps.Keys(a.sites))}
+	idx := store.SnapshotIndex{Seq: a.seq, Sites: slices.Sorted(maps.Keys(a.sites))}
 	seq := idx.Seq
 	for name, s := range a.sites {
 		changed := s.dirty
@@ -420,15 +410,14 @@ func (a *Aggregator) tick(ctx context.Context, now time.Time, final bool) {
 			return
 		}
 		if o.snapshot != nil {
-			if _, err := a.snapshots.PutBytes(ctx, natsutil.SiteSnapshotName(o.site), o.snapshot); err != nil {
+			if err := a.cfg.Snapshots.PutSite(ctx, o.site, o.snapshot); err != nil {
 				a.snapshotFailed(o.site, err)
 				return
 			}
 		}
 	}
 	if snapshot && seq > a.savedSeq {
-		data, _ := json.Marshal(idx)
-		if _, err := a.state.Put(ctx, a.seqKey(), data); err != nil {
+		if err := a.cfg.Snapshots.PutIndex(ctx, a.cfg.Slice, a.cfg.Slices, idx); err != nil {
 			a.snapshotFailed("", err)
 			return
 		}
@@ -436,7 +425,7 @@ func (a *Aggregator) tick(ctx context.Context, now time.Time, final bool) {
 		a.metrics.seq.Set(float64(seq))
 	}
 	for _, o := range outs {
-		if _, err := a.views.Put(ctx, natsutil.ViewKey(o.site, event.PanelOverview), o.overview); err != nil {
+		if err := a.cfg.Views.PutPanel(ctx, o.site, event.PanelOverview, o.overview); err != nil {
 			a.log.Warn("view not stored", "site", o.site, "err", err)
 		}
 		if err := a.cfg.Notifier.Publish(event.DashSubject(o.site, event.PanelOverview), o.overview); err != nil {
@@ -445,7 +434,7 @@ func (a *Aggregator) tick(ctx context.Context, now time.Time, final bool) {
 		if o.heat == nil {
 			continue
 		}
-		if _, err := a.views.Put(ctx, natsutil.ViewKey(o.site, event.PanelHeat), o.heat); err != nil {
+		if err := a.cfg.Views.PutPanel(ctx, o.site, event.PanelHeat, o.heat); err != nil {
 			a.log.Warn("heat view not stored", "site", o.site, "err", err)
 		}
 		if err := a.cfg.Notifier.Publish(event.DashSubject(o.site, event.PanelHeat), o.heat); err != nil {
@@ -493,40 +482,22 @@ func (a *Aggregator) snapshotFailed(site string, err error) {
 	a.mu.Unlock()
 }
 
-// seqKey is the key of the sequence the snapshot covers; slices of
-// partitions each have their own.
-func (a *Aggregator) seqKey() string { return natsutil.SnapshotSeqKey(a.cfg.Slice, a.cfg.Slices) }
-
-// The slice lease: the aggregator that owns a slice holds a key in the
-// nodes bucket, whose entries expire after 15 s without a refresh. A second
-// aggregator for the same slice stands by until the key expires, so a
-// slice is never aggregated twice, and a dead owner is replaced within
-// about 15 s.
-func (a *Aggregator) sliceKey() string { return natsutil.SliceLeaseKey(a.cfg.Slice, a.cfg.Slices) }
-
-// acquireSlice waits until this aggregator holds its slice's lease.
+// acquireSlice waits until this aggregator holds its slice's lease (see
+// store.SliceLease): a second aggregator for the same slice stands by
+// until the owner's lease expires, about 15 s after it stopped.
 func (a *Aggregator) acquireSlice(ctx context.Context) error {
-	kv, err := a.cfg.JetStream.KeyValue(ctx, natsutil.BucketNodes)
-	if err != nil {
-		return fmt.Errorf("aggregator: nodes bucket: %w", err)
-	}
-	a.nodes = kv
 	logged := false
 	for {
-		rev, err := kv.Create(ctx, a.sliceKey(), []byte(a.cfg.InstanceID))
+		l, err := a.cfg.Nodes.TakeSliceLease(ctx, a.cfg.Slice, a.cfg.Slices, a.cfg.InstanceID)
 		if err == nil {
-			a.leaseRev = rev
+			a.lease = l
 			return nil
 		}
-		if !errors.Is(err, jetstream.ErrKeyExists) {
-			return fmt.Errorf("aggregator: slice lease: %w", err)
-		}
-		if e, err := kv.Get(ctx, a.sliceKey()); err == nil && string(e.Value()) == a.cfg.InstanceID {
-			a.leaseRev = e.Revision() // ours, from an earlier run
-			return nil
+		if !errors.Is(err, store.ErrLeaseHeld) {
+			return fmt.Errorf("aggregator: %w", err)
 		}
 		if !logged {
-			a.log.Info("another aggregator owns this slice; standing by", "slice", a.sliceKey())
+			a.log.Info("another aggregator owns this slice; standing by", "slice", a.cfg.Slice, "slices", a.cfg.Slices)
 			logged = true
 		}
 		select {
@@ -539,28 +510,20 @@ func (a *Aggregator) acquireSlice(ctx context.Context) error {
 
 // holdSlice refreshes the lease; an error means it was lost.
 func (a *Aggregator) holdSlice(ctx context.Context) error {
-	rev, err := a.nodes.Update(ctx, a.sliceKey(), []byte(a.cfg.InstanceID), a.leaseRev)
-	if err != nil {
-		return fmt.Errorf("aggregator: slice lease lost: %w", err)
+	if err := a.lease.Refresh(ctx); err != nil {
+		return fmt.Errorf("aggregator: %w", err)
 	}
-	a.leaseRev = rev
 	return nil
 }
 
 // releaseSlice gives the lease up at shutdown, for a standby to take over
-// at once. It goes by the lease's current revision while the lease is
-// still this aggregator's: a refresh cut short by the shutdown may have
-// been stored without its new revision reaching a.leaseRev.
+// at once.
 func (a *Aggregator) releaseSlice(ctx context.Context) {
-	if a.nodes == nil {
+	if a.lease == nil {
 		return
 	}
-	e, err := a.nodes.Get(ctx, a.sliceKey())
-	if err != nil || string(e.Value()) != a.cfg.InstanceID {
-		return
-	}
-	if err := a.nodes.Delete(ctx, a.sliceKey(), jetstream.LastRevision(e.Revision())); err != nil {
-		a.log.Warn("slice lease not released; a standby takes over when it expires", "slice", a.sliceKey(), "err", err)
+	if err := a.lease.Release(ctx); err != nil {
+		a.log.Warn("slice lease not released; a standby takes over when it expires", "slice", a.lease.Name(), "err", err)
 	}
 }
 
@@ -579,19 +542,9 @@ const (
 // go through the stream like any other, with the message id a real leave
 // would have, so the state stays a replay of the stream.
 func (a *Aggregator) sweepLostNodes(ctx context.Context, now time.Time) {
-	kv, err := a.cfg.JetStream.KeyValue(ctx, natsutil.BucketNodes)
+	live, err := a.cfg.Nodes.IngestNodes(ctx)
 	if err != nil {
 		return
-	}
-	live := map[string]bool{}
-	keys, err := kv.ListKeys(ctx)
-	if err != nil {
-		return
-	}
-	for k := range keys.Keys() {
-		if id, ok := natsutil.IngestOfStatusKey(k); ok {
-			live[id] = true
-		}
 	}
 	type lost struct {
 		site, conn string
@@ -629,32 +582,21 @@ func (a *Aggregator) sweepLostNodes(ctx context.Context, now time.Time) {
 // messages; a healthy server drains in milliseconds.
 const drainWait = 2 * time.Second
 
-// snapshotIndex is the value of the sequence key: the sequence every site
-// snapshot of the slice covers, and which sites have one.
-type snapshotIndex struct {
-	Seq   uint64   `json:"seq"`
-	Sites []string `json:"sites"`
-}
-
 // load reads the snapshot: the index, then every site it names.
 // A site's own sequence may be newer than the common one when a tick died
 // half-way; handle skips what each site already has.
 func (a *Aggregator) load(ctx context.Context) error {
-	e, err := a.state.Get(ctx, a.seqKey())
+	idx, err := a.cfg.Snapshots.Index(ctx, a.cfg.Slice, a.cfg.Slices)
 	switch {
-	case errors.Is(err, jetstream.ErrKeyNotFound):
+	case errors.Is(err, store.ErrNotFound):
 		return nil
 	case err != nil:
 		return fmt.Errorf("aggregator: load snapshot: %w", err)
 	}
-	var idx snapshotIndex
-	if err := json.Unmarshal(e.Value(), &idx); err != nil {
-		return fmt.Errorf("aggregator: snapshot index %q: %w", e.Value(), err)
-	}
 	// Every site the index names must load: a missing one would silently
 	// drop its counts, so it is an error, and Run is tried again.
 	for _, name := range idx.Sites {
-		data, err := a.snapshots.GetBytes(ctx, natsutil.SiteSnapshotName(name))
+		data, err := a.cfg.Snapshots.Site(ctx, name)
 		if err != nil {
 			return fmt.Errorf("aggregator: load snapshot of %s: %w", name, err)
 		}

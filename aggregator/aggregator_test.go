@@ -15,15 +15,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pulse-analytics/pulse/event"
-	"github.com/pulse-analytics/pulse/natsutil"
 	"github.com/pulse-analytics/pulse/natsutil/natstest"
+	"github.com/pulse-analytics/pulse/store"
 )
 
 // runAggregator runs an aggregator until the returned stop is called;
 // edit changes its configuration.
 func runAggregator(t *testing.T, ns *natstest.Server, edit ...func(*Config)) (stop func()) {
 	t.Helper()
-	cfg := Config{JetStream: ns.JS, Notifier: ns.NC, Tick: 20 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)}
+	cfg := Config{JetStream: ns.JS, Notifier: ns.NC, Snapshots: ns.Stores.Snapshots, Views: ns.Stores.Views, Nodes: ns.Stores.Nodes, Tick: 20 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)}
 	for _, e := range edit {
 		e(&cfg)
 	}
@@ -68,17 +68,13 @@ func publishBatches(t *testing.T, js jetstream.JetStream, site string, batches, 
 	}
 }
 
-func waitEvents(t *testing.T, js jetstream.JetStream, site string, want uint64) event.Overview {
+func waitEvents(t *testing.T, views *store.Views, site string, want uint64) event.Overview {
 	t.Helper()
-	views, err := js.KeyValue(context.Background(), natsutil.BucketViews)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var ov event.Overview
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		if e, err := views.Get(context.Background(), natsutil.ViewKey(site, event.PanelOverview)); err == nil {
-			_ = json.Unmarshal(e.Value(), &ov)
+		if data, err := views.Panel(context.Background(), site, event.PanelOverview); err == nil {
+			_ = json.Unmarshal(data, &ov)
 			if ov.Events == want {
 				return ov
 			}
@@ -94,19 +90,19 @@ func TestExactCountsThroughRestart(t *testing.T) {
 	stop := runAggregator(t, ns)
 	publishBatches(t, ns.JS, "demo", 10, 5)
 	publishBatches(t, ns.JS, "shop", 3, 2)
-	waitEvents(t, ns.JS, "demo", 50)
-	waitEvents(t, ns.JS, "shop", 6)
+	waitEvents(t, ns.Stores.Views, "demo", 50)
+	waitEvents(t, ns.Stores.Views, "shop", 6)
 	stop()
 
 	// Events published while the aggregator is down are counted after it
 	// starts again, and nothing before them is counted twice.
 	publishBatches(t, ns.JS, "demo", 4, 5)
 	stop = runAggregator(t, ns)
-	ov := waitEvents(t, ns.JS, "demo", 70)
+	ov := waitEvents(t, ns.Stores.Views, "demo", 70)
 	if ov.ByKind["click"] != 70 {
 		t.Errorf("by kind %v", ov.ByKind)
 	}
-	waitEvents(t, ns.JS, "shop", 6)
+	waitEvents(t, ns.Stores.Views, "shop", 6)
 	stop()
 }
 
@@ -119,7 +115,7 @@ func TestLostConsumerIsRenewed(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	runAggregator(t, ns, func(c *Config) { c.Registerer = reg })
 	publishBatches(t, ns.JS, "demo", 5, 2)
-	waitEvents(t, ns.JS, "demo", 10)
+	waitEvents(t, ns.Stores.Views, "demo", 10)
 	if n := renewals(t, reg); n != 0 {
 		t.Fatalf("%v renewals before the consumer was lost", n)
 	}
@@ -139,7 +135,7 @@ func TestLostConsumerIsRenewed(t *testing.T) {
 		t.Fatal(err)
 	}
 	publishBatches(t, ns.JS, "demo", 5, 2)
-	waitEvents(t, ns.JS, "demo", 20)
+	waitEvents(t, ns.Stores.Views, "demo", 20)
 	if n := renewals(t, reg); n < 1 {
 		t.Errorf("%v renewals after the consumer was deleted, want at least 1", n)
 	}
@@ -176,21 +172,23 @@ func TestSnapshotLostReplaysFromStart(t *testing.T) {
 	ns := natstest.Run(t)
 	stop := runAggregator(t, ns)
 	publishBatches(t, ns.JS, "demo", 6, 3)
-	waitEvents(t, ns.JS, "demo", 18)
+	waitEvents(t, ns.Stores.Views, "demo", 18)
 	stop()
 
 	ctx := context.Background()
-	state, _ := ns.JS.KeyValue(ctx, natsutil.BucketState)
-	if err := state.Purge(ctx, natsutil.SnapshotSeqKey(0, 1)); err != nil {
+	// As an operator who lost them would: the index, and the site's
+	// snapshot, by their stored names.
+	state, _ := ns.JS.KeyValue(ctx, "pulse_state")
+	if err := state.Purge(ctx, "seq"); err != nil {
 		t.Fatal(err)
 	}
-	snaps, _ := ns.JS.ObjectStore(ctx, natsutil.BucketSnapshots)
-	if err := snaps.Delete(ctx, natsutil.SiteSnapshotName("demo")); err != nil {
+	snaps, _ := ns.JS.ObjectStore(ctx, "pulse_snapshots")
+	if err := snaps.Delete(ctx, "site.demo"); err != nil {
 		t.Fatal(err)
 	}
 	publishBatches(t, ns.JS, "demo", 1, 3)
 	runAggregator(t, ns)
-	waitEvents(t, ns.JS, "demo", 21)
+	waitEvents(t, ns.Stores.Views, "demo", 21)
 }
 
 func TestPanelUpdatesOnNATS(t *testing.T) {
@@ -232,7 +230,7 @@ func TestPanelUpdatesOnNATS(t *testing.T) {
 func TestSlicesShareThePartitions(t *testing.T) {
 	ns := natstest.Run(t)
 	start := func(slice int) (stop func()) {
-		a, err := New(Config{JetStream: ns.JS, Notifier: ns.NC, Tick: 20 * time.Millisecond, Slice: slice, Slices: 2, Logger: slog.New(slog.DiscardHandler)})
+		a, err := New(Config{JetStream: ns.JS, Notifier: ns.NC, Snapshots: ns.Stores.Snapshots, Views: ns.Stores.Views, Nodes: ns.Stores.Nodes, Tick: 20 * time.Millisecond, Slice: slice, Slices: 2, Logger: slog.New(slog.DiscardHandler)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -258,14 +256,14 @@ func TestSlicesShareThePartitions(t *testing.T) {
 		t.Fatalf("the test's sites all fall in one slice: %v", slices)
 	}
 	for i, site := range sites {
-		waitEvents(t, ns.JS, site, uint64((i+1)*3))
+		waitEvents(t, ns.Stores.Views, site, uint64((i+1)*3))
 	}
 	// The owner of slice 0 stops; the standby takes over (at once: the
 	// owner gave its lease up) and counts on from the snapshot.
 	stop0()
 	for i, site := range sites {
 		publishBatches(t, ns.JS, site, 1, 3)
-		waitEvents(t, ns.JS, site, uint64((i+2)*3))
+		waitEvents(t, ns.Stores.Views, site, uint64((i+2)*3))
 	}
 }
 
@@ -292,13 +290,13 @@ func TestReSentBatchesCountOnce(t *testing.T) {
 	stop := runAggregator(t, ns)
 	publish("m1", tracker("a", 1), tracker("a", 2), classic, tracker("b", 1))
 	publish("m2", tracker("a", 2), tracker("a", 3), tracker("b", 1), classic)
-	waitEvents(t, ns.JS, "demo", 3*4+2)
+	waitEvents(t, ns.Stores.Views, "demo", 3*4+2)
 	stop()
 
 	publish("m3", tracker("a", 3), tracker("a", 4), tracker("b", 2), tracker("a", 1))
 	runAggregator(t, ns)
 	// a1–a4 and b1–b2 once each, and both classic batches.
-	ov := waitEvents(t, ns.JS, "demo", 3*6+2)
+	ov := waitEvents(t, ns.Stores.Views, "demo", 3*6+2)
 	if ov.ByKind["click"] != 6 {
 		t.Errorf("clicks %d, want 6 (one per tracker batch)", ov.ByKind["click"])
 	}
@@ -312,7 +310,7 @@ func TestRunKeepsItsGoroutines(t *testing.T) {
 	ns := natstest.Run(t)
 	runAggregator(t, ns)
 	publishBatches(t, ns.JS, "demo", 1, 1)
-	waitEvents(t, ns.JS, "demo", 1)
+	waitEvents(t, ns.Stores.Views, "demo", 1)
 	before := runtime.NumGoroutine()
 	time.Sleep(1500 * time.Millisecond) // about 75 ticks of 20 ms
 	if after := runtime.NumGoroutine(); after > before+10 {

@@ -12,7 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pulse-analytics/pulse/event"
-	"github.com/pulse-analytics/pulse/natsutil"
+	"github.com/pulse-analytics/pulse/store"
 )
 
 // Bounds of the quotes panel.
@@ -265,7 +265,7 @@ func (a *Aggregator) tickQuotes(ctx context.Context, now time.Time) {
 	panel, _ := json.Marshal(q.panel(now))
 	a.mu.Unlock()
 
-	if _, err := a.snapshots.PutBytes(ctx, natsutil.QuotesSnapshotName, snapshot); err != nil {
+	if err := a.cfg.Snapshots.PutQuotes(ctx, snapshot); err != nil {
 		a.metrics.snapshotErrors.Inc()
 		a.log.Error("quotes snapshot not written", "err", err)
 		a.mu.Lock()
@@ -273,7 +273,7 @@ func (a *Aggregator) tickQuotes(ctx context.Context, now time.Time) {
 		a.mu.Unlock()
 		return
 	}
-	if _, err := a.views.Put(ctx, natsutil.QuotesViewKey, panel); err != nil {
+	if err := a.cfg.Views.PutQuotes(ctx, panel); err != nil {
 		a.log.Warn("quotes view not stored", "err", err)
 	}
 	if err := a.cfg.Notifier.Publish(event.SubjectQuotesPanel, panel); err != nil {
@@ -284,8 +284,8 @@ func (a *Aggregator) tickQuotes(ctx context.Context, now time.Time) {
 // loadQuotes reads the quotes snapshot, if there is one; its Seq tells
 // what it covers.
 func (a *Aggregator) loadQuotes(ctx context.Context) error {
-	data, err := a.snapshots.GetBytes(ctx, natsutil.QuotesSnapshotName)
-	if errors.Is(err, jetstream.ErrObjectNotFound) {
+	data, err := a.cfg.Snapshots.Quotes(ctx)
+	if errors.Is(err, store.ErrNotFound) {
 		return nil
 	}
 	if err != nil {

@@ -11,7 +11,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pulse-analytics/pulse/event"
-	"github.com/pulse-analytics/pulse/natsutil"
 	"github.com/pulse-analytics/pulse/natsutil/natstest"
 )
 
@@ -64,11 +63,10 @@ func TestQuotesPanelThroughRestart(t *testing.T) {
 		}
 	}
 	panel := func(want int) event.QuotesPanel {
-		views, _ := ns.JS.KeyValue(context.Background(), natsutil.BucketViews)
 		var p event.QuotesPanel
 		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-			if e, err := views.Get(context.Background(), natsutil.QuotesViewKey); err == nil {
-				_ = json.Unmarshal(e.Value(), &p)
+			if data, err := ns.Stores.Views.Quotes(context.Background()); err == nil {
+				_ = json.Unmarshal(data, &p)
 				if len(p.Symbols) > 0 && len(p.Symbols[0].Points) == want {
 					return p
 				}
@@ -102,15 +100,14 @@ func TestQuoteTurnsStaleWithNothingArriving(t *testing.T) {
 		t.Fatal(err)
 	}
 	runAggregator(t, ns)
-	views, _ := ns.JS.KeyValue(context.Background(), natsutil.BucketViews)
 	var seen []bool
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		e, err := views.Get(context.Background(), natsutil.QuotesViewKey)
+		data, err := ns.Stores.Views.Quotes(context.Background())
 		if err != nil {
 			continue
 		}
 		var p event.QuotesPanel
-		if err := json.Unmarshal(e.Value(), &p); err != nil || len(p.Symbols) != 1 {
+		if err := json.Unmarshal(data, &p); err != nil || len(p.Symbols) != 1 {
 			continue
 		}
 		if stale := p.Symbols[0].Last.Stale; len(seen) == 0 || seen[len(seen)-1] != stale {

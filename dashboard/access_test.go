@@ -17,6 +17,7 @@ import (
 
 	"github.com/pulse-analytics/pulse/event"
 	"github.com/pulse-analytics/pulse/natsutil/natstest"
+	"github.com/pulse-analytics/pulse/store"
 )
 
 // TestLoginNextStaysOnTheServer: the redirect after login never leaves
@@ -49,7 +50,8 @@ func TestLoginNextStaysOnTheServer(t *testing.T) {
 func TestAdminPasswordOnlyAtFirstStart(t *testing.T) {
 	ns := natstest.Run(t)
 	start := func(cfg Config) *Server {
-		cfg.JetStream, cfg.Subscriber, cfg.PasswordCost = ns.JS, ns.NC, bcrypt.MinCost
+		cfg = onServer(cfg, ns)
+		cfg.PasswordCost = bcrypt.MinCost
 		cfg.Logger = slog.New(slog.DiscardHandler)
 		s, err := New(cfg)
 		if err != nil {
@@ -63,7 +65,7 @@ func TestAdminPasswordOnlyAtFirstStart(t *testing.T) {
 	}
 	ctx := context.Background()
 	s := start(Config{AdminPassword: "first-password"})
-	if err := s.auth.putAccount(ctx, account{User: adminUser, Admin: true}, "changed-in-the-ui"); err != nil {
+	if err := s.auth.putAccount(ctx, store.Account{User: adminUser, Admin: true}, "changed-in-the-ui"); err != nil {
 		t.Fatal(err)
 	}
 	s = start(Config{AdminPassword: "first-password"})

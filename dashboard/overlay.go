@@ -17,10 +17,9 @@ import (
 
 	"github.com/a-h/templ"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pulse-analytics/pulse/event"
-	"github.com/pulse-analytics/pulse/natsutil"
+	"github.com/pulse-analytics/pulse/store"
 )
 
 // The heatmap overlay: an admin opens one of a site's pages from the
@@ -93,22 +92,17 @@ func verifyOverlay(key []byte, token string, now time.Time) (overlayToken, error
 // overlayKey returns the shared signing key, creating it at the first
 // start of the first dashboard; a replica that loses the race reads the
 // winner's.
-func overlayKey(ctx context.Context, users jetstream.KeyValue) ([]byte, error) {
-	key := make([]byte, 32)
-	_, _ = rand.Read(key)
-	if _, err := users.Create(ctx, natsutil.SecretKey(overlayKeyName), key); err == nil {
-		return key, nil
-	} else if !errors.Is(err, jetstream.ErrKeyExists) {
-		return nil, fmt.Errorf("overlay key: %w", err)
-	}
-	e, err := users.Get(ctx, natsutil.SecretKey(overlayKeyName))
+func overlayKey(ctx context.Context, users *store.Accounts) ([]byte, error) {
+	fresh := make([]byte, 32)
+	_, _ = rand.Read(fresh)
+	key, err := users.Secret(ctx, overlayKeyName, fresh)
 	if err != nil {
 		return nil, fmt.Errorf("overlay key: %w", err)
 	}
-	if len(e.Value()) < 32 {
-		return nil, fmt.Errorf("overlay key: %d bytes stored, want 32", len(e.Value()))
+	if len(key) < 32 {
+		return nil, fmt.Errorf("overlay key: %d bytes stored, want 32", len(key))
 	}
-	return e.Value(), nil
+	return key, nil
 }
 
 // overlayPath is the dashboard's link that opens a page of site with the
@@ -120,7 +114,7 @@ func overlayPath(site, path string) templ.SafeURL {
 // pageOrigin is where a site's pages are: its first allowed origin, or,
 // for a site that names none, the tracker's own (the demo page is served
 // by the ingest node).
-func (s *Server) pageOrigin(site event.Site) string {
+func (s *Server) pageOrigin(site store.Site) string {
 	if len(site.Origins) > 0 {
 		return site.Origins[0]
 	}
@@ -170,7 +164,7 @@ func (s *Server) serveOverlayLink(w http.ResponseWriter, r *http.Request) {
 // overlayAllows reports whether a page at origin may read site's overlay
 // stream: the site's own origins, and the tracker's for a site that names
 // none. No Origin header is not a cross-origin browser request.
-func (s *Server) overlayAllows(site event.Site, origin string) bool {
+func (s *Server) overlayAllows(site store.Site, origin string) bool {
 	return origin == "" || site.AllowsOrigin(origin) || origin == s.pageOrigin(site)
 }
 
@@ -204,8 +198,8 @@ func (s *Server) serveOverlayHeat(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithDeadline(r.Context(), t.Exp)
 	defer cancel()
 	s.sse(w, r.WithContext(ctx), heatKey(t.Site), func(ctx context.Context) (*update, error) {
-		e, err := s.views.Get(ctx, natsutil.ViewKey(t.Site, event.PanelHeat))
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
+		data, err := s.cfg.Views.Panel(ctx, t.Site, event.PanelHeat)
+		if errors.Is(err, store.ErrNotFound) {
 			// No heat yet: an empty panel, under the aggregator's
 			// versions (Unix ms) and above none sent, so it is sent.
 			return encodeHeat(event.HeatPanel{Site: t.Site, Version: 1, Updated: time.Now().UnixMilli()})
@@ -214,7 +208,7 @@ func (s *Server) serveOverlayHeat(w http.ResponseWriter, r *http.Request) {
 			return nil, fmt.Errorf("load heat panel: %w", err)
 		}
 		var hp event.HeatPanel
-		if err := event.Decode("heat panel", e.Value(), &hp); err != nil {
+		if err := event.Decode("heat panel", data, &hp); err != nil {
 			return nil, err
 		}
 		return encodeHeat(hp)

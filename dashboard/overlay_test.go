@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/pulse-analytics/pulse/event"
-	"github.com/pulse-analytics/pulse/natsutil"
+	"github.com/pulse-analytics/pulse/store"
 )
 
 func TestOverlayToken(t *testing.T) {
@@ -54,8 +54,7 @@ func TestOverlayToken(t *testing.T) {
 func TestOverlayLinkAndStream(t *testing.T) {
 	d := startDash(t, Config{AdminPassword: password, MaxOverlayStreamsPerSite: 1})
 	admin := d.login(t)
-	sites, _ := d.ns.JS.KeyValue(context.Background(), natsutil.BucketSites)
-	if err := natsutil.PutSite(context.Background(), sites, event.Site{Key: "shop", Origins: []string{"https://shop.example"}}); err != nil {
+	if err := d.ns.Stores.Sites.Put(context.Background(), store.Site{Key: "shop", Origins: []string{"https://shop.example"}}); err != nil {
 		t.Fatal(err)
 	}
 	var loc *url.URL

@@ -12,23 +12,22 @@ import (
 
 	"github.com/a-h/templ"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pulse-analytics/pulse/event"
-	"github.com/pulse-analytics/pulse/natsutil"
+	"github.com/pulse-analytics/pulse/store"
 )
 
 // quotesPanel returns the latest quotes panel, or an empty one.
 func (s *Server) quotesPanel(ctx context.Context) (event.QuotesPanel, error) {
 	var p event.QuotesPanel
-	e, err := s.views.Get(ctx, natsutil.QuotesViewKey)
+	data, err := s.cfg.Views.Quotes(ctx)
 	switch {
-	case errors.Is(err, jetstream.ErrKeyNotFound):
+	case errors.Is(err, store.ErrNotFound):
 		return p, nil
 	case err != nil:
 		return p, fmt.Errorf("load quotes panel: %w", err)
 	}
-	return p, event.Decode("quotes panel", e.Value(), &p)
+	return p, event.Decode("quotes panel", data, &p)
 }
 
 // quotesNow returns the latest quotes panel: the last one announced, or

@@ -26,8 +26,8 @@ import (
 
 	"github.com/pulse-analytics/pulse/clientaddr"
 	"github.com/pulse-analytics/pulse/event"
-	"github.com/pulse-analytics/pulse/natsutil"
 	"github.com/pulse-analytics/pulse/static"
+	"github.com/pulse-analytics/pulse/store"
 )
 
 // Subscriber delivers panel updates.
@@ -39,8 +39,16 @@ type Subscriber interface {
 
 // Config configures a Server. Zero fields take the stated defaults.
 type Config struct {
-	// JetStream holds the accounts, sessions and latest panels. Required.
+	// JetStream is where the activity stream is, which visitor pages
+	// follow, and whose figures the System page shows. Required.
 	JetStream jetstream.JetStream
+	// The stores of accounts, sessions, sites, latest panels and the
+	// running parts' statuses. Required.
+	Accounts *store.Accounts
+	Sessions *store.Sessions
+	Sites    *store.Sites
+	Views    *store.Views
+	Nodes    *store.Nodes
 	// Subscriber delivers panel updates. Required.
 	Subscriber Subscriber
 	// AdminPassword, when set, is the admin's password at the first
@@ -105,8 +113,6 @@ type Server struct {
 	log     *slog.Logger
 	metrics *metrics
 	auth    *auth
-	views   jetstream.KeyValue
-	sites   jetstream.KeyValue
 	hub     *hub
 	streams *streamSlots
 	// visitorStreams bounds the visitor pages' streams besides.
@@ -121,7 +127,7 @@ type Server struct {
 	// registry follows the site registry, for the overlay's links and
 	// origins; overlayKey signs overlay tokens; overlayStreams bounds
 	// the overlays' streams by site.
-	registry       *natsutil.SiteRegistry
+	registry       *store.SiteRegistry
 	overlayKey     []byte
 	overlayStreams *streamSlots
 	started        atomic.Bool
@@ -129,8 +135,9 @@ type Server struct {
 
 // New returns a Server.
 func New(cfg Config) (*Server, error) {
-	if cfg.JetStream == nil || cfg.Subscriber == nil {
-		return nil, errors.New("dashboard: jetstream and subscriber are required")
+	if cfg.JetStream == nil || cfg.Subscriber == nil || cfg.Accounts == nil || cfg.Sessions == nil ||
+		cfg.Sites == nil || cfg.Views == nil || cfg.Nodes == nil {
+		return nil, errors.New("dashboard: jetstream, subscriber and every store are required")
 	}
 	if cfg.Ready == nil {
 		cfg.Ready = func() error { return nil }
@@ -193,23 +200,8 @@ func New(cfg Config) (*Server, error) {
 // Start opens the buckets, makes sure the admin account exists, and follows
 // panel updates.
 func (s *Server) Start(ctx context.Context) error {
-	js := s.cfg.JetStream
-	users, err := js.KeyValue(ctx, natsutil.BucketUsers)
-	if err != nil {
-		return fmt.Errorf("dashboard: users bucket: %w", err)
-	}
-	sessions, err := js.KeyValue(ctx, natsutil.BucketSessions)
-	if err != nil {
-		return fmt.Errorf("dashboard: sessions bucket: %w", err)
-	}
-	if s.views, err = js.KeyValue(ctx, natsutil.BucketViews); err != nil {
-		return fmt.Errorf("dashboard: views bucket: %w", err)
-	}
-	if s.sites, err = js.KeyValue(ctx, natsutil.BucketSites); err != nil {
-		return fmt.Errorf("dashboard: sites bucket: %w", err)
-	}
 	s.auth = &auth{
-		users: users, sessions: sessions, apiToken: s.cfg.APIToken,
+		users: s.cfg.Accounts, sessions: s.cfg.Sessions, apiToken: s.cfg.APIToken,
 		limiter: newLoginLimiter(s.cfg.LoginBurst, s.cfg.LoginEvery), cost: s.cfg.PasswordCost,
 	}
 	generated, err := s.auth.ensureAdmin(ctx, s.cfg.AdminPassword, s.cfg.ResetAdminPassword)
@@ -220,21 +212,15 @@ func (s *Server) Start(ctx context.Context) error {
 		s.log.Warn("created the dashboard admin account; this password is shown only once (set PULSE_ADMIN_PASSWORD to choose your own)",
 			"user", adminUser, "password", generated)
 	}
-	nodes, err := js.KeyValue(ctx, natsutil.BucketNodes)
-	if err != nil {
-		return fmt.Errorf("dashboard: nodes bucket: %w", err)
-	}
 	// The watch outlives ctx, which may only bound the start; Shutdown
 	// stops it.
-	w, err := nodes.Watch(context.WithoutCancel(ctx), natsutil.IngestStatusKeys)
-	if err != nil {
-		return fmt.Errorf("dashboard: watch ingest nodes: %w", err)
-	}
-	s.told = watchTold(w)
-	if s.overlayKey, err = overlayKey(ctx, users); err != nil {
+	if s.told, err = watchTold(ctx, s.cfg.Nodes); err != nil {
 		return fmt.Errorf("dashboard: %w", err)
 	}
-	if s.registry, err = natsutil.WatchSites(ctx, js, s.log); err != nil {
+	if s.overlayKey, err = overlayKey(ctx, s.cfg.Accounts); err != nil {
+		return fmt.Errorf("dashboard: %w", err)
+	}
+	if s.registry, err = s.cfg.Sites.Watch(ctx, s.log); err != nil {
 		return fmt.Errorf("dashboard: %w", err)
 	}
 	// One subscription for every site panel: its handler takes them in the
@@ -515,13 +501,13 @@ func (s *Server) serveLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.metrics.logins.WithLabelValues("ok").Inc()
-	http.SetCookie(w, sessionCookie(r, token, int(natsutil.SessionTTL/time.Second)))
+	http.SetCookie(w, sessionCookie(r, token, int(store.SessionTTL/time.Second)))
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
 
 func (s *Server) serveLogout(w http.ResponseWriter, r *http.Request) {
 	if c, err := r.Cookie(cookieName); err == nil && c.Value != "" {
-		if err := s.auth.logout(r.Context(), c.Value); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		if err := s.auth.logout(r.Context(), c.Value); err != nil && !errors.Is(err, store.ErrNotFound) {
 			s.log.Warn("logout", "err", err)
 		}
 	}
@@ -547,10 +533,10 @@ func localPath(p string) string {
 }
 
 func (s *Server) serveSites(w http.ResponseWriter, r *http.Request) {
-	s.renderSites(w, r, http.StatusOK, event.Site{}, "")
+	s.renderSites(w, r, http.StatusOK, store.Site{}, "")
 }
 
-func (s *Server) renderSites(w http.ResponseWriter, r *http.Request, status int, form event.Site, formErr string) {
+func (s *Server) renderSites(w http.ResponseWriter, r *http.Request, status int, form store.Site, formErr string) {
 	rows, err := s.siteRows(r.Context())
 	if err != nil {
 		s.log.Error("list sites", "err", err)
@@ -567,10 +553,10 @@ func (s *Server) renderSites(w http.ResponseWriter, r *http.Request, status int,
 func (s *Server) serveSaveSite(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
 	if err := r.ParseForm(); err != nil {
-		s.renderSites(w, r, http.StatusBadRequest, event.Site{}, "The form could not be read; try again.")
+		s.renderSites(w, r, http.StatusBadRequest, store.Site{}, "The form could not be read; try again.")
 		return
 	}
-	site := event.Site{
+	site := store.Site{
 		Key:        strings.TrimSpace(r.PostForm.Get("key")),
 		Name:       strings.TrimSpace(r.PostForm.Get("name")),
 		Origins:    []string{},
@@ -583,7 +569,7 @@ func (s *Server) serveSaveSite(w http.ResponseWriter, r *http.Request) {
 		s.renderSites(w, r, http.StatusUnprocessableEntity, site, err.Error())
 		return
 	}
-	if err := natsutil.PutSite(r.Context(), s.sites, site); err != nil {
+	if err := s.cfg.Sites.Put(r.Context(), site); err != nil {
 		s.log.Error("save site", "site", site.Key, "err", err)
 		s.renderSites(w, r, http.StatusServiceUnavailable, site, "The site could not be saved; try again shortly.")
 		return
@@ -594,27 +580,22 @@ func (s *Server) serveSaveSite(w http.ResponseWriter, r *http.Request) {
 
 // siteRows lists the registered sites with their latest figures.
 func (s *Server) siteRows(ctx context.Context) ([]siteRow, error) {
-	var rows []siteRow
-	err := kvEach(ctx, s.sites, func(key string, value []byte) {
-		var row siteRow
-		if json.Unmarshal(value, &row.Site) == nil {
-			rows = append(rows, row)
-		}
-	})
+	sites, err := s.cfg.Sites.List(ctx)
 	if err != nil {
 		return nil, err
 	}
-	for i := range rows {
-		if rows[i].Overview, err = s.overview(ctx, rows[i].Site.Key); err != nil {
+	rows := make([]siteRow, len(sites))
+	for i, site := range sites {
+		rows[i].Site = site
+		if rows[i].Overview, err = s.overview(ctx, site.Key); err != nil {
 			return nil, err
 		}
 	}
-	slices.SortFunc(rows, func(a, b siteRow) int { return strings.Compare(a.Site.Key, b.Site.Key) })
 	return rows, nil
 }
 
 // snippet is the tag a site puts on its pages.
-func snippet(trackerURL string, site event.Site) string {
+func snippet(trackerURL string, site store.Site) string {
 	if trackerURL == "" {
 		trackerURL = "https://YOUR-INGEST-HOST"
 	}
@@ -667,14 +648,14 @@ func (s *Server) serveStats(w http.ResponseWriter, r *http.Request) {
 // with no events yet.
 func (s *Server) overview(ctx context.Context, site string) (event.Overview, error) {
 	ov := event.Overview{Site: site, ByKind: map[string]uint64{}}
-	e, err := s.views.Get(ctx, natsutil.ViewKey(site, event.PanelOverview))
+	data, err := s.cfg.Views.Panel(ctx, site, event.PanelOverview)
 	switch {
-	case errors.Is(err, jetstream.ErrKeyNotFound):
+	case errors.Is(err, store.ErrNotFound):
 		return ov, nil
 	case err != nil:
 		return ov, fmt.Errorf("load overview of %s: %w", site, err)
 	}
-	err = event.Decode("overview", e.Value(), &ov)
+	err = event.Decode("overview", data, &ov)
 	return ov, err
 }
 

@@ -24,8 +24,8 @@ import (
 
 	"github.com/pulse-analytics/pulse/clientaddr"
 	"github.com/pulse-analytics/pulse/event"
-	"github.com/pulse-analytics/pulse/natsutil"
 	"github.com/pulse-analytics/pulse/natsutil/natstest"
+	"github.com/pulse-analytics/pulse/store"
 )
 
 var updateGolden = flag.Bool("update", false, "rewrite golden files")
@@ -41,7 +41,7 @@ type testDash struct {
 func startDash(t testing.TB, cfg Config) *testDash {
 	t.Helper()
 	ns := natstest.Run(t)
-	cfg.JetStream, cfg.Subscriber = ns.JS, ns.NC
+	cfg = onServer(cfg, ns)
 	// Cheap hashes: the tests log in often, under the race detector.
 	cfg.PasswordCost = bcrypt.MinCost
 	if cfg.Logger == nil {
@@ -60,6 +60,14 @@ func startDash(t testing.TB, cfg Config) *testDash {
 		hs.Close()
 	})
 	return &testDash{srv: s, url: hs.URL, ns: ns}
+}
+
+// onServer is cfg with the connection and stores of ns.
+func onServer(cfg Config, ns *natstest.Server) Config {
+	cfg.JetStream, cfg.Subscriber = ns.JS, ns.NC
+	st := ns.Stores
+	cfg.Accounts, cfg.Sessions, cfg.Sites, cfg.Views, cfg.Nodes = st.Accounts, st.Sessions, st.Sites, st.Views, st.Nodes
+	return cfg
 }
 
 func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
@@ -84,11 +92,7 @@ func (d *testDash) login(t testing.TB) *http.Client {
 func (d *testDash) publishOverview(t *testing.T, ov event.Overview) {
 	t.Helper()
 	data, _ := json.Marshal(ov)
-	views, err := d.ns.JS.KeyValue(context.Background(), natsutil.BucketViews)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := views.Put(context.Background(), natsutil.ViewKey(ov.Site, event.PanelOverview), data); err != nil {
+	if err := d.ns.Stores.Views.PutPanel(context.Background(), ov.Site, event.PanelOverview, data); err != nil {
 		t.Fatal(err)
 	}
 	if err := d.ns.NC.Publish(event.DashSubject(ov.Site, event.PanelOverview), data); err != nil {
@@ -202,7 +206,7 @@ func TestGeneratedPasswordOnlyOnce(t *testing.T) {
 	ns := natstest.Run(t)
 	var logs bytes.Buffer
 	start := func() {
-		s, err := New(Config{JetStream: ns.JS, Subscriber: ns.NC, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		s, err := New(onServer(Config{Logger: slog.New(slog.NewTextHandler(&logs, nil))}, ns))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -341,7 +345,7 @@ func TestOverviewPageGolden(t *testing.T) {
 		}},
 		Updated: 1_700_000_002_000,
 	}
-	told := []event.NodeStatus{{Kind: "ingest", ID: "ingest-1", Updated: 1_700_000_001_500, Figures: map[string]float64{
+	told := []store.NodeStatus{{Kind: "ingest", ID: "ingest-1", Updated: 1_700_000_001_500, Figures: map[string]float64{
 		"load_level": 1, "sample_ms": 100, "flush_ms": 2000, event.CallInFigure(0): 12, "callin_stop": 1,
 	}}}
 	// IBM moves 1 % in its second minute: a mark on the attention chart.
@@ -408,13 +412,16 @@ func TestSitesRegistry(t *testing.T) {
 	if resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("save: %s", resp.Status)
 	}
-	kv, _ := d.ns.JS.KeyValue(context.Background(), natsutil.BucketSites)
-	e, err := kv.Get(context.Background(), "shop")
+	sites, err := d.ns.Stores.Sites.List(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	var site event.Site
-	_ = json.Unmarshal(e.Value(), &site)
+	var site store.Site
+	for _, s := range sites {
+		if s.Key == "shop" {
+			site = s
+		}
+	}
 	if site.Name != "Shop" || strings.Join(site.Origins, " ") != "https://shop.example http://localhost:3000" || !site.RespectDNT {
 		t.Errorf("stored %+v", site)
 	}
@@ -527,7 +534,7 @@ func TestPerSiteAccessAndTokens(t *testing.T) {
 	if got := status(anon, "GET", "/api/v1/stats?site=demo", bearer); got != 403 {
 		t.Errorf("token on demo: %d", got)
 	}
-	toks, _ := d.srv.auth.tokens(context.Background(), "ann")
+	toks, _ := d.srv.auth.users.Tokens(context.Background(), "ann")
 	if len(toks) != 1 {
 		t.Fatalf("tokens %+v", toks)
 	}
@@ -630,7 +637,7 @@ func TestSystemPage(t *testing.T) {
 	d := startDash(t, Config{AdminPassword: password})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go natsutil.ReportStatus(ctx, d.ns.JS, "ingest", "n1", func() map[string]float64 {
+	go d.ns.Stores.Nodes.Report(ctx, "ingest", "n1", func() map[string]float64 {
 		return map[string]float64{"connections": 12, "load_level": 1, "sample_ms": 100, "flush_ms": 2000, "callin_le_1s": 37, "callin_stop": 2}
 	}, slog.New(slog.DiscardHandler))
 	admin := d.login(t)
@@ -660,14 +667,10 @@ func TestSystemPage(t *testing.T) {
 func TestSitePageShowsWhatClientsAreTold(t *testing.T) {
 	d := startDash(t, Config{AdminPassword: password})
 	web := d.login(t)
-	nodes, err := d.ns.JS.KeyValue(context.Background(), natsutil.BucketNodes)
-	if err != nil {
-		t.Fatal(err)
-	}
 	put := func(id string, updated time.Time, sampleMs float64) {
 		t.Helper()
-		data, _ := json.Marshal(event.NodeStatus{Kind: "ingest", ID: id, Updated: updated.UnixMilli(), Figures: map[string]float64{"sample_ms": sampleMs, "flush_ms": 1000}})
-		if _, err := nodes.Put(context.Background(), natsutil.StatusKey("ingest", id), data); err != nil {
+		st := store.NodeStatus{Kind: "ingest", ID: id, Updated: updated.UnixMilli(), Figures: map[string]float64{"sample_ms": sampleMs, "flush_ms": 1000}}
+		if err := d.ns.Stores.Nodes.Put(context.Background(), st); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/a-h/templ"
 
 	"github.com/pulse-analytics/pulse/event"
+	"github.com/pulse-analytics/pulse/store"
 )
 
 // update is one SSE event, encoded once and shared by every client.
@@ -42,7 +43,7 @@ type panelUpdate struct {
 // encodeUpdate renders a site's overview into an SSE frame, with what the
 // ingest nodes in told tell clients and the site's attention beside each
 // symbol of quotes (nil when there are none).
-func encodeUpdate(ctx context.Context, ov event.Overview, told []event.NodeStatus, quotes *event.QuotesPanel) (*update, error) {
+func encodeUpdate(ctx context.Context, ov event.Overview, told []store.NodeStatus, quotes *event.QuotesPanel) (*update, error) {
 	u := panelUpdate{Panel: ov, Charts: siteCharts(ov), PageCharts: pageCharts(ov), SymbolCharts: attentionCharts(ov, quotes)}
 	return encodeFrame(ctx, "overview", ov.Version, u, map[string]templ.Component{
 		"stats":    overviewStats(ov),

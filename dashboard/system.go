@@ -2,7 +2,6 @@ package dashboard
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -15,13 +14,13 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pulse-analytics/pulse/event"
-	"github.com/pulse-analytics/pulse/natsutil"
+	"github.com/pulse-analytics/pulse/store"
 )
 
 // systemView is what the System page shows: the running parts, and
 // JetStream's own figures.
 type systemView struct {
-	Nodes     []event.NodeStatus
+	Nodes     []store.NodeStatus
 	Account   *jetstream.AccountInfo
 	Streams   []*jetstream.StreamInfo
 	Consumers []*jetstream.ConsumerInfo
@@ -37,19 +36,9 @@ func (s *Server) system(ctx context.Context) (systemView, error) {
 	v := systemView{Updated: time.Now()}
 	js := s.cfg.JetStream
 	var errs []error
-	nodes, err := js.KeyValue(ctx, natsutil.BucketNodes)
-	if err == nil {
-		err = kvEach(ctx, nodes, func(_ string, value []byte) {
-			var st event.NodeStatus
-			if json.Unmarshal(value, &st) == nil {
-				v.Nodes = append(v.Nodes, st)
-			}
-		})
-	}
+	var err error
+	v.Nodes, err = s.cfg.Nodes.Statuses(ctx)
 	errs = append(errs, err)
-	slices.SortFunc(v.Nodes, func(a, b event.NodeStatus) int {
-		return strings.Compare(a.Kind+a.ID, b.Kind+b.ID)
-	})
 	v.Account, err = js.AccountInfo(ctx)
 	errs = append(errs, err)
 	for _, name := range []string{event.StreamActivity, event.StreamQuotes} {
@@ -152,8 +141,8 @@ func callInColumns() []callInColumn {
 }
 
 // ingestNodes are the ingest nodes among nodes.
-func ingestNodes(nodes []event.NodeStatus) []event.NodeStatus {
-	var out []event.NodeStatus
+func ingestNodes(nodes []store.NodeStatus) []store.NodeStatus {
+	var out []store.NodeStatus
 	for _, n := range nodes {
 		if n.Kind == "ingest" {
 			out = append(out, n)

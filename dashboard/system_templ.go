@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pulse-analytics/pulse/event"
+	"github.com/pulse-analytics/pulse/store"
 )
 
 func systemPage(me *principal, v systemView) templ.Component {
@@ -443,7 +443,7 @@ func systemFigures(v systemView) templ.Component {
 // toldTable shows, per ingest node, what it tells clients now: the
 // trackers' sampling and flush intervals at its load level, and how long
 // it told quote widgets to wait (callIn) in its last second.
-func toldTable(ingest []event.NodeStatus) templ.Component {
+func toldTable(ingest []store.NodeStatus) templ.Component {
 	return templruntime.GeneratedTemplate(func(templ_7745c5c3_Input templruntime.GeneratedComponentInput) (templ_7745c5c3_Err error) {
 		templ_7745c5c3_W, ctx := templ_7745c5c3_Input.Writer, templ_7745c5c3_Input.Context
 		if templ_7745c5c3_CtxErr := ctx.Err(); templ_7745c5c3_CtxErr != nil {

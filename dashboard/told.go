@@ -1,15 +1,13 @@
 package dashboard
 
 import (
-	"encoding/json"
+	"context"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/pulse-analytics/pulse/event"
+	"github.com/pulse-analytics/pulse/store"
 )
 
 // toldFresh is how recent an ingest node's status must be to be shown:
@@ -18,55 +16,50 @@ import (
 const toldFresh = 30 * time.Second
 
 // toldWatch keeps the latest status of every ingest node, from a watch of
-// the nodes bucket, so every site page can show what trackers and widgets
+// the nodes store, so every site page can show what trackers and widgets
 // are told without reading the bucket per update.
 type toldWatch struct {
-	watcher jetstream.KeyWatcher
+	stopWatch func() error
 
 	mu    sync.Mutex
-	nodes map[string]event.NodeStatus // by key
+	nodes map[string]store.NodeStatus // by id
 }
 
-// watchTold starts watching the ingest nodes' statuses in kv.
-func watchTold(w jetstream.KeyWatcher) *toldWatch {
-	t := &toldWatch{watcher: w, nodes: make(map[string]event.NodeStatus)}
-	go t.run()
-	return t
-}
-
-func (t *toldWatch) run() {
-	for e := range t.watcher.Updates() {
-		if e == nil {
-			continue // the initial values are in
-		}
+// watchTold starts watching the ingest nodes' statuses.
+func watchTold(ctx context.Context, nodes *store.Nodes) (*toldWatch, error) {
+	t := &toldWatch{nodes: make(map[string]store.NodeStatus)}
+	stop, err := nodes.WatchIngest(ctx, func(id string, st store.NodeStatus, gone bool) {
 		t.mu.Lock()
-		var st event.NodeStatus
-		switch {
-		case e.Operation() != jetstream.KeyValuePut:
-			delete(t.nodes, e.Key())
-		case json.Unmarshal(e.Value(), &st) == nil && st.Kind == "ingest":
-			t.nodes[e.Key()] = st
+		defer t.mu.Unlock()
+		if gone {
+			delete(t.nodes, id)
+		} else {
+			t.nodes[id] = st
 		}
-		t.mu.Unlock()
+	})
+	if err != nil {
+		return nil, err
 	}
+	t.stopWatch = stop
+	return t, nil
 }
 
 // current returns the ingest nodes that reported within toldFresh of now,
 // by id.
-func (t *toldWatch) current(now time.Time) []event.NodeStatus {
+func (t *toldWatch) current(now time.Time) []store.NodeStatus {
 	if t == nil {
 		return nil
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	var out []event.NodeStatus
+	var out []store.NodeStatus
 	for _, st := range t.nodes {
 		if now.Sub(time.UnixMilli(st.Updated)) <= toldFresh {
 			out = append(out, st)
 		}
 	}
-	slices.SortFunc(out, func(a, b event.NodeStatus) int { return strings.Compare(a.ID, b.ID) })
+	slices.SortFunc(out, func(a, b store.NodeStatus) int { return strings.Compare(a.ID, b.ID) })
 	return out
 }
 
-func (t *toldWatch) stop() error { return t.watcher.Stop() }
+func (t *toldWatch) stop() error { return t.stopWatch() }

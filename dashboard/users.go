@@ -6,10 +6,8 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/pulse-analytics/pulse/event"
-	"github.com/pulse-analytics/pulse/natsutil"
+	"github.com/pulse-analytics/pulse/store"
 )
 
 func (s *Server) serveUsers(w http.ResponseWriter, r *http.Request) {
@@ -20,9 +18,9 @@ func (s *Server) renderUsers(w http.ResponseWriter, r *http.Request, status int,
 	ctx := r.Context()
 	var errs []error
 	var err error
-	v.Accounts, err = s.auth.accounts(ctx)
+	v.Accounts, err = s.auth.users.List(ctx)
 	errs = append(errs, err)
-	v.Tokens, err = s.auth.tokens(ctx, "")
+	v.Tokens, err = s.auth.users.Tokens(ctx, "")
 	errs = append(errs, err)
 	rows, err := s.siteRows(ctx)
 	errs = append(errs, err)
@@ -46,7 +44,7 @@ func (s *Server) serveSaveUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f := r.PostForm
-	acc := account{User: strings.TrimSpace(f.Get("user")), Admin: f.Get("admin") != ""}
+	acc := store.Account{User: strings.TrimSpace(f.Get("user")), Admin: f.Get("admin") != ""}
 	password := f.Get("password")
 	for _, site := range f["sites"] {
 		if event.ValidSite(site) {
@@ -67,7 +65,7 @@ func (s *Server) serveSaveUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.auth.putAccount(r.Context(), acc, password); err != nil {
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
+		if errors.Is(err, store.ErrNotFound) {
 			s.renderUsers(w, r, http.StatusUnprocessableEntity, usersView{Error: "A new user needs a password."})
 			return
 		}
@@ -87,7 +85,7 @@ func (s *Server) serveDeleteUser(w http.ResponseWriter, r *http.Request) {
 	}
 	// Sessions and tokens of a deleted user stop working: every request
 	// loads the account, and one made again under the name is another
-	// (account.ID).
+	// (store.Account.ID).
 	if err := s.auth.users.Delete(r.Context(), user); err != nil {
 		s.log.Error("delete user", "err", err)
 	}
@@ -106,7 +104,7 @@ func (s *Server) serveCreateToken(w http.ResponseWriter, r *http.Request) {
 		s.renderUsers(w, r, http.StatusUnprocessableEntity, usersView{Error: "A token needs a name of up to 60 characters."})
 		return
 	}
-	acc, err := s.auth.account(r.Context(), user)
+	acc, err := s.auth.users.Account(r.Context(), user)
 	if err != nil {
 		s.renderUsers(w, r, http.StatusUnprocessableEntity, usersView{Error: "A token acts for an existing user."})
 		return
@@ -127,7 +125,7 @@ func (s *Server) serveRevokeToken(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	if err := s.auth.users.Delete(r.Context(), natsutil.TokenKey(id)); err != nil {
+	if err := s.auth.users.DeleteToken(r.Context(), id); err != nil {
 		s.log.Error("revoke token", "err", err)
 	}
 	http.Redirect(w, r, "/users", http.StatusSeeOther)

@@ -5,10 +5,8 @@ package event
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"hash/fnv"
-	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
@@ -161,19 +159,6 @@ type QuotesPanel struct {
 	// Nodes is the number of ingest nodes that reported in the last hour.
 	Nodes   int   `json:"nodes"`
 	Updated int64 `json:"updated"`
-}
-
-// NodeStatus is what a running part reports about itself every few
-// seconds, for the dashboard's System page.
-type NodeStatus struct {
-	// Kind is "ingest", "aggregator" or "dashboard".
-	Kind string `json:"kind"`
-	ID   string `json:"id"`
-	// Started and Updated are Unix ms.
-	Started int64 `json:"started"`
-	Updated int64 `json:"updated"`
-	// Figures are the part's own numbers, by name.
-	Figures map[string]float64 `json:"figures"`
 }
 
 // PollStats are an ingest node's quote-poll counts over one period.
@@ -414,52 +399,6 @@ type VisitorCount struct {
 	Events  uint64 `json:"events"`
 	// LastSeen is the time of the visitor's last event in Unix ms.
 	LastSeen int64 `json:"lastSeen"`
-}
-
-// Site is a tracked site as the site registry (KV) holds it.
-type Site struct {
-	Key  string `json:"key"`
-	Name string `json:"name"`
-	// Origins are the browser origins (scheme://host[:port]) allowed to
-	// send events for the site; "*" allows any. A page served by the
-	// ingest node itself is always allowed.
-	Origins []string `json:"origins"`
-	// RespectDNT makes the snippet honour Do-Not-Track and Global Privacy
-	// Control.
-	RespectDNT bool `json:"respectDNT,omitempty"`
-}
-
-// AllowsOrigin reports whether a browser on origin may send events for s.
-func (s *Site) AllowsOrigin(origin string) bool {
-	for _, o := range s.Origins {
-		if o == "*" || strings.EqualFold(o, origin) {
-			return true
-		}
-	}
-	return false
-}
-
-// Validate checks a site's fields.
-func (s *Site) Validate() error {
-	if !ValidSite(s.Key) {
-		return fmt.Errorf("site key %q: use 1 to 63 of a-z, 0-9, '-' and '_', starting with a letter or digit", s.Key)
-	}
-	if len(s.Name) > 100 {
-		return errors.New("site name longer than 100 characters")
-	}
-	if len(s.Origins) > 50 {
-		return errors.New("more than 50 origins")
-	}
-	for _, o := range s.Origins {
-		if o == "*" {
-			continue
-		}
-		u, err := url.Parse(o)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Path != "" || u.RawQuery != "" {
-			return fmt.Errorf("origin %q: want scheme://host[:port], like https://shop.example", o)
-		}
-	}
-	return nil
 }
 
 // Overview is the overview panel of a site: what dash.<site>.overview

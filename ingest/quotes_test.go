@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pulse-analytics/pulse/natsutil"
 	"github.com/pulse-analytics/pulse/natsutil/natstest"
 	"github.com/pulse-analytics/pulse/quotes"
 )
@@ -26,10 +25,7 @@ import (
 func startQuoteNode(t testing.TB, interval time.Duration, edits ...func(*Config)) string {
 	t.Helper()
 	ns := natstest.Run(t)
-	kv, err := ns.JS.KeyValue(context.Background(), natsutil.BucketQuotes)
-	if err != nil {
-		t.Fatal(err)
-	}
+	kv := ns.Stores.Quotes
 	p, err := quotes.NewPoller(quotes.PollerConfig{
 		Source: quotes.NewSimulated(quotes.SimulatedConfig{Seed: 1, Interval: interval}),
 		KV:     kv, Publisher: ns.JS, NodeID: "n1", Logger: slog.New(slog.DiscardHandler),

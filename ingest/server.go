@@ -27,6 +27,7 @@ import (
 	"github.com/pulse-analytics/pulse/event"
 	"github.com/pulse-analytics/pulse/ingest/netpoll"
 	"github.com/pulse-analytics/pulse/static"
+	"github.com/pulse-analytics/pulse/store"
 )
 
 // Publisher stores messages in JetStream.
@@ -43,7 +44,7 @@ type SiteLookup interface {
 	// Site returns the site with key, or false if there is none. It is
 	// safe for concurrent use and answers from memory: it is called on
 	// every connection.
-	Site(key string) (event.Site, bool)
+	Site(key string) (store.Site, bool)
 }
 
 // Config configures a Server. Zero fields take the stated defaults.
@@ -371,7 +372,7 @@ const workerWait = time.Second
 // originAllowed lets through requests without an Origin header (not a
 // browser), pages of the node itself (the demo page), and origins the site
 // allows.
-func (s *Server) originAllowed(r *http.Request, site *event.Site) bool {
+func (s *Server) originAllowed(r *http.Request, site *store.Site) bool {
 	origin := r.Header.Get("Origin")
 	if origin == "" {
 		return true

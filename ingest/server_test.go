@@ -19,11 +19,12 @@ import (
 
 	"github.com/pulse-analytics/pulse/event"
 	"github.com/pulse-analytics/pulse/natsutil/natstest"
+	"github.com/pulse-analytics/pulse/store"
 )
 
-type staticSites map[string]event.Site
+type staticSites map[string]store.Site
 
-func (s staticSites) Site(key string) (event.Site, bool) {
+func (s staticSites) Site(key string) (store.Site, bool) {
 	site, ok := s[key]
 	return site, ok
 }

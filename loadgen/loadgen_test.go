@@ -13,14 +13,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pulse-analytics/pulse/event"
 	"github.com/pulse-analytics/pulse/ingest"
 	"github.com/pulse-analytics/pulse/natsutil/natstest"
+	"github.com/pulse-analytics/pulse/store"
 )
 
-type sites map[string]event.Site
+type sites map[string]store.Site
 
-func (s sites) Site(key string) (event.Site, bool) { v, ok := s[key]; return v, ok }
+func (s sites) Site(key string) (store.Site, bool) { v, ok := s[key]; return v, ok }
 
 func TestRunAgainstARealNode(t *testing.T) {
 	ns := natstest.Run(t)

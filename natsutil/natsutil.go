@@ -1,19 +1,19 @@
 // Package natsutil starts an embedded NATS server, connects to NATS, and
-// declares the streams and key-value buckets Pulse uses. Every part calls
-// Ensure at start, so whichever part starts first creates them and the
-// others find them.
+// declares the streams Pulse uses (package store declares the buckets).
+// Every part calls Ensure at start, so whichever part starts first creates
+// them and the others find them.
 package natsutil
 
 import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -21,31 +21,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pulse-analytics/pulse/event"
-)
-
-// Key-value buckets.
-const (
-	// BucketState holds the stream sequence the aggregator's snapshot
-	// covers.
-	BucketState = "pulse_state"
-	// BucketSnapshots (an object store) holds the aggregator's state per
-	// site; objects, unlike KV values, have no size limit.
-	BucketSnapshots = "pulse_snapshots"
-	// BucketSites is the site registry: key, name, allowed origins.
-	BucketSites = "pulse_sites"
-	// BucketNodes holds each running part's latest status; entries
-	// expire when a part stops reporting.
-	BucketNodes = "pulse_nodes"
-	// BucketQuotes holds the latest quote per symbol, fetch leases and the
-	// upstream budget, shared by every ingest node's poller.
-	BucketQuotes = "pulse_quotes"
-	// BucketViews holds the latest panel of every site, for dashboards to
-	// render on first load.
-	BucketViews = "pulse_views"
-	// BucketUsers holds dashboard accounts.
-	BucketUsers = "pulse_users"
-	// BucketSessions holds dashboard login sessions.
-	BucketSessions = "pulse_sessions"
 )
 
 // Stream limits of ACTIVITY and QUOTES. The streams are the replay logs
@@ -58,12 +33,6 @@ const (
 	// Trackers re-send unacked batches after a reconnect with a backoff
 	// capped well below this, so a re-send always falls inside the window.
 	activityDuplicates = 5 * time.Minute
-	// SessionTTL is how long a dashboard login lasts.
-	SessionTTL = 12 * time.Hour
-	// StatusInterval is how often parts report their status; nodeTTL
-	// forgets a part after three missed reports.
-	StatusInterval = 5 * time.Second
-	nodeTTL        = 3 * StatusInterval
 )
 
 // EmbeddedOptions configure an embedded NATS server.
@@ -180,23 +149,12 @@ func Connect(url string, ns *server.Server, name, token string, logger *slog.Log
 	return nc, nil
 }
 
-// Ensure creates the streams and buckets that are missing. It changes
-// none that exist: a change of limits is an operator's decision.
-// replicas gives the replication factor of what is created; it is asked
-// only if something is missing (see Fixed and AutoReplicas).
+// Ensure creates the streams that are missing (the store package declares
+// the buckets). It changes none that exist: a change of limits is an
+// operator's decision. replicas gives the replication factor of what is
+// created; it is asked only if something is missing (see Fixed and
+// AutoReplicas).
 func Ensure(ctx context.Context, js jetstream.JetStream, replicas Replicas, logger *slog.Logger) error {
-	chosen := 0
-	replicasOf := func(ctx context.Context) (int, error) {
-		if chosen == 0 {
-			n, err := replicas(ctx)
-			if err != nil {
-				return 0, err
-			}
-			chosen = max(n, 1)
-			logger.Info("replicas of new streams and buckets", "replicas", chosen)
-		}
-		return chosen, nil
-	}
 	// Both streams replay into the aggregator's snapshots, so they share
 	// the limits above.
 	streams := map[string][]string{event.StreamActivity: event.ActivitySubjects, event.StreamQuotes: event.QuoteSubjects}
@@ -211,13 +169,13 @@ func Ensure(ctx context.Context, js jetstream.JetStream, replicas Replicas, logg
 			Discard:    jetstream.DiscardOld,
 			Duplicates: activityDuplicates,
 		}
-		err := retry(ctx, logger, "stream "+name, func(ctx context.Context) error {
+		err := Retry(ctx, logger, "stream "+name, func(ctx context.Context) error {
 			// Declare only what is missing: every part calls Ensure at
 			// start, and identical creates racing on a new cluster time out.
 			if _, err := js.Stream(ctx, name); !errors.Is(err, jetstream.ErrStreamNotFound) {
 				return err
 			}
-			n, err := replicasOf(ctx)
+			n, err := replicas(ctx)
 			if err != nil {
 				return err
 			}
@@ -232,81 +190,6 @@ func Ensure(ctx context.Context, js jetstream.JetStream, replicas Replicas, logg
 			return fmt.Errorf("ensure stream %s: %w", name, err)
 		}
 	}
-	buckets := []jetstream.KeyValueConfig{
-		{Bucket: BucketState, Description: "aggregator snapshots", History: 1},
-		{Bucket: BucketViews, Description: "latest dashboard panels", History: 1},
-		{Bucket: BucketUsers, Description: "dashboard accounts", History: 1},
-		{Bucket: BucketSessions, Description: "dashboard sessions", History: 1, TTL: SessionTTL},
-		{Bucket: BucketSites, Description: "site registry", History: 5},
-		{Bucket: BucketQuotes, Description: "quotes, fetch leases, upstream budget", History: 1},
-		{Bucket: BucketNodes, Description: "running parts", History: 1, TTL: nodeTTL},
-	}
-	for _, b := range buckets {
-		b.Storage = jetstream.FileStorage
-		err := retry(ctx, logger, "bucket "+b.Bucket, func(ctx context.Context) error {
-			if _, err := js.KeyValue(ctx, b.Bucket); !errors.Is(err, jetstream.ErrBucketNotFound) {
-				return err
-			}
-			n, err := replicasOf(ctx)
-			if err != nil {
-				return err
-			}
-			b.Replicas = n
-			_, err = js.CreateKeyValue(ctx, b)
-			if errors.Is(err, jetstream.ErrBucketExists) || errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-				return nil
-			}
-			return err
-		})
-		if err != nil {
-			return fmt.Errorf("ensure bucket %s: %w", b.Bucket, err)
-		}
-	}
-	// A session stored at login is read on the very next request, maybe
-	// by another dashboard replica. A direct get may be answered by a
-	// replica that has not applied the write yet (the cluster test saw a
-	// fresh login bounce back to the login page), so these buckets are
-	// read from their stream's leader.
-	for _, name := range []string{BucketUsers, BucketSessions} {
-		err := retry(ctx, logger, "leader reads of "+name, func(ctx context.Context) error {
-			st, err := js.Stream(ctx, "KV_"+name)
-			if err != nil {
-				return err
-			}
-			cfg := st.CachedInfo().Config
-			if !cfg.AllowDirect {
-				return nil
-			}
-			cfg.AllowDirect = false
-			_, err = js.UpdateStream(ctx, cfg)
-			return err
-		})
-		if err != nil {
-			return fmt.Errorf("ensure leader reads of %s: %w", name, err)
-		}
-	}
-	err := retry(ctx, logger, "object store "+BucketSnapshots, func(ctx context.Context) error {
-		if _, err := js.ObjectStore(ctx, BucketSnapshots); !errors.Is(err, jetstream.ErrBucketNotFound) {
-			return err
-		}
-		n, err := replicasOf(ctx)
-		if err != nil {
-			return err
-		}
-		_, err = js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{
-			Bucket:      BucketSnapshots,
-			Description: "aggregator snapshots",
-			Storage:     jetstream.FileStorage,
-			Replicas:    n,
-		})
-		if errors.Is(err, jetstream.ErrBucketExists) || errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-			return nil
-		}
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("ensure object store %s: %w", BucketSnapshots, err)
-	}
 	return nil
 }
 
@@ -314,10 +197,10 @@ func Ensure(ctx context.Context, js jetstream.JetStream, replicas Replicas, logg
 // cluster that starts with it elects its leaders within seconds.
 const ensureTimeout = time.Minute
 
-// retry calls fn until it succeeds or ensureTimeout passes. Parts start
+// Retry calls fn until it succeeds or ensureTimeout passes. Parts start
 // together with the NATS cluster, and several may declare the same stream
 // at once; both make the first calls fail for a moment.
-func retry(ctx context.Context, logger *slog.Logger, what string, fn func(context.Context) error) error {
+func Retry(ctx context.Context, logger *slog.Logger, what string, fn func(context.Context) error) error {
 	ctx, cancel := context.WithTimeout(ctx, ensureTimeout)
 	defer cancel()
 	wait := 100 * time.Millisecond
@@ -359,31 +242,6 @@ func (a slogAdapter) Errorf(format string, v ...any)  { a.l.Error(fmt.Sprintf(fo
 func (a slogAdapter) Debugf(format string, v ...any)  { a.l.Debug(fmt.Sprintf(format, v...)) }
 func (a slogAdapter) Tracef(format string, v ...any)  {}
 
-// ReportStatus stores the status of a part in the nodes bucket now and
-// every StatusInterval until ctx ends, with the figures fn returns.
-func ReportStatus(ctx context.Context, js jetstream.JetStream, kind, id string, fn func() map[string]float64, logger *slog.Logger) {
-	kv, err := js.KeyValue(ctx, BucketNodes)
-	if err != nil {
-		logger.Warn("status not reported", "err", err)
-		return
-	}
-	st := event.NodeStatus{Kind: kind, ID: id, Started: time.Now().UnixMilli()}
-	t := time.NewTicker(StatusInterval)
-	defer t.Stop()
-	for {
-		st.Updated, st.Figures = time.Now().UnixMilli(), fn()
-		data, _ := json.Marshal(st)
-		if _, err := kv.Put(ctx, StatusKey(kind, id), data); err != nil && ctx.Err() == nil {
-			logger.Debug("status not reported", "err", err)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
-}
-
 // The JetStream API's error codes for a replication factor the servers
 // cannot give: more replicas than JetStream servers in the cluster, and
 // more than one on a server that is not in a cluster.
@@ -394,6 +252,26 @@ const (
 
 // Replicas chooses the replication factor of new streams and buckets.
 type Replicas func(context.Context) (int, error)
+
+// Once is r asked at most once: what it chose is the answer after that,
+// so streams and buckets created at one start have the same factor.
+func Once(r Replicas, logger *slog.Logger) Replicas {
+	var mu sync.Mutex
+	chosen := 0
+	return func(ctx context.Context) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if chosen == 0 {
+			n, err := r(ctx)
+			if err != nil {
+				return 0, err
+			}
+			chosen = max(n, 1)
+			logger.Info("replicas of new streams and buckets", "replicas", chosen)
+		}
+		return chosen, nil
+	}
+}
 
 // Fixed is n replicas.
 func Fixed(n int) Replicas {

@@ -16,7 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pulse-analytics/pulse/event"
-	"github.com/pulse-analytics/pulse/natsutil"
+	"github.com/pulse-analytics/pulse/store"
 )
 
 // Publisher stores messages in JetStream.
@@ -166,7 +166,7 @@ func (p *Poller) Source() Source { return p.cfg.Source }
 
 // Run follows the bucket and fetches demanded symbols until ctx ends.
 func (p *Poller) Run(ctx context.Context) error {
-	w, err := p.cfg.KV.Watch(ctx, natsutil.QuoteKeys)
+	w, err := p.cfg.KV.Watch(ctx, store.QuoteKeys)
 	if err != nil {
 		return fmt.Errorf("quotes poller: watch: %w", err)
 	}
@@ -181,7 +181,7 @@ func (p *Poller) Run(ctx context.Context) error {
 				p.log.Warn("ignoring a malformed quote entry", "key", e.Key(), "err", err)
 				continue
 			}
-			p.store(natsutil.SymbolOfQuoteKey(e.Key()), &en)
+			p.store(store.SymbolOfQuoteKey(e.Key()), &en)
 		}
 	}()
 
@@ -376,7 +376,7 @@ func (p *Poller) nextFresh(now time.Time, slot int64, latency time.Duration) tim
 // acquire takes the lease of sym for slot unless a node already has it.
 func (p *Poller) acquire(ctx context.Context, sym string, slot int64) (bool, error) {
 	data, _ := json.Marshal(lease{Slot: slot, Node: p.cfg.NodeID})
-	key := natsutil.LeaseKey(sym)
+	key := store.LeaseKey(sym)
 	e, err := p.cfg.KV.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		_, err = p.cfg.KV.Create(ctx, key, data)
@@ -412,7 +412,7 @@ func (p *Poller) reserveBudget(ctx context.Context) (time.Time, bool, error) {
 	if p.cfg.BudgetPerMinute == 0 && p.cfg.BudgetPerDay == 0 {
 		return time.Time{}, true, nil
 	}
-	key := natsutil.BudgetKey(p.cfg.Source.Name())
+	key := store.BudgetKey(p.cfg.Source.Name())
 	for range 20 {
 		now := p.cfg.Now().UTC()
 		minute, day := now.Unix()/60, now.Unix()/86400
@@ -459,7 +459,7 @@ func (p *Poller) reserveBudget(ctx context.Context) (time.Time, bool, error) {
 
 func (p *Poller) put(ctx context.Context, sym string, e *Entry) {
 	data, _ := json.Marshal(e)
-	if _, err := p.cfg.KV.Put(ctx, natsutil.QuoteKey(sym), data); err != nil {
+	if _, err := p.cfg.KV.Put(ctx, store.QuoteKey(sym), data); err != nil {
 		p.log.Warn("quote not stored", "symbol", sym, "err", err)
 	}
 	p.store(sym, e)

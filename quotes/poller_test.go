@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pulse-analytics/pulse/natsutil"
 	"github.com/pulse-analytics/pulse/natsutil/natstest"
 	"github.com/pulse-analytics/pulse/quotes"
 )
@@ -59,11 +58,7 @@ type node struct {
 
 func startPoller(t *testing.T, ns *natstest.Server, src quotes.Source, id string, edit func(*quotes.PollerConfig)) *node {
 	t.Helper()
-	kv, err := ns.JS.KeyValue(context.Background(), natsutil.BucketQuotes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := quotes.PollerConfig{Source: src, KV: kv, Publisher: ns.JS, NodeID: id, Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelError}))}
+	cfg := quotes.PollerConfig{Source: src, KV: ns.Stores.Quotes, Publisher: ns.JS, NodeID: id, Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelError}))}
 	if edit != nil {
 		edit(&cfg)
 	}

@@ -22,7 +22,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pulse-analytics/pulse/event"
-	"github.com/pulse-analytics/pulse/natsutil"
 )
 
 // The cluster tests run the real topology on loopback: three nats-server
@@ -211,7 +210,7 @@ func startCluster(t *testing.T) *cluster {
 	}
 	// No -replicas was given: the parts chose 3, one per server, so that
 	// losing the server holding a stream loses nothing.
-	for _, name := range []string{event.StreamActivity, "KV_" + natsutil.BucketState} {
+	for _, name := range []string{event.StreamActivity, "KV_pulse_state"} {
 		st, err := js.Stream(context.Background(), name)
 		if err != nil {
 			t.Fatal(err)

@@ -41,6 +41,7 @@ import (
 	"github.com/pulse-analytics/pulse/natsutil"
 	"github.com/pulse-analytics/pulse/obs"
 	"github.com/pulse-analytics/pulse/quotes"
+	"github.com/pulse-analytics/pulse/store"
 )
 
 func main() {
@@ -163,7 +164,7 @@ type Main struct {
 	ns         *server.Server
 	nc         *nats.Conn
 	ingest     *ingest.Server
-	sites      *natsutil.SiteRegistry
+	sites      *store.SiteRegistry
 	dash       *dashboard.Server
 	aggStop    context.CancelFunc
 	quotesStop context.CancelFunc
@@ -346,10 +347,18 @@ func (m *Main) Run(ctx context.Context) error {
 	if c.Replicas <= 0 {
 		replicas = natsutil.Auto(nc, js)
 	}
+	replicas = natsutil.Once(replicas, log)
 	if err := natsutil.Ensure(ctx, js, replicas, log); err != nil {
 		return err
 	}
-	if err := m.seedSites(ctx, js); err != nil {
+	if err := store.Ensure(ctx, js, replicas, log); err != nil {
+		return err
+	}
+	stores, err := store.Open(ctx, js)
+	if err != nil {
+		return err
+	}
+	if err := m.seedSites(ctx, stores.Sites); err != nil {
 		return err
 	}
 	if c.DebugAddr != "" {
@@ -366,7 +375,7 @@ func (m *Main) Run(ctx context.Context) error {
 	statusCtx, statusStop := context.WithCancel(context.Background())
 	m.statusStop = statusStop
 	report := func(kind, id string, fn func() map[string]float64) {
-		m.statusDone.Go(func() { natsutil.ReportStatus(statusCtx, js, kind, id, fn, log) })
+		m.statusDone.Go(func() { stores.Nodes.Report(statusCtx, kind, id, fn, log) })
 	}
 
 	// What every part of this process needs to be ready: the metrics
@@ -379,7 +388,7 @@ func (m *Main) Run(ctx context.Context) error {
 			return fmt.Errorf("aggregator slice %q: want i/n, like 0/2: %w", c.AggregatorSlice, err)
 		}
 		agg, err := aggregator.New(aggregator.Config{
-			JetStream: js, Notifier: nc, Slice: slice, Slices: slices, SnapshotEvery: c.SnapshotEvery, LiveEvery: c.LiveEvery, Logger: log, Registerer: reg,
+			JetStream: js, Notifier: nc, Snapshots: stores.Snapshots, Views: stores.Views, Nodes: stores.Nodes, Slice: slice, Slices: slices, SnapshotEvery: c.SnapshotEvery, LiveEvery: c.LiveEvery, Logger: log, Registerer: reg,
 		})
 		if err != nil {
 			return err
@@ -406,11 +415,11 @@ func (m *Main) Run(ctx context.Context) error {
 		readies = append(readies, agg.Ready)
 	}
 	if all || c.Mode == ModeIngest {
-		if m.sites, err = natsutil.WatchSites(ctx, js, log); err != nil {
+		if m.sites, err = stores.Sites.Watch(ctx, log); err != nil {
 			return err
 		}
 		nodeID := randomNodeID()
-		poller, err := m.startQuotes(ctx, js, nodeID, reg)
+		poller, err := m.startQuotes(js, stores.Quotes, nodeID, reg)
 		if err != nil {
 			return err
 		}
@@ -444,7 +453,8 @@ func (m *Main) Run(ctx context.Context) error {
 			trackerURL = m.IngestURL
 		}
 		d, err := dashboard.New(dashboard.Config{
-			JetStream: js, Subscriber: nc, AdminPassword: c.AdminPassword, ResetAdminPassword: c.ResetAdminPassword, APIToken: c.APIToken, TrackerURL: trackerURL, ClientAddrs: clients,
+			JetStream: js, Subscriber: nc,
+			Accounts: stores.Accounts, Sessions: stores.Sessions, Sites: stores.Sites, Views: stores.Views, Nodes: stores.Nodes, AdminPassword: c.AdminPassword, ResetAdminPassword: c.ResetAdminPassword, APIToken: c.APIToken, TrackerURL: trackerURL, ClientAddrs: clients,
 			Ready: natsReady, Logger: log, Registerer: reg,
 		})
 		if err != nil {
@@ -528,14 +538,10 @@ func (m *Main) quoteSource() (quotes.Source, error) {
 
 // startQuotes starts the quote poller of an ingest node; nil when quotes
 // are off.
-func (m *Main) startQuotes(ctx context.Context, js jetstream.JetStream, nodeID string, reg prometheus.Registerer) (*quotes.Poller, error) {
+func (m *Main) startQuotes(js jetstream.JetStream, kv quotes.KV, nodeID string, reg prometheus.Registerer) (*quotes.Poller, error) {
 	src, err := m.quoteSource()
 	if err != nil || src == nil {
 		return nil, err
-	}
-	kv, err := js.KeyValue(ctx, natsutil.BucketQuotes)
-	if err != nil {
-		return nil, fmt.Errorf("quotes bucket: %w", err)
 	}
 	market, _ := quotes.ParseMarket(m.Config.MarketHours)
 	p, err := quotes.NewPoller(quotes.PollerConfig{
@@ -573,19 +579,19 @@ func randomNodeID() string {
 
 // seedSites registers the built-in demo site unless it exists, then the
 // sites of the sites file, which overwrite what the registry holds.
-func (m *Main) seedSites(ctx context.Context, js jetstream.JetStream) error {
-	demo := event.Site{Key: event.DefaultSite, Name: "Demo page", Origins: []string{}}
-	if err := natsutil.SeedSites(ctx, js, []event.Site{demo}, false); err != nil {
+func (m *Main) seedSites(ctx context.Context, sites *store.Sites) error {
+	demo := store.Site{Key: event.DefaultSite, Name: "Demo page", Origins: []string{}}
+	if err := sites.Seed(ctx, []store.Site{demo}, false); err != nil {
 		return err
 	}
 	if m.Config.SitesFile == "" {
 		return nil
 	}
-	sites, err := natsutil.LoadSitesFile(m.Config.SitesFile)
+	declared, err := store.LoadSitesFile(m.Config.SitesFile)
 	if err != nil {
 		return err
 	}
-	return natsutil.SeedSites(ctx, js, sites, true)
+	return sites.Seed(ctx, declared, true)
 }
 
 // debugHandler serves the pprof profiles.

@@ -12,21 +12,23 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pulse-analytics/pulse/natsutil"
+	"github.com/pulse-analytics/pulse/store"
 )
 
 // Server is a running test server with a connection and the Pulse streams
 // and buckets in place.
 type Server struct {
-	NS *server.Server
-	NC *nats.Conn
-	JS jetstream.JetStream
+	NS     *server.Server
+	NC     *nats.Conn
+	JS     jetstream.JetStream
+	Stores *store.Stores
 }
 
 // URL is the client URL of the server.
 func (s *Server) URL() string { return s.NS.ClientURL() }
 
 // Run starts a NATS server listening on a random loopback port, with its
-// store in a temporary directory, connects to it and calls natsutil.Ensure.
+// store in a temporary directory, connects to it, declares the streams and buckets, and opens the stores.
 // Everything is stopped when t ends.
 func Run(t testing.TB) *Server {
 	t.Helper()
@@ -47,8 +49,16 @@ func Run(t testing.TB) *Server {
 	if err != nil {
 		t.Fatalf("jetstream: %v", err)
 	}
-	if err := natsutil.Ensure(context.Background(), js, natsutil.Fixed(1), slog.New(slog.DiscardHandler)); err != nil {
-		t.Fatalf("ensure: %v", err)
+	ctx, log := context.Background(), slog.New(slog.DiscardHandler)
+	if err := natsutil.Ensure(ctx, js, natsutil.Fixed(1), log); err != nil {
+		t.Fatalf("ensure streams: %v", err)
 	}
-	return &Server{NS: ns, NC: nc, JS: js}
+	if err := store.Ensure(ctx, js, natsutil.Fixed(1), log); err != nil {
+		t.Fatalf("ensure buckets: %v", err)
+	}
+	stores, err := store.Open(ctx, js)
+	if err != nil {
+		t.Fatalf("open stores: %v", err)
+	}
+	return &Server{NS: ns, NC: nc, JS: js, Stores: stores}
 }

@@ -1,4 +1,4 @@
-package natsutil_test
+package store_test
 
 import (
 	"context"
@@ -9,9 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pulse-analytics/pulse/event"
-	"github.com/pulse-analytics/pulse/natsutil"
 	"github.com/pulse-analytics/pulse/natsutil/natstest"
+	"github.com/pulse-analytics/pulse/store"
 )
 
 func TestSiteRegistry(t *testing.T) {
@@ -20,21 +19,21 @@ func TestSiteRegistry(t *testing.T) {
 	log := slog.New(slog.DiscardHandler)
 
 	// The built-in default fills a gap only; a sites file overwrites.
-	demo := event.Site{Key: "demo", Name: "Demo page"}
-	if err := natsutil.SeedSites(ctx, ns.JS, []event.Site{demo}, false); err != nil {
+	demo := store.Site{Key: "demo", Name: "Demo page"}
+	if err := ns.Stores.Sites.Seed(ctx, []store.Site{demo}, false); err != nil {
 		t.Fatal(err)
 	}
-	sites, err := natsutil.LoadSitesFile(filepath.Join("testdata", "sites.json"))
+	sites, err := store.LoadSitesFile(filepath.Join("testdata", "sites.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := natsutil.SeedSites(ctx, ns.JS, sites, true); err != nil {
+	if err := ns.Stores.Sites.Seed(ctx, sites, true); err != nil {
 		t.Fatal(err)
 	}
-	if err := natsutil.SeedSites(ctx, ns.JS, []event.Site{demo}, false); err != nil {
+	if err := ns.Stores.Sites.Seed(ctx, []store.Site{demo}, false); err != nil {
 		t.Fatal(err)
 	}
-	reg, err := natsutil.WatchSites(ctx, ns.JS, log)
+	reg, err := ns.Stores.Sites.Watch(ctx, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,8 +47,7 @@ func TestSiteRegistry(t *testing.T) {
 	}
 
 	// An edit reaches the registry without a restart.
-	kv, _ := ns.JS.KeyValue(ctx, natsutil.BucketSites)
-	if err := natsutil.PutSite(ctx, kv, event.Site{Key: "blog", Origins: []string{"https://blog.example"}}); err != nil {
+	if err := ns.Stores.Sites.Put(ctx, store.Site{Key: "blog", Origins: []string{"https://blog.example"}}); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(5 * time.Second)
@@ -62,7 +60,7 @@ func TestSiteRegistry(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if err := kv.Delete(ctx, "blog"); err != nil {
+	if err := ns.Stores.Sites.Delete(ctx, "blog"); err != nil {
 		t.Fatal(err)
 	}
 	for {
@@ -85,7 +83,7 @@ func TestLoadSitesFileErrors(t *testing.T) {
 	} {
 		p := filepath.Join(dir, name+".json")
 		_ = os.WriteFile(p, []byte(tt.body), 0o644)
-		if _, err := natsutil.LoadSitesFile(p); err == nil || !strings.Contains(err.Error(), tt.want) {
+		if _, err := store.LoadSitesFile(p); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s: err %v, want %q", name, err, tt.want)
 		}
 	}
