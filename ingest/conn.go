@@ -1,7 +1,6 @@
 package ingest
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -390,48 +389,20 @@ func (c *conn) endLocked(leaveReason string, closeFrame []byte) {
 
 // handle handles a text message; c.mu is held.
 func (c *conn) handle(data []byte) error {
-	// Most frames are plain: try the fast paths before asking
-	// encoding/json for the frame's type.
-	if id, fx, fy, ok := fastClassic(data); ok {
-		visitor, x, y, err := classicValues(sameString(id, c.visitor), fx, fy)
-		if err != nil {
-			return err
-		}
-		return c.classic(visitor, x, y)
-	}
-	if c.protocol && bytes.Contains(data, []byte(`"type":"batch"`)) {
-		f := c.s.batchFrames.Get().(*batchFrame)
+	var f *batchFrame // only batches need one: a classic client never says hello
+	if c.protocol {
+		f = c.s.batchFrames.Get().(*batchFrame)
 		defer c.s.batchFrames.Put(f)
-		f.limit = c.s.cfg.MaxBatchEvents
-		if fastBatch(data, f) && f.Type == "batch" || f.overLimit {
-			now := c.lastRead.Load() / int64(time.Millisecond)
-			seq, events, err := checkBatch(f, now, c.s.cfg.MaxBatchEvents)
-			if err != nil {
-				return err
-			}
-			return c.storeBatch(now, seq, events)
-		}
 	}
-	var ft frameType
-	if err := json.Unmarshal(data, &ft); err != nil {
-		return frameErr("not a JSON object: %v", err)
-	}
+	now := c.lastRead.Load() / int64(time.Millisecond)
+	d, err := decodeFrame(data, c.protocol, c.visitor, f, now, c.s.cfg.MaxBatchEvents)
 	switch {
-	case ft.Type == "":
-		visitor, x, y, err := decodeClassic(data, c.visitor)
-		if err != nil {
-			return err
-		}
-		return c.classic(visitor, x, y)
-	case ft.Type == "batch" && c.protocol:
-		now := c.lastRead.Load() / int64(time.Millisecond)
-		seq, events, err := decodeBatch(data, &batchFrame{}, now, c.s.cfg.MaxBatchEvents)
-		if err != nil {
-			return err
-		}
-		return c.storeBatch(now, seq, events)
+	case err != nil:
+		return err
+	case d.batch:
+		return c.storeBatch(now, d.seq, d.events)
 	default:
-		return frameErr("unexpected frame type %q", ft.Type)
+		return c.classic(d.visitor, d.x, d.y)
 	}
 }
 

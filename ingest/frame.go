@@ -44,21 +44,67 @@ type classicFrame struct {
 	Y  *float64 `json:"y"`
 }
 
-// decodeClassic decodes a classic frame into a move event of visitor id;
-// prev is the connection's last visitor, reused rather than allocated again
-// when the frame names the same.
-func decodeClassic(data []byte, prev string) (visitor string, x, y int32, err error) {
+// decoded is a text frame as decodeFrame read it: a classic move of
+// visitor to x, y, or (batch set) a tracker batch.
+type decoded struct {
+	batch   bool
+	visitor string
+	x, y    int32
+	seq     uint64
+	events  []event.Event
+}
+
+// decodeFrame decodes a text frame: a classic move, or, on a connection
+// that said hello (protocol), a tracker batch. It is the one place that
+// chooses between the fast decoders (fastjson.go) and encoding/json: most
+// frames are plain and take the fast path; encoding/json reads what the
+// fast decoders do not take, to the same result. prev is the connection's
+// last visitor, reused rather than allocated again when the frame names
+// the same. A batch's events are stamped relative to receivedMs and
+// decoded into f's scratch: they are f's until f decodes the next frame.
+// f is used only with protocol set. maxEvents bounds the events in one
+// batch.
+func decodeFrame(data []byte, protocol bool, prev string, f *batchFrame, receivedMs int64, maxEvents int) (decoded, error) {
 	if id, fx, fy, ok := fastClassic(data); ok {
-		return classicValues(sameString(id, prev), fx, fy)
+		return classicMove(classicValues(sameString(id, prev), fx, fy))
 	}
-	var f classicFrame
-	if err := json.Unmarshal(data, &f); err != nil {
-		return "", 0, 0, frameErr("not a JSON object: %v", err)
+	if protocol && bytes.Contains(data, []byte(`"type":"batch"`)) {
+		f.limit = maxEvents
+		if fastBatch(data, f) && f.Type == "batch" || f.overLimit {
+			return trackerBatch(checkBatch(f, receivedMs, maxEvents))
+		}
 	}
-	if f.ID == nil || f.X == nil || f.Y == nil {
-		return "", 0, 0, frameErr(`want {"id":string,"x":number,"y":number}`)
+	var ft frameType
+	if err := json.Unmarshal(data, &ft); err != nil {
+		return decoded{}, frameErr("not a JSON object: %v", err)
 	}
-	return classicValues(*f.ID, *f.X, *f.Y)
+	switch {
+	case ft.Type == "":
+		var cf classicFrame
+		if err := json.Unmarshal(data, &cf); err != nil {
+			return decoded{}, frameErr("not a JSON object: %v", err)
+		}
+		if cf.ID == nil || cf.X == nil || cf.Y == nil {
+			return decoded{}, frameErr(`want {"id":string,"x":number,"y":number}`)
+		}
+		return classicMove(classicValues(*cf.ID, *cf.X, *cf.Y))
+	case ft.Type == "batch" && protocol:
+		f.limit = maxEvents
+		if err := slowBatch(data, f); err != nil {
+			return decoded{}, err
+		}
+		return trackerBatch(checkBatch(f, receivedMs, maxEvents))
+	default:
+		return decoded{}, frameErr("unexpected frame type %q", ft.Type)
+	}
+}
+
+func classicMove(visitor string, x, y int32, err error) (decoded, error) {
+	return decoded{visitor: visitor, x: x, y: y}, err
+}
+
+func trackerBatch(seq uint64, events []event.Event, err error) (decoded, error) {
+	return decoded{batch: true, seq: seq, events: events}, err
 }
 
 // classicValues checks a classic frame's values.
@@ -144,18 +190,6 @@ type trackerEvent struct {
 // frames have none.
 type frameType struct {
 	Type string `json:"type"`
-}
-
-// decodeBatch decodes a tracker batch, stamping event times relative to
-// receivedMs. maxEvents bounds the events in one batch.
-func decodeBatch(data []byte, f *batchFrame, receivedMs int64, maxEvents int) (seq uint64, events []event.Event, err error) {
-	f.limit = maxEvents
-	if !fastBatch(data, f) && !f.overLimit {
-		if err := slowBatch(data, f); err != nil {
-			return 0, nil, err
-		}
-	}
-	return checkBatch(f, receivedMs, maxEvents)
 }
 
 // slowBatch decodes a batch with encoding/json, reading no more than

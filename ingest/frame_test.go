@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -82,8 +83,8 @@ func TestDecodeBatch(t *testing.T) {
 		{name: "negative age", frame: `{"type":"batch","seq":1,"events":[{"k":"move","a":-1}]}`, wantErr: "age out of range"},
 		{name: "ancient age", frame: `{"type":"batch","seq":1,"events":[{"k":"move","a":1e12}]}`, wantErr: "age out of range"},
 		{name: "huge viewport", frame: `{"type":"batch","seq":1,"events":[{"k":"move","vw":1e9}]}`, wantErr: "vw out of range"},
-		{name: "wrong type", frame: `{"type":"hello","seq":1}`, wantErr: `unknown frame type "hello"`},
-		{name: "truncated", frame: `{"type":"batch","seq":1,"events":[`, wantErr: "not a batch"},
+		{name: "wrong type", frame: `{"type":"hello","seq":1}`, wantErr: `unexpected frame type "hello"`},
+		{name: "truncated", frame: `{"type":"batch","seq":1,"events":[`, wantErr: "not a JSON object"},
 	}
 	// One scratch frame for all, as the node reuses them: nothing of a
 	// frame may leak into the next.
@@ -159,4 +160,23 @@ func FuzzDecodeBatch(f *testing.F) {
 			}
 		}
 	})
+}
+
+// decodeClassic and decodeBatch read a frame the way a connection does,
+// through decodeFrame: as a classic client's, and as a tracker's that said
+// hello. So the tables and the fuzzers cover the path production takes.
+func decodeClassic(data []byte, prev string) (visitor string, x, y int32, err error) {
+	d, err := decodeFrame(data, false, prev, nil, 0, 1)
+	if err == nil && d.batch {
+		return "", 0, 0, fmt.Errorf("a batch from a connection without hello")
+	}
+	return d.visitor, d.x, d.y, err
+}
+
+func decodeBatch(data []byte, f *batchFrame, receivedMs int64, maxEvents int) (seq uint64, events []event.Event, err error) {
+	d, err := decodeFrame(data, true, "", f, receivedMs, maxEvents)
+	if err == nil && !d.batch {
+		return 0, nil, frameErr("a classic move, not a batch")
+	}
+	return d.seq, d.events, err
 }
