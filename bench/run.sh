@@ -15,6 +15,10 @@
 #             frames, path floods and SSE floods run (Pulse only)
 #   live      event to screen at 50,000 events/s with 100 dashboards, with
 #             and without the live panels (Pulse only)
+#   floor     1,000 classic connections x 20 events/s: the bare receive
+#             floor (bench/floor, nbio: callbacks on the poller, and on
+#             nbio's default pool), Pulse all-in-one and Node, same
+#             loadgen, alternating
 # RUNS (default 3) repeats each measured run; OUT (default bench/results)
 # is where the reports go. Needs node, npm and go.
 set -euo pipefail
@@ -27,6 +31,7 @@ mkdir -p "$out"
 out=$(cd "$out" && pwd) # the peers' bench.sh writes there from its own directory
 
 go build -o bench/pulse ./cmd/pulse
+(cd bench/floor && go build -o floor .)
 (cd "$peers/loadgen" && go build -o loadgen .)
 [ -d "$peers/node-watcher/node_modules" ] || (cd "$peers/node-watcher" && npm ci --silent)
 
@@ -38,6 +43,10 @@ run_node() { RESULTS="$out" "$peers/bench.sh" "node-$1" -q "${@:2}" >/dev/null 2
 # run_pulse LABEL FLAGS...: one run of Pulse all-in-one with the peers' loadgen.
 run_pulse() {
   RESULTS="$out" PEER_CMD="$root/bench/pulse-peer.sh" "$peers/bench.sh" "pulse-$1" -q "${@:2}" >/dev/null 2>&1 || true
+}
+# run_floor LABEL FLAGS...: one run of the bare receive floor with the peers' loadgen.
+run_floor() {
+  RESULTS="$out" PEER_CMD="$root/bench/floor-peer.sh" PEER_PORTS="8081 2113" "$peers/bench.sh" "floor-$1" -q "${@:2}" >/dev/null 2>&1 || true
 }
 # pulse_own LABEL ENV... -- FLAGS...: a fresh Pulse all-in-one and one run
 # of pulse loadgen against it.
@@ -62,6 +71,20 @@ paced() {
     pulse_own "own-batched-20k-$i" -- -trackers 1000 -rate 20 -duration 20s -ramp 1s -sources 2 -batched
     # The same classic run reading with epoll instead of io_uring.
     pulse_own "own-classic-20k-epoll-$i" PULSE_INGEST_POLLER=epoll -- -trackers 1000 -rate 20 -duration 20s -ramp 1s -sources 2
+  done
+}
+
+# floor: the same classic load on the bare receive floor, on Pulse's whole
+# path (decode, JetStream, aggregate) and on the Node design, one after the
+# other in each round, so the ratios come from one run.
+floor() {
+  # Four source addresses: Pulse allows one address 500 connects at once.
+  local load=(-url ws://127.0.0.1:8081 -subprotocol json -c 1000 -src-ips 4 -ramp 2000 -rate 20 -d 20s -drain 30s)
+  for i in $(seq "$runs"); do
+    run_floor "classic-$i" "${load[@]}" -metrics http://127.0.0.1:2113/metrics -counter floor_frames_total
+    FLOOR_FLAGS=-pool run_floor "pool-classic-$i" "${load[@]}" -metrics http://127.0.0.1:2113/metrics -counter floor_frames_total
+    run_pulse "floor-classic-$i" "${load[@]}" "${METRICS[@]}"
+    run_node "floor-classic-$i" "${load[@]}" -sse $SSE
   done
 }
 
@@ -135,7 +158,7 @@ hostile() {
   done
 }
 
-for s in "${@:-paced sweep idle overload fanout quotes hostile live}"; do
+for s in "${@:-paced sweep idle overload fanout quotes hostile live floor}"; do
   for one in $s; do
     echo "== $one ($(date -u +%T))"
     "$one"
