@@ -50,7 +50,7 @@ type batcher struct {
 	pending map[string]*siteBatches
 	n       int // events pending
 	// acks are connections' deferred acks, sent after a flush once due
-	// (see conn.ackSoonLocked), so that they leave together.
+	// (see protocol.ackSoon), so that they leave together.
 	acks []dueAck
 	// asleep: nothing was pending at run's last round, and its timer is
 	// not set; what is added next wakes it. An idle node does not wake

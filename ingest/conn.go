@@ -28,24 +28,25 @@ const writeWait = 5 * time.Second
 // holds a bounded amount of memory.
 const maxQueued = 8
 
-// conn is one tracker connection. Nothing runs for it while it is idle:
-// the node's poller calls Data when bytes arrive, and work that blocks
-// (storing a batch, writing a frame, publishing presence) goes to a queue
-// that one of the node's workers drains while it has something (do).
-// gorilla only does the handshake; wsframe reads and writes the frames.
-// The order its lock is taken in with the others is in locksordering.txt.
+// conn is one tracker connection: the shell around its protocol state
+// (protocol.go), which decides; conn does the I/O. Nothing runs for it
+// while it is idle: the node's poller calls Data when bytes arrive, and
+// work that blocks (storing a batch, writing a frame, publishing presence)
+// goes to a queue that one of the node's workers drains while it has
+// something (do). gorilla only does the handshake; wsframe reads and
+// writes the frames. The order its lock is taken in with the others is in
+// locksordering.txt.
 type conn struct {
 	s *Server
 	// nc is the connection until start hands it to the poller, reg
 	// after (nc is dropped then: an idle connection should hold no more
 	// than it needs). Only the queue's tasks write.
-	nc       net.Conn
-	ip       string
-	id       string // unique per connection, names presence messages
-	site     string
-	session  string
-	protocol bool // false: classic single-event frames only
-	frames   *wsframe.Reader
+	nc      net.Conn
+	ip      string
+	id      string // unique per connection, names presence messages
+	site    string
+	session string
+	frames  *wsframe.Reader
 
 	// lastRead is when bytes last arrived (Unix ns), stored by Data: the
 	// time of every frame it hands on, read once. The sweeper pings and
@@ -61,24 +62,9 @@ type conn struct {
 	// wherever a connection is closed from.
 	mu      sync.Mutex
 	reg     *netpoll.Registration
-	visitor string // set on join
-	joined  bool
-	ended   bool
+	proto   protocol
 	queue   []func()
 	working bool
-	paused  bool
-
-	// unacked counts batches the batcher is storing; lastAck is the
-	// highest batch seq stored.
-	unacked int
-	lastAck uint64
-	// ackedAt is when the last ack was sent (Unix ns); ackDue says the
-	// batcher is to send the next (see ackSoonLocked).
-	ackedAt int64
-	ackDue  bool
-	budget  budget
-	// controls is the budget of pings and pongs from the tracker.
-	controls budget
 
 	// pending is what the reader holds of unfinished frames, counted in
 	// the node's Server.pending; frameDone says a message or control
@@ -91,18 +77,13 @@ type conn struct {
 	pongQueued bool
 }
 
-// controlsPerSecond is the rate of pings and pongs a tracker may send,
-// with a burst of ten times that: browsers send none, and other clients
-// a ping every few seconds at most.
-const controlsPerSecond = 10
-
 // newConn makes a connection; visitor is the tracker's visitor id, unused
 // for classic clients, which name theirs in every frame.
-func newConn(s *Server, nc net.Conn, ip, site, session, visitor string, protocol bool) *conn {
-	perSecond := s.cfg.MaxConnEventsPerSecond
+func newConn(s *Server, nc net.Conn, ip, site, session, visitor string, batches bool) *conn {
+	limits := protocolLimits{EventsPerSecond: s.cfg.MaxConnEventsPerSecond, AckInterval: s.cfg.AckInterval, MaxQueued: maxQueued}
 	c := &conn{
-		s: s, nc: nc, ip: ip, id: newID(), site: site, session: session, visitor: visitor, protocol: protocol,
-		budget: newBudget(perSecond, 10*perSecond), controls: newBudget(controlsPerSecond, 10*controlsPerSecond),
+		s: s, nc: nc, ip: ip, id: newID(), site: site, session: session,
+		proto:  newProtocol(limits, batches, visitor),
 		frames: wsframe.NewReader(int(s.cfg.ReadLimit)),
 	}
 	c.lastRead.Store(time.Now().UnixNano())
@@ -117,7 +98,7 @@ func newConn(s *Server, nc net.Conn, ip, site, session, visitor string, protocol
 func (c *conn) start() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.protocol {
+	if c.proto.batches {
 		hello, err := json.Marshal(helloMsg{Type: "hello", Session: c.session, rates: c.s.rates()})
 		if err != nil {
 			return fmt.Errorf("hello: %w", err)
@@ -131,9 +112,7 @@ func (c *conn) start() error {
 		return err
 	}
 	c.reg, c.nc = reg, nil
-	if c.protocol {
-		c.joinLocked(c.visitor)
-	}
+	c.act(c.proto.opened())
 	return nil
 }
 
@@ -143,7 +122,7 @@ func (c *conn) Data(b []byte) {
 	c.lastRead.Store(now)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.ended {
+	if c.proto.ended {
 		return
 	}
 	c.frameDone = false
@@ -192,9 +171,6 @@ func (c *conn) Closed(error) {
 	c.endLocked("error", nil)
 }
 
-// errBinary marks a binary message: trackers send text.
-var errBinary = errors.New("text frames only")
-
 // errClosing stops reading after the tracker's close frame.
 var errClosing = errors.New("closing")
 
@@ -207,9 +183,8 @@ func (c *conn) message(op wsframe.Opcode, payload []byte) error {
 	case wsframe.Binary:
 		return errBinary
 	case wsframe.Ping, wsframe.Pong:
-		// A flood of them ends the connection like a flood of events.
-		if !c.controls.allow(c.lastRead.Load(), 1) {
-			return fmt.Errorf("%w: more than %d control frames a second", errRateLimit, controlsPerSecond)
+		if err := c.proto.control(c.lastRead.Load()); err != nil {
+			return err
 		}
 		if op == wsframe.Ping {
 			c.pongLocked(payload)
@@ -217,16 +192,7 @@ func (c *conn) message(op wsframe.Opcode, payload []byte) error {
 	case wsframe.Close:
 		// The reader let through only a valid close frame.
 		code, _, _ := wsframe.ParseClose(payload)
-		reason := "closed"
-		switch code {
-		case websocket.CloseNormalClosure, websocket.CloseGoingAway, wsframe.NoStatus:
-		default:
-			reason = "error"
-		}
-		echo := websocket.FormatCloseMessage(websocket.CloseNormalClosure, "")
-		if code != wsframe.NoStatus {
-			echo = websocket.FormatCloseMessage(code, "")
-		}
+		echo, reason := closeReply(code)
 		c.endLocked(reason, echo)
 		return errClosing
 	}
@@ -252,38 +218,40 @@ func (c *conn) pongLocked(payload []byte) {
 	})
 }
 
-// fail closes the connection for err, the first error of its frames;
-// c.mu is held.
+// fail closes the connection for err, the first error of its frames or
+// batches (see closeFor); c.mu is held.
 func (c *conn) fail(err error) {
-	var code int
-	var label string
-	switch {
-	case errors.Is(err, errClosing):
-		return
-	case errors.Is(err, wsframe.ErrTooLarge):
-		code, label = websocket.CloseMessageTooBig, "too_large"
-		err = fmt.Errorf("frames are limited to %d bytes", c.s.cfg.ReadLimit)
-	case errors.Is(err, wsframe.ErrProtocol):
-		code, label = websocket.CloseProtocolError, "protocol"
-	case errors.Is(err, wsframe.ErrInvalidUTF8):
-		code, label = websocket.CloseInvalidFramePayloadData, "invalid_utf8"
-	case errors.Is(err, errPendingBudget):
-		code, label = websocket.CloseTryAgainLater, "pending_bytes"
-	case errors.Is(err, errBinary):
-		code, label = websocket.CloseUnsupportedData, "binary"
-	case errors.Is(err, errFrame):
-		code, label = websocket.CloseInvalidFramePayloadData, "invalid_frame"
-	case errors.Is(err, errRateLimit):
-		code, label = websocket.ClosePolicyViolation, "rate_limit"
-	case errors.Is(err, errBufferFull):
-		code, label = websocket.CloseTryAgainLater, "buffer_full"
-	default:
-		c.s.log.Warn("tracker frame failed", "site", c.site, "err", err)
-		c.closeLocked(websocket.CloseTryAgainLater, "could not store events, reconnect and re-send", "error")
+	if errors.Is(err, errClosing) {
 		return
 	}
-	c.s.metrics.rejected.WithLabelValues(label).Inc()
-	c.closeLocked(code, err.Error(), "error")
+	cl, ok := closeFor(err, c.s.cfg.ReadLimit)
+	if !ok {
+		c.s.log.Warn("tracker frame failed", "site", c.site, "err", err)
+	}
+	if cl.label != "" {
+		c.s.metrics.rejected.WithLabelValues(cl.label).Inc()
+	}
+	c.closeLocked(cl.code, cl.reason, "error")
+}
+
+// act carries out what the protocol answered; c.mu is held.
+func (c *conn) act(a actions) {
+	if a.join {
+		visitor := c.proto.visitor
+		c.doLocked(func() { c.presence(event.Join, "", visitor) })
+	}
+	if a.ack {
+		c.ackLocked(a.ackSeq)
+	}
+	if a.ackAt != 0 {
+		c.s.batcher.ackAt(c, a.ackAt)
+	}
+	switch {
+	case a.pause:
+		c.reg.Pause()
+	case a.resume:
+		c.reg.Resume()
+	}
 }
 
 // do queues f to run after the connection's earlier tasks.
@@ -295,26 +263,10 @@ func (c *conn) do(f func()) {
 
 func (c *conn) doLocked(f func()) {
 	c.queue = append(c.queue, f)
-	c.pauseIfBusyLocked()
+	c.act(c.proto.reading(len(c.queue)))
 	if !c.working {
 		c.working = true
 		c.s.workers.schedule(c)
-	}
-}
-
-// pauseIfBusyLocked stops reading while maxQueued tasks or batches wait.
-func (c *conn) pauseIfBusyLocked() {
-	if len(c.queue)+c.unacked >= maxQueued && !c.paused && c.reg != nil {
-		c.paused = true
-		c.reg.Pause()
-	}
-}
-
-// resumeIfIdleLocked reads again once half of them are done.
-func (c *conn) resumeIfIdleLocked() {
-	if c.paused && len(c.queue)+c.unacked <= maxQueued/2 && !c.ended {
-		c.paused = false
-		c.reg.Resume()
 	}
 }
 
@@ -331,7 +283,7 @@ func (c *conn) work() {
 		f := c.queue[0]
 		c.queue[0] = nil
 		c.queue = c.queue[1:]
-		c.resumeIfIdleLocked()
+		c.act(c.proto.reading(len(c.queue)))
 		c.mu.Unlock()
 		f()
 	}
@@ -355,18 +307,15 @@ func (c *conn) closeLocked(code int, reason, leaveReason string) {
 // frame (if any), closing the socket, the leave, and forgetting it. Only
 // the first call counts.
 func (c *conn) endLocked(leaveReason string, closeFrame []byte) {
-	if c.ended {
+	a, first := c.proto.end(time.Now().UnixNano())
+	if !first {
 		return
 	}
-	c.ended = true // Data ignores what still arrives
+	// Data ignores what still arrives.
 	c.s.pending.Add(-int64(c.pending))
 	c.pending = 0
 	c.pendingSince.Store(0)
-	if c.ackDue {
-		// Before the close frame: the tracker need not re-send what
-		// is stored.
-		c.ackLocked()
-	}
+	c.act(a) // an ack due goes before the close frame
 	c.doLocked(func() {
 		written := closeFrame != nil && c.writeFrame(wsframe.Close, closeFrame) == nil
 		switch {
@@ -378,10 +327,10 @@ func (c *conn) endLocked(leaveReason string, closeFrame []byte) {
 			c.reg.Close()
 		}
 		c.mu.Lock()
-		joined := c.joined
+		joined, visitor := c.proto.joined, c.proto.visitor
 		c.mu.Unlock()
 		if joined {
-			c.leave(leaveReason)
+			c.presence(event.Leave, leaveReason, visitor)
 		}
 		c.s.unregister(c)
 	})
@@ -390,67 +339,58 @@ func (c *conn) endLocked(leaveReason string, closeFrame []byte) {
 // handle handles a text message; c.mu is held.
 func (c *conn) handle(data []byte) error {
 	var f *batchFrame // only batches need one: a classic client never says hello
-	if c.protocol {
+	if c.proto.batches {
 		f = c.s.batchFrames.Get().(*batchFrame)
 		defer c.s.batchFrames.Put(f)
 	}
-	now := c.lastRead.Load() / int64(time.Millisecond)
-	d, err := decodeFrame(data, c.protocol, c.visitor, f, now, c.s.cfg.MaxBatchEvents)
+	now := c.lastRead.Load()
+	d, err := decodeFrame(data, c.proto.batches, c.proto.visitor, f, now/int64(time.Millisecond), c.s.cfg.MaxBatchEvents)
 	switch {
 	case err != nil:
 		return err
 	case d.batch:
 		return c.storeBatch(now, d.seq, d.events)
 	default:
-		return c.classic(d.visitor, d.x, d.y)
+		c.classic(now, d.visitor, d.x, d.y)
+		return nil
 	}
 }
 
-// classic accepts a classic frame's move; c.mu is held.
-func (c *conn) classic(visitor string, x, y int32) error {
-	if !c.joined {
-		c.joinLocked(visitor)
-	}
-	now := c.lastRead.Load()
-	if !c.budget.allow(now, 1) {
-		// Classic clients cannot be told to slow down or re-send, so
-		// frames over the limit are dropped and counted.
+// classic accepts a classic frame's move, received at now (Unix ns);
+// c.mu is held.
+func (c *conn) classic(now int64, visitor string, x, y int32) {
+	a, accept := c.proto.classic(now, visitor)
+	c.act(a)
+	if !accept {
 		c.s.metrics.rejected.WithLabelValues("rate_limit").Inc()
-		return nil
+		return
 	}
 	c.s.accepted.Add(1)
 	ev := event.Event{Kind: event.KindMove, T: now / int64(time.Millisecond), X: x, Y: y, Visitor: visitor}
 	if !c.s.batcher.add(c.site, ev) {
 		c.s.metrics.dropped.WithLabelValues(c.site, "buffer_full").Inc()
 	}
-	return nil
 }
 
-// storeBatch has the batcher store a tracker batch received at now, and
-// acks it only once it is stored, so an acked batch is never lost. A
-// re-sent batch (same session and seq) is counted once by the aggregator.
-// c.mu is held.
+// storeBatch has the batcher store a tracker batch received at now (Unix
+// ns), and acks it only once it is stored, so an acked batch is never
+// lost. A re-sent batch (same session and seq) is counted once by the
+// aggregator. c.mu is held.
 func (c *conn) storeBatch(now int64, seq uint64, events []event.Event) error {
-	if !c.budget.allow(c.lastRead.Load(), len(events)) {
-		// The batch is not acked: the tracker keeps it and re-sends it
-		// after reconnecting, so closing loses nothing.
-		return fmt.Errorf("%w: more than %d events a second", errRateLimit, c.s.cfg.MaxConnEventsPerSecond)
-	}
-	if seq <= c.lastAck {
-		// Stored already: the tracker missed the ack.
-		c.ackSoonLocked()
-		return nil
+	a, store, err := c.proto.batch(now, seq, len(events))
+	c.act(a)
+	if !store {
+		return err
 	}
 	b := event.Batch{
-		Site: c.site, Session: c.session, Visitor: c.visitor, Seq: seq,
-		Node: c.s.cfg.NodeID, Received: now, Events: events,
+		Site: c.site, Session: c.session, Visitor: c.proto.visitor, Seq: seq,
+		Node: c.s.cfg.NodeID, Received: now / int64(time.Millisecond), Events: events,
 	}
 	if !c.s.batcher.addBatch(&b, c) {
 		return errBufferFull
 	}
 	c.s.accepted.Add(int64(len(events)))
-	c.unacked++
-	c.pauseIfBusyLocked()
+	c.act(c.proto.storing(len(c.queue)))
 	return nil
 }
 
@@ -458,71 +398,31 @@ func (c *conn) storeBatch(now int64, seq uint64, events []event.Event) error {
 func (c *conn) stored(seq uint64, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.unacked--
-	c.resumeIfIdleLocked()
+	a, err := c.proto.stored(time.Now().UnixNano(), seq, err, len(c.queue))
+	c.act(a)
 	if err != nil {
 		c.s.log.Warn("tracker batch not stored", "site", c.site, "err", err)
-		c.closeLocked(websocket.CloseTryAgainLater, "could not store events, reconnect and re-send", "error")
-		return
+		c.fail(err)
 	}
-	c.lastAck = max(c.lastAck, seq)
-	c.ackSoonLocked()
 }
 
-// ackSoonLocked acks lastAck now if no ack was sent within AckInterval,
-// or else has the batcher send the ack once that much time has passed,
-// with the acks of other connections (see Config.AckInterval); c.mu is
-// held.
-func (c *conn) ackSoonLocked() {
-	if c.ackDue || c.ended {
-		// The deferred ack will include it; or the close frame is on
-		// its way, and nothing may follow it (the tracker re-sends).
-		return
-	}
-	due := c.ackedAt + int64(c.s.cfg.AckInterval)
-	if time.Now().UnixNano() >= due {
-		c.ackLocked()
-		return
-	}
-	c.ackDue = true
-	c.s.batcher.ackAt(c, due)
-}
-
-// ackDeferred sends the ack that ackSoonLocked put off, unless it has been
-// sent already.
+// ackDeferred is called by the batcher when an ack the protocol deferred
+// (actions.ackAt) is due.
 func (c *conn) ackDeferred() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.ackDue && !c.ended {
-		c.ackLocked()
-	}
+	c.act(c.proto.ackTimer(time.Now().UnixNano()))
 }
 
-// ackLocked acks every batch up to lastAck and clears a deferred ack.
-// The batcher stores batches of many connections at once: with io_uring
-// their acks leave together in the poller's next round, without a worker;
-// otherwise the queue writes it. c.mu is held.
-func (c *conn) ackLocked() {
-	c.ackedAt = time.Now().UnixNano()
-	c.ackDue = false
-	payload, _ := json.Marshal(ackMsg{Type: "ack", Seq: c.lastAck})
-	if c.ended || c.reg == nil || !c.reg.Send(wsframe.AppendFrame(nil, wsframe.Text, payload)) {
+// ackLocked acks every batch up to seq. The batcher stores batches of
+// many connections at once: with io_uring their acks leave together in
+// the poller's next round, without a worker; otherwise the queue writes
+// it. c.mu is held.
+func (c *conn) ackLocked(seq uint64) {
+	payload, _ := json.Marshal(ackMsg{Type: "ack", Seq: seq})
+	if c.proto.ended || c.reg == nil || !c.reg.Send(wsframe.AppendFrame(nil, wsframe.Text, payload)) {
 		c.doLocked(func() { c.send(wsframe.Text, payload) })
 	}
-}
-
-// joinLocked queues the join of visitor; c.mu is held.
-func (c *conn) joinLocked(visitor string) {
-	c.visitor = visitor
-	c.joined = true
-	c.doLocked(func() { c.presence(event.Join, "", visitor) })
-}
-
-func (c *conn) leave(reason string) {
-	c.mu.Lock()
-	visitor := c.visitor
-	c.mu.Unlock()
-	c.presence(event.Leave, reason, visitor)
 }
 
 func (c *conn) presence(kind event.PresenceKind, reason, visitor string) {
@@ -559,15 +459,6 @@ func (c *conn) presence(kind event.PresenceKind, reason, visitor string) {
 
 // presenceTries bounds the attempts to publish a join or leave.
 const presenceTries = 10
-
-// errBufferFull refuses a tracker batch while the node has too many events
-// waiting to be stored; it is closed with 1013 (try again later) and
-// re-sends the batch.
-var errBufferFull = errors.New("too many events waiting to be stored, reconnect and re-send")
-
-// errRateLimit marks a connection over its event rate; it is closed with
-// 1008 (policy violation).
-var errRateLimit = errors.New("event rate limit exceeded")
 
 // lingerWait bounds how long a closing connection waits for the tracker to
 // close its side after the close frame (see netpoll.Registration.Linger).
@@ -614,23 +505,19 @@ func (c *conn) writeFrame(op wsframe.Opcode, payload []byte) error {
 }
 
 // sweep pings connections idle for PingInterval and ends those that sent
-// nothing, not even a pong, for PongWait.
+// nothing, not even a pong, for PongWait, or whose frame takes longer
+// than FrameWait (see sweepVerdict).
 func (c *conn) sweep(now int64) {
-	idle := time.Duration(now - c.lastRead.Load())
-	since := c.pendingSince.Load()
-	switch {
-	case since != 0 && time.Duration(now-since) > c.s.cfg.FrameWait:
-		// Bytes that trickle in keep the connection from being idle,
-		// but a frame must be whole in time.
+	switch sweepVerdict(c.s.cfg, now, c.lastRead.Load(), c.pendingSince.Load(), c.lastPing) {
+	case sweepFrameTimeout:
 		c.s.metrics.rejected.WithLabelValues("frame_timeout").Inc()
 		c.closeWith(websocket.ClosePolicyViolation, fmt.Sprintf("a frame must arrive within %s", c.s.cfg.FrameWait), "timeout")
-	case idle > c.s.cfg.PongWait:
-		// The tracker is gone or stuck: no close frame, no lingering.
+	case sweepTimeout:
 		c.s.metrics.rejected.WithLabelValues("timeout").Inc()
 		c.mu.Lock()
 		c.endLocked("timeout", nil)
 		c.mu.Unlock()
-	case idle >= c.s.cfg.PingInterval && time.Duration(now-c.lastPing) >= c.s.cfg.PingInterval:
+	case sweepPing:
 		c.lastPing = now
 		c.do(func() { c.send(wsframe.Ping, nil) })
 	}

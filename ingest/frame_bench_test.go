@@ -1,12 +1,16 @@
 package ingest
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pulse-analytics/pulse/natsutil/natstest"
 )
@@ -91,7 +95,7 @@ func BenchmarkConnClassic(b *testing.B) {
 	}
 	defer func() { _ = s.Shutdown(context.Background()) }()
 	c := newConn(s, nil, "127.0.0.1", "demo", "s1", "", false)
-	c.joined, c.visitor = true, "user123"
+	c.proto.joined, c.proto.visitor = true, "user123"
 	// A client's frame masked with a zero key, which unmasking leaves as
 	// it is, so the same bytes can be fed again.
 	frame := append([]byte{0x81, 0x80 | byte(len(classicFrameSample)), 0, 0, 0, 0}, classicFrameSample...)
@@ -99,7 +103,49 @@ func BenchmarkConnClassic(b *testing.B) {
 	for b.Loop() {
 		c.Data(frame)
 	}
-	if c.ended {
+	if c.proto.ended {
 		b.Fatal("the connection failed")
 	}
 }
+
+// BenchmarkConnBatch is BenchmarkConnClassic for tracker batches of 20
+// events, each with the next seq: the protocol's checks, the batcher
+// storing them in JetStream and the acks, written to a socket that
+// discards them.
+func BenchmarkConnBatch(b *testing.B) {
+	ns := natstest.Run(b)
+	s, err := New(Config{
+		Publisher: ns.JS, Logger: slog.New(slog.DiscardHandler), Sites: staticSites{"demo": {Key: "demo"}},
+		MaxConnEventsPerSecond: 1 << 30, MaxBuffered: 1 << 30,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = s.Shutdown(context.Background()) }()
+	c := newConn(s, discardConn{}, "127.0.0.1", "demo", "s1", "user123", true)
+	c.proto.joined = true
+	sample := batchFrameSample()
+	rest := sample[bytes.Index(sample, []byte(`,"events"`)):]
+	var frame []byte
+	seq := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		seq++
+		payload := append(strconv.AppendInt([]byte(`{"type":"batch","seq":`), int64(seq), 10), rest...)
+		// Masked with a zero key, as in BenchmarkConnClassic.
+		frame = append(frame[:0], 0x81, 0x80|126, byte(len(payload)>>8), byte(len(payload)), 0, 0, 0, 0)
+		frame = append(frame, payload...)
+		c.Data(frame)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*20), "ns/event")
+	if c.proto.ended {
+		b.Fatal("the connection failed")
+	}
+}
+
+// discardConn is a socket that takes every write.
+type discardConn struct{ net.Conn }
+
+func (discardConn) Write(p []byte) (int, error)      { return len(p), nil }
+func (discardConn) SetWriteDeadline(time.Time) error { return nil }
+func (discardConn) Close() error                     { return nil }

@@ -44,43 +44,77 @@ func ratesAt(cfg Config, level int) rates {
 	}
 }
 
-// watchLoad measures the load every LoadInterval and, when the level
-// changes, sends every tracker its new rates.
-func (s *Server) watchLoad() {
-	defer close(s.loadDone)
-	t := time.NewTicker(s.cfg.LoadInterval)
+// loadWatch measures a node's load every interval and sets its level.
+type loadWatch struct {
+	interval time.Duration
+	capacity int // events a second
+	// take returns the events accepted since it was last called.
+	take func() int64
+	// measured is told each measure: the events a second accepted in
+	// the interval, as a share of capacity, and the level that follows.
+	measured func(perSecond, load float64, level int)
+	// changed is told when the level changes.
+	changed func(level int)
+}
+
+// run measures until stop is closed.
+func (w loadWatch) run(stop <-chan struct{}) {
+	t := time.NewTicker(w.interval)
 	defer t.Stop()
+	level := 0
 	for {
 		select {
-		case <-s.stopLoad:
+		case <-stop:
 			return
 		case <-t.C:
 		}
-		s.callIns.roll()
-		perSecond := float64(s.accepted.Swap(0)) / s.cfg.LoadInterval.Seconds()
-		s.perSecond.Store(math.Float64bits(perSecond))
-		load := perSecond / float64(s.cfg.Capacity)
-		s.metrics.load.Set(load)
-		old := int(s.level.Load())
-		next := loadLevel(load, old)
-		if next == old {
-			continue
+		perSecond := float64(w.take()) / w.interval.Seconds()
+		load := perSecond / float64(w.capacity)
+		next := loadLevel(load, level)
+		w.measured(perSecond, load, next)
+		if next != level {
+			level = next
+			w.changed(level)
 		}
-		s.level.Store(int32(next))
-		s.metrics.level.Set(float64(next))
-		s.log.Info("load level changed; telling trackers", "load", load, "level", next)
-		msg := rateMsg{Type: "rate", rates: s.rates()}
-		s.mu.Lock()
-		conns := make([]*conn, 0, len(s.conns))
-		for c := range s.conns {
-			if c.protocol {
-				conns = append(conns, c)
-			}
+	}
+}
+
+// watchLoad measures the node's load every LoadInterval and, when the
+// level changes, sends every tracker its new rates.
+func (s *Server) watchLoad() {
+	defer close(s.loadDone)
+	loadWatch{
+		interval: s.cfg.LoadInterval,
+		capacity: s.cfg.Capacity,
+		take: func() int64 {
+			s.callIns.roll()
+			return s.accepted.Swap(0)
+		},
+		measured: func(perSecond, load float64, _ int) {
+			s.perSecond.Store(math.Float64bits(perSecond))
+			s.metrics.load.Set(load)
+		},
+		changed: s.tellRates,
+	}.run(s.stopLoad)
+}
+
+// tellRates sets the node's load level and sends every tracker the rates
+// that go with it.
+func (s *Server) tellRates(level int) {
+	s.level.Store(int32(level))
+	s.metrics.level.Set(float64(level))
+	s.log.Info("load level changed; telling trackers", "level", level)
+	msg := rateMsg{Type: "rate", rates: s.rates()}
+	s.mu.Lock()
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		if c.proto.batches {
+			conns = append(conns, c)
 		}
-		s.mu.Unlock()
-		for _, c := range conns {
-			c.do(func() { c.write(msg) })
-		}
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.do(func() { c.write(msg) })
 	}
 }
 
