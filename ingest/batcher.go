@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"sync"
 	"time"
@@ -35,7 +36,7 @@ const publishTries = 3
 // aggregator.SessionState); the message id makes the batcher's own retries
 // harmless. Shutdown publishes what is left.
 type batcher struct {
-	s    *Server
+	cfg  batcherConfig
 	kick chan struct{}
 	wake chan struct{} // run's timer is to be set again
 	quit chan struct{}
@@ -58,10 +59,26 @@ type batcher struct {
 	asleep bool
 }
 
+// batcherConfig is what a batcher needs of its node.
+type batcherConfig struct {
+	interval    time.Duration // Config.BatchInterval
+	maxBuffered int           // Config.MaxBuffered
+	nodeID      string
+	// publish stores one message with a message id (Server.publish).
+	publish func(subject, msgID string, data []byte) error
+	metrics *metrics
+	log     *slog.Logger
+}
+
 // dueAck is a connection's deferred ack, due at a time (Unix ns).
 type dueAck struct {
-	c  *conn
+	w  ackWaiter
 	at int64
+}
+
+// ackWaiter is told when its deferred ack is due; a connection.
+type ackWaiter interface {
+	ackDeferred()
 }
 
 // siteBatches is what waits for one site: classic events, and tracker
@@ -83,9 +100,9 @@ type storeWaiter interface {
 	stored(seq uint64, err error)
 }
 
-func newBatcher(s *Server) *batcher {
+func newBatcher(cfg batcherConfig) *batcher {
 	b := &batcher{
-		s:       s,
+		cfg:     cfg,
 		kick:    make(chan struct{}, 1),
 		wake:    make(chan struct{}, 1),
 		quit:    make(chan struct{}),
@@ -112,7 +129,7 @@ func (b *batcher) site(site string) *siteBatches {
 // the buffer is full because publishing cannot keep up.
 func (b *batcher) add(site string, ev event.Event) bool {
 	b.mu.Lock()
-	if b.n >= b.s.cfg.MaxBuffered {
+	if b.n >= b.cfg.maxBuffered {
 		b.mu.Unlock()
 		return false
 	}
@@ -134,7 +151,7 @@ func (b *batcher) add(site string, ev event.Event) bool {
 func (b *batcher) addBatch(batch *event.Batch, w storeWaiter) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.n+len(batch.Events) > b.s.cfg.MaxBuffered {
+	if b.n+len(batch.Events) > b.cfg.maxBuffered {
 		return false
 	}
 	b.filling(b.site(batch.Site)).add(batch, w)
@@ -166,11 +183,11 @@ func (b *batcher) filling(sb *siteBatches) *message {
 	return m
 }
 
-// ackAt has the batcher send c's deferred ack after its first flush at or
-// after at (Unix ns).
-func (b *batcher) ackAt(c *conn, at int64) {
+// ackAt has the batcher tell w its deferred ack is due after its first
+// flush at or after at (Unix ns).
+func (b *batcher) ackAt(w ackWaiter, at int64) {
 	b.mu.Lock()
-	b.acks = append(b.acks, dueAck{c, at})
+	b.acks = append(b.acks, dueAck{w, at})
 	b.wakeLocked()
 	b.mu.Unlock()
 }
@@ -186,7 +203,7 @@ func (b *batcher) sendDueAcks(now int64) {
 		if a.at > now {
 			kept = append(kept, a)
 		} else {
-			a.c.ackDeferred()
+			a.w.ackDeferred()
 		}
 	}
 	clear(acks[len(kept):])
@@ -208,7 +225,7 @@ func (b *batcher) flushSoon() {
 // interval more. While nothing waits, events or acks, it sleeps.
 func (b *batcher) run() {
 	defer close(b.done)
-	interval := b.s.cfg.BatchInterval
+	interval := b.cfg.interval
 	untilFlush := func() time.Duration { return netpoll.UntilRound(time.Now(), interval, interval/10) }
 	t := time.NewTimer(untilFlush())
 	t.Stop() // asleep until something is added
@@ -275,7 +292,7 @@ func (b *batcher) flush() {
 func (b *batcher) publishSite(site string, sb *siteBatches, now int64) {
 	for events := sb.classic; len(events) > 0; {
 		n := min(len(events), classicMaxBatch)
-		b.filling(sb).add(&event.Batch{Site: site, Node: b.s.cfg.NodeID, Received: now, Events: events[:n]}, nil)
+		b.filling(sb).add(&event.Batch{Site: site, Node: b.cfg.nodeID, Received: now, Events: events[:n]}, nil)
 		events = events[n:]
 	}
 	for _, m := range sb.msgs {
@@ -342,28 +359,28 @@ func (b *batcher) publish(site string, m *message) {
 	}
 	b.seq++
 	payload := m.payload()
-	msgID := "batch:" + b.s.cfg.NodeID + ":" + strconv.FormatUint(b.seq, 10)
+	msgID := "batch:" + b.cfg.nodeID + ":" + strconv.FormatUint(b.seq, 10)
 	var err error
 	for try := 1; try <= publishTries; try++ {
-		if err = b.s.publish(event.ActivitySubject(site), msgID, payload); err == nil {
+		if err = b.cfg.publish(event.ActivitySubject(site), msgID, payload); err == nil {
 			break
 		}
 		if try < publishTries {
 			// A retry after a timeout holds every later message back:
 			// say so, or the stall is a mystery.
-			b.s.log.Warn("events not stored yet, retrying", "site", site, "try", try, "err", err)
+			b.cfg.log.Warn("events not stored yet, retrying", "site", site, "try", try, "err", err)
 		}
 	}
 	switch {
 	case err == nil:
-		b.s.metrics.countEvents(site, &m.byKind)
+		b.cfg.metrics.countEvents(site, &m.byKind)
 	case m.classic > 0:
-		b.s.metrics.dropped.WithLabelValues(site, "publish_failed").Add(float64(m.classic))
+		b.cfg.metrics.dropped.WithLabelValues(site, "publish_failed").Add(float64(m.classic))
 	}
 	for _, w := range m.waiters {
 		w.w.stored(w.seq, err)
 	}
 	if err != nil {
-		b.s.log.Error("events not stored", "site", site, "batches", m.batches, "err", err)
+		b.cfg.log.Error("events not stored", "site", site, "batches", m.batches, "err", err)
 	}
 }

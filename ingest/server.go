@@ -318,7 +318,10 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.log.Info("ingest reads connections", "with", s.poller.Mode())
-	s.batcher = newBatcher(s)
+	s.batcher = newBatcher(batcherConfig{
+		interval: cfg.BatchInterval, maxBuffered: cfg.MaxBuffered, nodeID: cfg.NodeID,
+		publish: s.publish, metrics: m, log: s.log,
+	})
 	go s.watchLoad()
 	go s.sweep()
 	return s, nil
