@@ -26,6 +26,16 @@ type Config struct {
 	URL string
 	// Site is the site the trackers send for. Default "demo".
 	Site string
+	// Sites spreads the trackers over that many sites, round robin: Site
+	// itself when 1 (the default), else Site-0 to Site-(N-1), which the
+	// node must know (pulse -sites-file; bench/sites.sh writes one). With
+	// a dashboard, the consumers stream the first of them, and the count
+	// is the sum of pulse_aggregator_events_total over them at
+	// MetricsURL.
+	Sites int
+	// MetricsURL is the metrics listener of the node that aggregates
+	// (loopback only). Default http://127.0.0.1:2113; used when Sites > 1.
+	MetricsURL string
 	// Trackers is how many trackers run. Default 100.
 	Trackers int
 	// Rate is the events per second each tracker sends. Default 10.
@@ -120,23 +130,35 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		return Report{}, err
 	}
 	u, _ := url.Parse(cfg.URL)
-	ws := "ws://" + u.Host + "/v1/track?site=" + url.QueryEscape(cfg.Site)
+	sites := cfg.siteNames()
 	format := "classic"
 	if cfg.Batched {
-		ws += "&v=1"
 		format = "batched"
 	}
-	var r struct{ connected, sent, acked, errors atomic.Int64 }
+	// watched counts the events sent for the first site, whose stream
+	// the consumers read.
+	var r struct{ connected, sent, watched, acked, errors atomic.Int64 }
 	var dash *dashboard
-	var base uint64
+	// base is the first site's total at the start, counted what every
+	// site of the run counted.
+	var base, countedBefore uint64
+	var counted func(context.Context) (uint64, error)
 	if cfg.Dashboard != "" {
 		du, _ := url.Parse(cfg.Dashboard)
 		var err error
-		if dash, err = login(ctx, du, cfg.User, cfg.Password, cfg.Site); err != nil {
+		if dash, err = login(ctx, du, cfg.User, cfg.Password, sites[0]); err != nil {
 			return Report{}, err
 		}
 		if base, err = dash.total(ctx); err != nil {
 			return Report{}, err
+		}
+		counted, countedBefore = dash.total, base
+		if len(sites) > 1 {
+			mu, _ := url.Parse(cfg.MetricsURL)
+			counted = func(ctx context.Context) (uint64, error) { return aggregated(ctx, mu, sites) }
+			if countedBefore, err = counted(ctx); err != nil {
+				return Report{}, err
+			}
 		}
 	}
 	var before procStat
@@ -159,7 +181,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		tick := time.NewTicker(time.Millisecond)
 		defer tick.Stop()
 		for {
-			log.record(time.Now(), r.sent.Load())
+			log.record(time.Now(), r.watched.Load())
 			select {
 			case <-watchCtx.Done():
 				return
@@ -230,6 +252,11 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 					LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(1+i%cfg.Sources))},
 				}).DialContext,
 			}
+			site := sites[i%len(sites)]
+			ws := "ws://" + u.Host + "/v1/track?site=" + url.QueryEscape(site)
+			if cfg.Batched {
+				ws += "&v=1"
+			}
 			conn, _, err := d.DialContext(sendCtx, ws, nil)
 			if err != nil {
 				r.errors.Add(1)
@@ -242,6 +269,9 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 				openConns.Add(-1)
 			}()
 			t := tracker{conn: conn, id: i, cfg: &cfg, sent: &r.sent, acked: &r.acked}
+			if site == sites[0] {
+				t.watched = &r.watched
+			}
 			if err := t.run(sendCtx); err != nil {
 				r.errors.Add(1)
 			}
@@ -259,18 +289,18 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	if dash != nil {
 		// Wait for the count to catch up, as long as it moves.
 		rep.Consumers = cfg.Consumers
-		last, lastMove := uint64(0), time.Now()
+		last, lastMove := countedBefore, time.Now()
 		for {
-			total, err := dash.total(ctx)
+			total, err := counted(ctx)
 			if err == nil && total != last {
 				last, lastMove = total, time.Now()
 			}
-			if last-base >= uint64(rep.Sent) || time.Since(lastMove) > cfg.Settle || ctx.Err() != nil {
+			if last-countedBefore >= uint64(rep.Sent) || time.Since(lastMove) > cfg.Settle || ctx.Err() != nil {
 				break
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
-		rep.Counted = last - base
+		rep.Counted = last - countedBefore
 		if rep.Sent > 0 {
 			rep.CountedRatio = float64(rep.Counted) / float64(rep.Sent)
 		}
@@ -332,6 +362,15 @@ func (c *Config) defaults() error {
 			c.Consumers = 1
 		}
 	}
+	if c.MetricsURL == "" {
+		c.MetricsURL = "http://127.0.0.1:2113"
+	}
+	if c.Sites > 1 {
+		if err := checkLoopback(c.MetricsURL); err != nil {
+			return err
+		}
+	}
+	c.Sites = max(c.Sites, 1)
 	if c.Settle <= 0 {
 		c.Settle = 10 * time.Second
 	}
@@ -342,6 +381,7 @@ func (c *Config) defaults() error {
 	if c.Trackers <= 0 {
 		c.Trackers = 100
 	}
+	c.Sites = min(c.Sites, c.Trackers)
 	if c.Rate <= 0 {
 		c.Rate = 10
 	}
@@ -378,12 +418,49 @@ func checkLoopback(raw string) error {
 	return nil
 }
 
+// siteNames returns the sites of a run (see Config.Sites).
+func (c *Config) siteNames() []string {
+	if c.Sites <= 1 {
+		return []string{c.Site}
+	}
+	names := make([]string, c.Sites)
+	for i := range names {
+		names[i] = c.Site + "-" + strconv.Itoa(i)
+	}
+	return names
+}
+
+// aggregated sums pulse_aggregator_events_total of sites at the metrics
+// listener base.
+func aggregated(ctx context.Context, base *url.URL, sites []string) (uint64, error) {
+	series, err := scrape(ctx, base, "pulse_aggregator_events_total")
+	if err != nil {
+		return 0, err
+	}
+	var sum float64
+	for _, site := range sites {
+		sum += series[`{site="`+site+`"}`]
+	}
+	return uint64(sum), nil
+}
+
 // tracker is one simulated visitor.
 type tracker struct {
 	conn        *websocket.Conn
 	id          int
 	cfg         *Config
 	sent, acked *atomic.Int64
+	// watched, when set, counts what sent counts: the tracker sends for
+	// the site the consumers watch.
+	watched *atomic.Int64
+}
+
+// count counts n events sent.
+func (t *tracker) count(n int64) {
+	t.sent.Add(n)
+	if t.watched != nil {
+		t.watched.Add(n)
+	}
 }
 
 // closeTracker ends a tracker's connection as a browser leaving the page
@@ -419,7 +496,7 @@ func (t *tracker) run(ctx context.Context) error {
 			}
 			return err
 		}
-		t.sent.Add(1)
+		t.count(1)
 	}
 }
 
@@ -499,6 +576,6 @@ func (t *tracker) runBatched(ctx context.Context) error {
 			}
 			return err
 		}
-		t.sent.Add(int64(perBatch))
+		t.count(int64(perBatch))
 	}
 }

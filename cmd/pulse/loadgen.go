@@ -18,6 +18,7 @@ func runLoadgen(ctx context.Context, args []string, getenv func(string) string, 
 	fs := flag.NewFlagSet("pulse loadgen", flag.ContinueOnError)
 	fs.StringVar(&c.URL, "url", "http://127.0.0.1:8081", "ingest node to load (loopback only)")
 	fs.StringVar(&c.Site, "site", "demo", "site the trackers send for")
+	fs.IntVar(&c.Sites, "sites", 1, "spread the trackers over N sites, SITE-0 to SITE-(N-1), registered at the node (-sites-file); the count is read at -metrics")
 	fs.IntVar(&c.Trackers, "trackers", 100, "number of trackers")
 	fs.Float64Var(&c.Rate, "rate", 10, "events per second per tracker")
 	fs.DurationVar(&c.Duration, "duration", 0, "how long to send after the ramp (default 10s, at most 10m)")
@@ -33,7 +34,7 @@ func runLoadgen(ctx context.Context, args []string, getenv func(string) string, 
 	fs.IntVar(&c.ServerPID, "server-pid", 0, "server process to report CPU time and memory of (Linux)")
 	widgets := fs.Int("widgets", 0, "run N quote widgets polling /v1/quote and obeying callIn instead of trackers")
 	symbols := fs.String("symbols", "IBM,AAPL,MSFT", "symbols the widgets poll, comma-separated")
-	metrics := fs.String("metrics", "http://127.0.0.1:2113", "the node's metrics listener, where widgets read its upstream fetches (loopback only)")
+	metrics := fs.String("metrics", "http://127.0.0.1:2113", "the node's metrics listener, where widgets read its upstream fetches and -sites runs their count (loopback only)")
 	hostile := fs.Bool("hostile", false, "hostile load: -trackers good trackers (default 1000, -rate default 20) counted exactly at -dashboard while ping floods, half-sent frames, path floods and SSE floods run")
 	floodSite := fs.String("flood-site", "flood", "with -hostile: the registered site the path flooders send to")
 	if err := fs.Parse(args); err != nil {
@@ -74,6 +75,7 @@ func runLoadgen(ctx context.Context, args []string, getenv func(string) string, 
 		_, err = fmt.Fprintln(out, string(b))
 		return err
 	}
+	c.MetricsURL = *metrics
 	r, err := loadgen.Run(ctx, c)
 	if err != nil {
 		return err

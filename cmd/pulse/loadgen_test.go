@@ -47,6 +47,36 @@ func TestLoadgenMeasuresPulse(t *testing.T) {
 	}
 }
 
+// TestLoadgenOverSites spreads the trackers over three registered sites:
+// the count is the sum of what the aggregator counted for them, every
+// event is counted, and the consumers measure the first site's events
+// only, each once.
+func TestLoadgenOverSites(t *testing.T) {
+	dir := t.TempDir()
+	sites := filepath.Join(dir, "sites.json")
+	if err := os.WriteFile(sites, []byte(`[{"key":"load-0","name":"Load 0","origins":[]},{"key":"load-1","name":"Load 1","origins":[]},{"key":"load-2","name":"Load 2","origins":[]}]`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m := startPulse(t, dir, func(c *Config) { c.SitesFile = sites })
+	waitReadyz(t, m.DashboardURL, http.StatusOK)
+	r, err := loadgen.Run(context.Background(), loadgen.Config{
+		URL: m.IngestURL, Site: "load", Sites: 3, Trackers: 9, Rate: 20, Duration: 2 * time.Second, Ramp: 200 * time.Millisecond,
+		Batched: true, BatchEvery: 250 * time.Millisecond,
+		Dashboard: m.DashboardURL, Password: testPassword, Consumers: 2, MetricsURL: m.MetricsURL,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%s", r.JSON())
+	if r.Sent == 0 || r.Counted != uint64(r.Sent) {
+		t.Errorf("sent %d, counted %d", r.Sent, r.Counted)
+	}
+	// Three of the nine trackers send for load-0, as many as the others.
+	if r.Latency.Events != 2*r.Sent/3 {
+		t.Errorf("latency of %d events, want %d (load-0's, every consumer)", r.Latency.Events, 2*r.Sent/3)
+	}
+}
+
 // TestHostileLoadgenAgainstPulse runs pulse loadgen -hostile, scaled down,
 // against Pulse in this process: while every kind of attacker runs, the
 // good trackers' events are all counted exactly once, new trackers get
