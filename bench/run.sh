@@ -15,6 +15,8 @@
 #             frames, path floods and SSE floods run (Pulse only)
 #   live      event to screen at 50,000 events/s with 100 dashboards, with
 #             and without the live panels (Pulse only)
+#   cost      Pulse's CPU per event and RSS against connections, events a
+#             second, sites and dashboards, one at a time
 #   floor     1,000 classic connections x 20 events/s: the bare receive
 #             floor (bench/floor, nbio: callbacks on the poller, and on
 #             nbio's default pool), Pulse all-in-one and Node, same
@@ -88,13 +90,45 @@ floor() {
   done
 }
 
-# live: event to screen at 50,000 events/s (2,500 batched trackers × 20/s)
-# with 100 dashboards, with the live panels (the default) and without
-# (PULSE_LIVE_EVERY=-1ms: the overviews alone, once a second), side by side.
+# live: event to screen at 50,000 events/s (1,000 batched trackers × 50/s)
+# with 100 dashboards, with the live panels (the default) and without. The
+# node's capacity is lifted above the offered rate, or it would tell the
+# trackers to slow down (its default is 50,000/s).
 live() {
   for i in $(seq "$runs"); do
-    pulse_own "live-off-$i" PULSE_LIVE_EVERY=-1ms -- -trackers 2500 -rate 20 -duration 15s -ramp 2s -sources 4 -batched -consumers 100
-    pulse_own "live-on-$i" -- -trackers 2500 -rate 20 -duration 15s -ramp 2s -sources 4 -batched -consumers 100
+    pulse_own "live-off-$i" PULSE_LIVE_EVERY=-1ms PULSE_INGEST_CAPACITY=200000 -- -trackers 1000 -rate 50 -duration 15s -ramp 2s -sources 4 -batched -consumers 100
+    pulse_own "live-on-$i" PULSE_INGEST_CAPACITY=200000 -- -trackers 1000 -rate 50 -duration 15s -ramp 2s -sources 4 -batched -consumers 100
+  done
+}
+
+# sites_file N: a sites file registering load-0 to load-(N-1); prints its path.
+sites_file() {
+  local f="/tmp/pulse-bench-sites-$1.json"
+  python3 -c 'import json,sys; n=int(sys.argv[1]); print(json.dumps([{"key":f"load-{i}","name":f"Load {i}","origins":[]} for i in range(n)]))' "$1" > "$f"
+  echo "$f"
+}
+
+# cost: how the cost grows, one dimension at a time from a base of 1,000
+# batched trackers × 20 events/s, one site, one dashboard: connections
+# (10,000 × 2/s, the same 20,000/s), events a second (5, 20, 50 a
+# tracker), sites (10,000 trackers over 1, 100 and 10,000 sites) and
+# dashboards (1, 100, 1,000 SSE consumers). Capacity is lifted so that no
+# run is slowed down by rate directives.
+cost() {
+  local cap=PULSE_INGEST_CAPACITY=1000000
+  local base=(-duration 20s -batched -sources 20)
+  local s100 s10k
+  s100=$(sites_file 100)
+  s10k=$(sites_file 10000)
+  for i in $(seq "$runs"); do
+    pulse_own "cost-1k-20-$i" $cap -- "${base[@]}" -trackers 1000 -rate 20 -ramp 2s
+    pulse_own "cost-1k-5-$i" $cap -- "${base[@]}" -trackers 1000 -rate 5 -ramp 2s
+    pulse_own "cost-1k-50-$i" $cap -- "${base[@]}" -trackers 1000 -rate 50 -ramp 2s
+    pulse_own "cost-10k-2-$i" $cap -- "${base[@]}" -trackers 10000 -rate 2 -ramp 10s
+    pulse_own "cost-10k-2-sites100-$i" $cap PULSE_SITES_FILE="$s100" -- "${base[@]}" -trackers 10000 -rate 2 -ramp 10s -site load -sites 100
+    pulse_own "cost-10k-2-sites10k-$i" $cap PULSE_SITES_FILE="$s10k" -- "${base[@]}" -trackers 10000 -rate 2 -ramp 10s -site load -sites 10000 -settle 30s
+    pulse_own "cost-1k-20-dash100-$i" $cap -- "${base[@]}" -trackers 1000 -rate 20 -ramp 2s -consumers 100
+    pulse_own "cost-1k-20-dash1000-$i" $cap -- "${base[@]}" -trackers 1000 -rate 20 -ramp 2s -consumers 1000
   done
 }
 
@@ -158,7 +192,7 @@ hostile() {
   done
 }
 
-for s in "${@:-paced sweep idle overload fanout quotes hostile live floor}"; do
+for s in "${@:-paced sweep idle overload fanout quotes hostile live floor cost}"; do
   for one in $s; do
     echo "== $one ($(date -u +%T))"
     "$one"
