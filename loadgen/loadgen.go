@@ -6,6 +6,7 @@
 package loadgen
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -49,6 +50,11 @@ type Config struct {
 	Batched bool
 	// BatchEvery is how often a batched tracker sends. Default 1 s.
 	BatchEvery time.Duration
+	// Target is the kind of server loaded with batches, for comparing
+	// Pulse with its peers on the same frames: TargetPulse (the
+	// default), TargetFloor or TargetCentrifugo. Peers get Batched's
+	// frames.
+	Target string
 	// Sources is how many loopback source addresses (127.0.0.1, .2, …)
 	// the trackers are spread over, so that tens of thousands of
 	// connections fit in the ephemeral port range. Default 1.
@@ -69,6 +75,22 @@ type Config struct {
 	// memory the report states (Linux /proc).
 	ServerPID int
 }
+
+// The servers a run can load (Config.Target).
+const (
+	// TargetPulse is a Pulse ingest node: hello, batches, acks.
+	TargetPulse = "pulse"
+	// TargetFloor is bench/floor, the bare receive floor: the batches
+	// alone, no hello and no acks, counted as frames
+	// (floor_frames_total at MetricsURL).
+	TargetFloor = "floor"
+	// TargetCentrifugo is Centrifugo: its JSON client protocol on
+	// /connection/websocket, each batch the data of a publish command
+	// to the channel track:<site> (which needs client.insecure, or
+	// publishing allowed to clients), the publish replies counted as
+	// acks.
+	TargetCentrifugo = "centrifugo"
+)
 
 // maxDuration bounds any run, whatever it is asked.
 const maxDuration = 10 * time.Minute
@@ -135,6 +157,9 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	if cfg.Batched {
 		format = "batched"
 	}
+	if cfg.Target != TargetPulse {
+		format += " to " + cfg.Target
+	}
 	// watched counts the events sent for the first site, whose stream
 	// the consumers read.
 	var r struct{ connected, sent, watched, acked, errors atomic.Int64 }
@@ -143,6 +168,21 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	// site of the run counted.
 	var base, countedBefore uint64
 	var counted func(context.Context) (uint64, error)
+	switch cfg.Target {
+	case TargetFloor:
+		mu, _ := url.Parse(cfg.MetricsURL)
+		perFrame := uint64(cfg.perBatch())
+		counted = func(ctx context.Context) (uint64, error) {
+			series, err := scrape(ctx, mu, "floor_frames_total")
+			return uint64(series[""]) * perFrame, err
+		}
+		var err error
+		if countedBefore, err = counted(ctx); err != nil {
+			return Report{}, err
+		}
+	case TargetCentrifugo:
+		counted = func(context.Context) (uint64, error) { return uint64(r.acked.Load()), nil }
+	}
 	if cfg.Dashboard != "" {
 		du, _ := url.Parse(cfg.Dashboard)
 		var err error
@@ -254,7 +294,10 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 			}
 			site := sites[i%len(sites)]
 			ws := "ws://" + u.Host + "/v1/track?site=" + url.QueryEscape(site)
-			if cfg.Batched {
+			switch {
+			case cfg.Target == TargetCentrifugo:
+				ws = "ws://" + u.Host + "/connection/websocket"
+			case cfg.Batched && cfg.Target == TargetPulse:
 				ws += "&v=1"
 			}
 			conn, _, err := d.DialContext(sendCtx, ws, nil)
@@ -268,7 +311,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 				closeTracker(conn)
 				openConns.Add(-1)
 			}()
-			t := tracker{conn: conn, id: i, cfg: &cfg, sent: &r.sent, acked: &r.acked}
+			t := tracker{conn: conn, id: i, site: site, cfg: &cfg, sent: &r.sent, acked: &r.acked}
 			if site == sites[0] {
 				t.watched = &r.watched
 			}
@@ -286,9 +329,18 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		Sent: r.sent.Load(), Errors: r.errors.Load(),
 		SentPerSecond: float64(r.sent.Load()) / secs,
 	}
-	if dash != nil {
+	if counted != nil {
 		// Wait for the count to catch up, as long as it moves.
-		rep.Consumers = cfg.Consumers
+		if dash != nil {
+			rep.Consumers = cfg.Consumers
+		}
+		// A node's metrics hold series per site: with thousands of
+		// sites a scrape costs the node more than the stats API does,
+		// so they are read less often.
+		poll := 100 * time.Millisecond
+		if len(sites) > 1 || cfg.Target == TargetFloor {
+			poll = time.Second
+		}
 		last, lastMove := countedBefore, time.Now()
 		for {
 			total, err := counted(ctx)
@@ -298,7 +350,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 			if last-countedBefore >= uint64(rep.Sent) || time.Since(lastMove) > cfg.Settle || ctx.Err() != nil {
 				break
 			}
-			time.Sleep(100 * time.Millisecond)
+			time.Sleep(poll)
 		}
 		rep.Counted = last - countedBefore
 		if rep.Sent > 0 {
@@ -316,7 +368,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		rep.ServerCPUCores = rep.ServerCPUSeconds / elapsed
 		rep.ServerRSSMegabytes = float64(after.rssBytes) / (1 << 20)
 		events := float64(rep.Counted)
-		if dash == nil {
+		if counted == nil {
 			events = float64(rep.Sent)
 		}
 		if events > 0 {
@@ -365,7 +417,18 @@ func (c *Config) defaults() error {
 	if c.MetricsURL == "" {
 		c.MetricsURL = "http://127.0.0.1:2113"
 	}
-	if c.Sites > 1 {
+	switch c.Target {
+	case "":
+		c.Target = TargetPulse
+	case TargetPulse:
+	case TargetFloor, TargetCentrifugo:
+		if !c.Batched || c.Dashboard != "" {
+			return fmt.Errorf("loadgen: target %s takes batched trackers and no dashboard", c.Target)
+		}
+	default:
+		return fmt.Errorf("loadgen: unknown target %q (pulse, floor or centrifugo)", c.Target)
+	}
+	if c.Sites > 1 || c.Target == TargetFloor {
 		if err := checkLoopback(c.MetricsURL); err != nil {
 			return err
 		}
@@ -444,10 +507,14 @@ func aggregated(ctx context.Context, base *url.URL, sites []string) (uint64, err
 	return uint64(sum), nil
 }
 
+// perBatch is how many events a batched tracker's batch holds.
+func (c *Config) perBatch() int { return max(1, int(c.Rate*c.BatchEvery.Seconds())) }
+
 // tracker is one simulated visitor.
 type tracker struct {
 	conn        *websocket.Conn
 	id          int
+	site        string
 	cfg         *Config
 	sent, acked *atomic.Int64
 	// watched, when set, counts what sent counts: the tracker sends for
@@ -501,45 +568,33 @@ func (t *tracker) run(ctx context.Context) error {
 }
 
 func (t *tracker) runBatched(ctx context.Context) error {
-	var hello struct{ Type string }
-	if err := t.conn.ReadJSON(&hello); err != nil {
-		return fmt.Errorf("hello: %w", err)
-	}
-	// Acks come back on the same connection; count them as they come.
-	// They are cumulative: an ack of seq acks every batch up to it.
-	perBatch := max(1, int(t.cfg.Rate*t.cfg.BatchEvery.Seconds()))
+	perBatch := t.cfg.perBatch()
 	// every is the batch interval: BatchEvery, or longer when the node
 	// sends a rate directive. A batch keeps its size, so a slower flush
 	// sends fewer events, as a real tracker sampling less often would.
 	var every atomic.Int64
 	every.Store(int64(t.cfg.BatchEvery))
 	readErr := make(chan error, 1)
-	go func() {
-		var acked uint64
-		for {
-			var msg struct {
-				Type    string
-				Seq     uint64
-				FlushMs int
-			}
-			if err := t.conn.ReadJSON(&msg); err != nil {
-				readErr <- err
-				return
-			}
-			switch msg.Type {
-			case "ack":
-				if msg.Seq > acked {
-					t.acked.Add(int64(msg.Seq-acked) * int64(perBatch))
-					acked = msg.Seq
-				}
-			case "rate":
-				// Like pulse.js: flush as often as the node says.
-				if msg.FlushMs > 0 {
-					every.Store(int64(max(t.cfg.BatchEvery, time.Duration(msg.FlushMs)*time.Millisecond)))
-				}
-			}
+	// pings are Centrifugo's, answered here: a connection has one writer.
+	pings := make(chan struct{}, 1)
+	switch t.cfg.Target {
+	case TargetPulse:
+		var hello struct{ Type string }
+		if err := t.conn.ReadJSON(&hello); err != nil {
+			return fmt.Errorf("hello: %w", err)
 		}
-	}()
+		go t.readPulse(perBatch, &every, readErr)
+	case TargetCentrifugo:
+		if err := t.conn.WriteMessage(websocket.TextMessage, []byte(`{"id":1,"connect":{}}`)); err != nil {
+			return fmt.Errorf("connect: %w", err)
+		}
+		go t.readCentrifugo(perBatch, pings, readErr)
+	default:
+		go func() {
+			_, _, err := t.conn.ReadMessage() // the floor sends nothing
+			readErr <- err
+		}()
+	}
 	// Frames as pulse.js writes them: type first.
 	type trackerEvent struct {
 		K  string `json:"k"`
@@ -555,10 +610,19 @@ func (t *tracker) runBatched(ctx context.Context) error {
 		Seq    uint64         `json:"seq"`
 		Events []trackerEvent `json:"events"`
 	}
+	// publish is Centrifugo's command carrying the batch.
+	type publish struct {
+		ID      uint64 `json:"id"`
+		Publish struct {
+			Channel string `json:"channel"`
+			Data    batch  `json:"data"`
+		} `json:"publish"`
+	}
 	events := make([]trackerEvent, perBatch)
 	for i := range events {
 		events[i] = trackerEvent{K: "move", A: (perBatch - i) * 10, X: i % 1280, Y: i % 800, VW: 1280, VH: 800, P: "/load"}
 	}
+	channel := "track:" + t.site
 	for seq := uint64(1); ; seq++ {
 		select {
 		case <-ctx.Done():
@@ -568,14 +632,92 @@ func (t *tracker) runBatched(ctx context.Context) error {
 				return nil
 			}
 			return err
+		case <-pings:
+			if err := t.conn.WriteMessage(websocket.TextMessage, []byte("{}")); err != nil && ctx.Err() == nil {
+				return err
+			}
+			continue
 		case <-time.After(time.Duration(every.Load())):
 		}
-		if err := t.conn.WriteJSON(batch{Type: "batch", Seq: seq, Events: events}); err != nil {
+		var frame any = batch{Type: "batch", Seq: seq, Events: events}
+		if t.cfg.Target == TargetCentrifugo {
+			var p publish
+			p.ID, p.Publish.Channel, p.Publish.Data = seq+1, channel, frame.(batch)
+			frame = p
+		}
+		if err := t.conn.WriteJSON(frame); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			return err
 		}
 		t.count(int64(perBatch))
+	}
+}
+
+// readPulse reads a Pulse node's acks and rate directives until the
+// connection fails. Acks are cumulative: an ack of seq acks every batch
+// up to it.
+func (t *tracker) readPulse(perBatch int, every *atomic.Int64, readErr chan<- error) {
+	var acked uint64
+	for {
+		var msg struct {
+			Type    string
+			Seq     uint64
+			FlushMs int
+		}
+		if err := t.conn.ReadJSON(&msg); err != nil {
+			readErr <- err
+			return
+		}
+		switch msg.Type {
+		case "ack":
+			if msg.Seq > acked {
+				t.acked.Add(int64(msg.Seq-acked) * int64(perBatch))
+				acked = msg.Seq
+			}
+		case "rate":
+			// Like pulse.js: flush as often as the node says.
+			if msg.FlushMs > 0 {
+				every.Store(int64(max(t.cfg.BatchEvery, time.Duration(msg.FlushMs)*time.Millisecond)))
+			}
+		}
+	}
+}
+
+// readCentrifugo reads Centrifugo's replies until the connection fails:
+// its connect reply, a reply to each publish (counted as the batch's
+// ack) and its pings (an empty reply, which the sender answers with an
+// empty command). One frame may hold several replies, a line each.
+func (t *tracker) readCentrifugo(perBatch int, pings chan<- struct{}, readErr chan<- error) {
+	for {
+		_, data, err := t.conn.ReadMessage()
+		if err != nil {
+			readErr <- err
+			return
+		}
+		for line := range bytes.Lines(data) {
+			var reply struct {
+				ID      uint64          `json:"id"`
+				Error   json.RawMessage `json:"error"`
+				Publish json.RawMessage `json:"publish"`
+			}
+			if err := json.Unmarshal(line, &reply); err != nil {
+				readErr <- fmt.Errorf("centrifugo: %w", err)
+				return
+			}
+			switch {
+			case reply.Error != nil:
+				readErr <- fmt.Errorf("centrifugo: command %d: %s", reply.ID, reply.Error)
+				return
+			case reply.Publish != nil:
+				t.acked.Add(int64(perBatch))
+			case reply.ID == 0:
+				select {
+				case pings <- struct{}{}:
+				default:
+				}
+			}
+		}
 	}
 }

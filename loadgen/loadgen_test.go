@@ -2,6 +2,8 @@ package loadgen
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"maps"
@@ -10,9 +12,11 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/pulse-analytics/pulse/ingest"
 	"github.com/pulse-analytics/pulse/natsutil/natstest"
 	"github.com/pulse-analytics/pulse/store"
@@ -89,5 +93,87 @@ pulse_quote_upstream_fetches_total 4
 	}
 	if n, err := upstreamFetches(context.Background(), u); err != nil || n != 4 {
 		t.Errorf("upstream fetches %v %v, want 4", n, err)
+	}
+}
+
+// TestCentrifugoTarget runs batched trackers against a local server that
+// speaks Centrifugo's JSON client protocol as its documentation gives it:
+// a connect reply, a reply to each publish, two replies in one frame when
+// they come together, and a ping ({}) that the client must answer ({}).
+// Every batch sent is acked by its reply, and the ping is answered.
+func TestCentrifugoTarget(t *testing.T) {
+	var pongs, badChannel atomic.Int64
+	up := websocket.Upgrader{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/connection/websocket" {
+			http.NotFound(w, r)
+			return
+		}
+		c, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		var held []string // a reply waiting for the next, to share its frame
+		for {
+			_, data, err := c.ReadMessage()
+			if err != nil {
+				return
+			}
+			var cmd struct {
+				ID      uint64          `json:"id"`
+				Connect json.RawMessage `json:"connect"`
+				Publish *struct {
+					Channel string          `json:"channel"`
+					Data    json.RawMessage `json:"data"`
+				} `json:"publish"`
+			}
+			if err := json.Unmarshal(data, &cmd); err != nil {
+				return
+			}
+			switch {
+			case cmd.Connect != nil:
+				_ = c.WriteMessage(websocket.TextMessage, []byte(`{"id":1,"connect":{"client":"c1","version":"6.9.1","ping":25,"pong":true}}`))
+				_ = c.WriteMessage(websocket.TextMessage, []byte(`{}`))
+			case cmd.Publish != nil:
+				if cmd.Publish.Channel != "track:demo" || !strings.HasPrefix(string(cmd.Publish.Data), `{"type":"batch"`) {
+					badChannel.Add(1)
+				}
+				held = append(held, fmt.Sprintf(`{"id":%d,"publish":{}}`, cmd.ID))
+				if len(held) == 2 {
+					_ = c.WriteMessage(websocket.TextMessage, []byte(strings.Join(held, "\n")))
+					held = held[:0]
+				}
+			case cmd.ID == 0:
+				pongs.Add(1)
+			}
+		}
+	}))
+	defer srv.Close()
+	r, err := Run(context.Background(), Config{
+		URL: srv.URL, Target: TargetCentrifugo, Batched: true, Trackers: 3, Rate: 20,
+		BatchEvery: 100 * time.Millisecond, Duration: time.Second, Ramp: 10 * time.Millisecond, Settle: 500 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A tracker's last reply may wait in the server for a second one.
+	if r.Connected != 3 || r.Errors != 0 || r.Sent == 0 || r.Acked < r.Sent-3*2 || r.Counted != uint64(r.Acked) {
+		t.Errorf("report %+v", r)
+	}
+	if pongs.Load() != 3 || badChannel.Load() != 0 {
+		t.Errorf("%d pongs for 3 pings, %d publishes not a batch to track:demo", pongs.Load(), badChannel.Load())
+	}
+}
+
+func TestTargetsTakeBatches(t *testing.T) {
+	for _, c := range []Config{
+		{URL: "http://127.0.0.1:1", Target: TargetFloor},
+		{URL: "http://127.0.0.1:1", Target: TargetCentrifugo, Batched: true, Dashboard: "http://127.0.0.1:2"},
+		{URL: "http://127.0.0.1:1", Target: "nats", Batched: true},
+	} {
+		if _, err := Run(context.Background(), c); err == nil || !strings.Contains(err.Error(), "target") {
+			t.Errorf("%+v: %v, want a refusal", c, err)
+		}
 	}
 }

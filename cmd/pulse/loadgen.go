@@ -25,6 +25,7 @@ func runLoadgen(ctx context.Context, args []string, getenv func(string) string, 
 	fs.DurationVar(&c.Ramp, "ramp", 0, "how long to spread the trackers' starts over (default 1s)")
 	fs.BoolVar(&c.Batched, "batched", false, "send the batched tracker protocol instead of classic frames")
 	fs.DurationVar(&c.BatchEvery, "batch-every", 0, "batch interval of batched trackers (default 1s)")
+	fs.StringVar(&c.Target, "target", loadgen.TargetPulse, "server loaded with -batched frames: pulse, floor (bench/floor, counted at -metrics) or centrifugo (publish commands to track:SITE)")
 	fs.IntVar(&c.Sources, "sources", 1, "loopback source addresses to spread connections over (127.0.0.1 to .N)")
 	fs.StringVar(&c.Dashboard, "dashboard", "", "dashboard to count at and stream from, like http://127.0.0.1:2112 (loopback only; empty: none)")
 	fs.StringVar(&c.User, "user", "admin", "dashboard user")
