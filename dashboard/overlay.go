@@ -228,16 +228,12 @@ func encodeHeat(hp event.HeatPanel) (*update, error) {
 	return &update{version: hp.Version, frame: frame}, nil
 }
 
-// onHeat hands a heat panel to the overlays watching its site.
+// onHeat hands a heat panel to the overlays watching its site (onPanel
+// drops those no overlay watches).
 func (s *Server) onHeat(msg *nats.Msg) {
 	var hp event.HeatPanel
 	if err := event.Decode("heat panel", msg.Data, &hp); err != nil || !event.ValidSite(hp.Site) {
 		s.log.Warn("bad heat panel", "subject", msg.Subject, "err", err)
-		return
-	}
-	key := heatKey(hp.Site)
-	if !s.hub.watched(key) {
-		s.hub.forget(key) // loaded afresh for the next overlay
 		return
 	}
 	u, err := encodeHeat(hp)
@@ -245,5 +241,5 @@ func (s *Server) onHeat(msg *nats.Msg) {
 		s.log.Error("heat panel", "site", hp.Site, "err", err)
 		return
 	}
-	s.hub.publish(key, u)
+	s.hub.publish(heatKey(hp.Site), u)
 }

@@ -239,9 +239,29 @@ func (s *Server) Start(ctx context.Context) error {
 }
 
 // onPanel hands a site's panel to its handler by the panel's name, the
-// subject's last token.
+// subject's last token. A panel of a site no stream watches is not even
+// decoded: with thousands of sites, decoding every overview cost more
+// than the streams of the few being watched.
 func (s *Server) onPanel(msg *nats.Msg) {
-	switch msg.Subject[strings.LastIndexByte(msg.Subject, '.')+1:] {
+	rest, _ := strings.CutPrefix(msg.Subject, "dash.")
+	dot := strings.LastIndexByte(rest, '.')
+	if dot < 0 {
+		return
+	}
+	site, panel := rest[:dot], rest[dot+1:]
+	key := siteKey(site)
+	if panel == event.PanelHeat {
+		key = heatKey(site) // the overlays'
+	}
+	if !s.hub.watched(key) {
+		if panel != event.PanelLive {
+			// Loaded afresh for the next stream (from the views
+			// bucket); a stale copy must not be served to it first.
+			s.hub.forget(key)
+		}
+		return
+	}
+	switch panel {
 	case event.PanelOverview:
 		s.onOverview(msg)
 	case event.PanelLive:
@@ -260,9 +280,6 @@ func (s *Server) onLive(msg *nats.Msg) {
 		return
 	}
 	key := siteKey(lp.Site)
-	if !s.hub.watched(key) {
-		return
-	}
 	// Encoded again, not copied: the data line must hold no newline.
 	data, _ := json.Marshal(lp)
 	frame := make([]byte, 0, len(data)+40)
@@ -279,12 +296,6 @@ func (s *Server) onOverview(msg *nats.Msg) {
 		return
 	}
 	key := siteKey(ov.Site)
-	if !s.hub.watched(key) {
-		// Rendered when someone watches (from the views bucket); a stale
-		// copy must not be served to them first.
-		s.hub.forget(key)
-		return
-	}
 	u, err := encodeUpdate(context.Background(), ov, s.told.current(time.Now()), s.quotesNow(context.Background()))
 	if err != nil {
 		s.log.Error("panel update", "site", ov.Site, "err", err)
