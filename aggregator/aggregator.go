@@ -240,6 +240,17 @@ func (a *Aggregator) Run(ctx context.Context) error {
 		followers = append(followers, quotes)
 	}
 	a.running.Store(true)
+	// The lease is held by a goroutine of its own: a tick that takes
+	// long (thousands of sites on a busy machine) must not let it expire
+	// and hand the slice to a standby while this aggregator still works.
+	keepCtx, stopKeeping := context.WithCancel(ctx)
+	lost := make(chan error, 1)
+	var keeping sync.WaitGroup
+	keeping.Go(func() { lost <- a.keepSlice(keepCtx) })
+	defer func() {
+		stopKeeping()
+		keeping.Wait()
+	}()
 
 	t := time.NewTicker(a.cfg.Tick)
 	defer t.Stop()
@@ -260,13 +271,14 @@ func (a *Aggregator) Run(ctx context.Context) error {
 				a.tickQuotes(ctx, now)
 			}
 			if now.Sub(lastSweep) >= nodeSweep && ctx.Err() == nil {
-				if err := a.holdSlice(ctx); err != nil && ctx.Err() == nil {
-					stop()
-					a.running.Store(false)
-					return err
-				}
 				a.sweepLostNodes(ctx, now)
 				lastSweep = now
+			}
+		case err := <-lost:
+			if ctx.Err() == nil {
+				stop()
+				a.running.Store(false)
+				return err
 			}
 		case <-ctx.Done():
 			a.running.Store(false)
@@ -282,6 +294,8 @@ func (a *Aggregator) Run(ctx context.Context) error {
 			}
 			// Its own time: a final snapshot that took long must not keep
 			// a standby waiting for a lease that was never given up.
+			stopKeeping()
+			keeping.Wait()
 			releaseCtx, cancelRelease := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancelRelease()
 			a.releaseSlice(releaseCtx)
@@ -516,12 +530,24 @@ func (a *Aggregator) acquireSlice(ctx context.Context) error {
 	}
 }
 
-// holdSlice refreshes the lease; an error means it was lost.
-func (a *Aggregator) holdSlice(ctx context.Context) error {
-	if err := a.lease.Refresh(ctx); err != nil {
-		return fmt.Errorf("aggregator: %w", err)
+// keepSlice refreshes the lease every nodeSweep until ctx ends (nil) or
+// the lease is lost (the error).
+func (a *Aggregator) keepSlice(ctx context.Context) error {
+	t := time.NewTicker(nodeSweep)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		if err := a.lease.Refresh(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("aggregator: %w", err)
+		}
 	}
-	return nil
 }
 
 // releaseSlice gives the lease up at shutdown, for a standby to take over
