@@ -80,11 +80,9 @@ func BenchmarkDecodeBatch(b *testing.B) {
 	})
 }
 
-// BenchmarkConnClassic is a classic frame as the poller hands it to its
-// connection: the WebSocket frame, the JSON, the rate limit and the
-// batcher, against a real embedded NATS server that stores what the
-// batcher publishes.
-func BenchmarkConnClassic(b *testing.B) {
+// benchNode is a node storing in a real embedded NATS server, without
+// limits that the benchmarks would reach.
+func benchNode(b *testing.B) *Server {
 	ns := natstest.Run(b)
 	s, err := New(Config{
 		Publisher: ns.JS, Logger: slog.New(slog.DiscardHandler), Sites: staticSites{"demo": {Key: "demo"}},
@@ -93,7 +91,16 @@ func BenchmarkConnClassic(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer func() { _ = s.Shutdown(context.Background()) }()
+	b.Cleanup(func() { _ = s.Shutdown(context.Background()) })
+	return s
+}
+
+// BenchmarkConnClassic is a classic frame as the poller hands it to its
+// connection: the WebSocket frame, the JSON, the rate limit and the
+// batcher, against a real embedded NATS server that stores what the
+// batcher publishes.
+func BenchmarkConnClassic(b *testing.B) {
+	s := benchNode(b)
 	c := newConn(s, nil, "127.0.0.1", "demo", "s1", "", false)
 	c.proto.joined, c.proto.visitor = true, "user123"
 	// A client's frame masked with a zero key, which unmasking leaves as
@@ -113,15 +120,7 @@ func BenchmarkConnClassic(b *testing.B) {
 // storing them in JetStream and the acks, written to a socket that
 // discards them.
 func BenchmarkConnBatch(b *testing.B) {
-	ns := natstest.Run(b)
-	s, err := New(Config{
-		Publisher: ns.JS, Logger: slog.New(slog.DiscardHandler), Sites: staticSites{"demo": {Key: "demo"}},
-		MaxConnEventsPerSecond: 1 << 30, MaxBuffered: 1 << 30,
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer func() { _ = s.Shutdown(context.Background()) }()
+	s := benchNode(b)
 	c := newConn(s, discardConn{}, "127.0.0.1", "demo", "s1", "user123", true)
 	c.proto.joined = true
 	sample := batchFrameSample()
