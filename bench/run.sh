@@ -21,6 +21,12 @@
 #             floor (bench/floor, nbio: callbacks on the poller, and on
 #             nbio's default pool), Pulse all-in-one and Node, same
 #             loadgen, alternating
+#   peers     1,000 batched trackers x 20 events/s, the same frames to
+#             Pulse all-in-one, the bare receive floor and Centrifugo,
+#             alternating; then 10,000 trackers held (a batch of 10
+#             every 10 s) on Pulse's ingest node, the floor and
+#             Centrifugo, for the memory a connection costs (peers_held
+#             alone)
 # RUNS (default 3) repeats each measured run; OUT (default bench/results)
 # is where the reports go. Needs node, npm and go.
 set -euo pipefail
@@ -34,6 +40,8 @@ out=$(cd "$out" && pwd) # the peers' bench.sh writes there from its own director
 
 go build -o bench/pulse ./cmd/pulse
 (cd bench/floor && go build -o floor .)
+# Centrifugo for the peers scenario, from the Go module proxy.
+[ -x bench/centrifugo ] || GOBIN="$root/bench" go install github.com/centrifugal/centrifugo/v6@v6.9.1
 (cd "$peers/loadgen" && go build -o loadgen .)
 [ -d "$peers/node-watcher/node_modules" ] || (cd "$peers/node-watcher" && npm ci --silent)
 
@@ -62,7 +70,7 @@ pulse_own() {
   sleep 1
   PULSE_ADMIN_PASSWORD=bench-password bench/pulse loadgen -url http://127.0.0.1:8081 \
     -dashboard http://127.0.0.1:2112 -server-pid "$pid" "$@" > "$out/pulse-$label.json" || true
-  kill "$pid"; wait "$pid" 2>/dev/null || true
+  kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
 }
 
 paced() {
@@ -87,6 +95,49 @@ floor() {
     FLOOR_FLAGS=-pool run_floor "pool-classic-$i" "${load[@]}" -metrics http://127.0.0.1:2113/metrics -counter floor_frames_total
     run_pulse "floor-classic-$i" "${load[@]}" "${METRICS[@]}"
     run_node "floor-classic-$i" "${load[@]}" -sse $SSE
+  done
+}
+
+# own_peer LABEL PEER-SCRIPT -- FLAGS...: a fresh peer (started by
+# PEER-SCRIPT on 127.0.0.1:8081) and one run of pulse loadgen against it.
+own_peer() {
+  local label=$1 script=$2; shift 3
+  "$script" > "$out/$label.peer.log" 2>&1 &
+  local pid=$!
+  for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/8081) 2>/dev/null && break; sleep 0.1; done
+  sleep 1
+  bench/pulse loadgen -url http://127.0.0.1:8081 -server-pid "$pid" "$@" > "$out/$label.json" || true
+  kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
+}
+
+# peers: the same batched frames (1,000 trackers × 20 events/s, a batch of
+# 20 a second each) to Pulse's whole path, to the bare receive floor
+# (frames read and counted) and to Centrifugo (each batch published to a
+# channel, each publish replied to), one after the other in each round.
+# Then memory: 10,000 trackers that send a batch of 10 every 10 s, to
+# Pulse's ingest node (what holds trackers in a deployment), the floor and
+# Centrifugo; serverRssPerConnKB is the growth of the server's RSS per
+# connection.
+peers() {
+  local load=(-trackers 1000 -rate 20 -duration 20s -ramp 2s -sources 4 -batched)
+  for i in $(seq "$runs"); do
+    pulse_own "peers-batched-$i" -- "${load[@]}"
+    own_peer "floor-peers-batched-$i" bench/floor-peer.sh -- "${load[@]}" -target floor
+    own_peer "centrifugo-peers-batched-$i" bench/centrifugo-peer.sh -- "${load[@]}" -target centrifugo
+  done
+  peers_held
+}
+
+peers_held() {
+  local held=(-trackers 10000 -rate 1 -batch-every 10s -duration 20s -ramp 10s -sources 20 -batched)
+  for i in $(seq "$runs"); do
+    bench/pulse-backend.sh > "$out/pulse-backend.log" 2>&1 &
+    local backend=$!
+    sleep 3
+    own_peer "pulse-ingest-peers-held-$i" bench/pulse-ingest-peer.sh -- "${held[@]}"
+    kill "$backend" 2>/dev/null || true; wait "$backend" 2>/dev/null || true
+    own_peer "floor-peers-held-$i" bench/floor-peer.sh -- "${held[@]}" -target floor
+    own_peer "centrifugo-peers-held-$i" bench/centrifugo-peer.sh -- "${held[@]}" -target centrifugo
   done
 }
 
@@ -152,7 +203,7 @@ idle() {
     local backend=$!
     sleep 3
     RESULTS="$out" PEER_PORTS=8081 PEER_CMD="$root/bench/pulse-ingest-peer.sh" "$peers/bench.sh" "pulse-ingest-idle-19k-$i" -q "${flags[@]}" "${METRICS[@]}" >/dev/null 2>&1 || true
-    kill "$backend"; wait "$backend" 2>/dev/null || true
+    kill "$backend" 2>/dev/null || true; wait "$backend" 2>/dev/null || true
   done
 }
 
@@ -180,7 +231,7 @@ quotes() {
   sleep 3
   bench/pulse loadgen -url http://127.0.0.1:8081 -widgets 10000 -symbols IBM,AAPL,MSFT,GOOG,AMZN -duration 60s -ramp 10s -sources 8 \
     > "$out/pulse-quotes-10k.json" || true
-  kill "$pid"; wait "$pid" 2>/dev/null || true
+  kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
   go test -run '^$' -bench QuoteEndpoint -count "$runs" ./ingest > "$out/pulse-quote-endpoint.txt"
 }
 
@@ -192,7 +243,7 @@ hostile() {
   done
 }
 
-for s in "${@:-paced sweep idle overload fanout quotes hostile live floor cost}"; do
+for s in "${@:-paced sweep idle overload fanout quotes hostile live floor peers cost}"; do
   for one in $s; do
     echo "== $one ($(date -u +%T))"
     "$one"

@@ -127,6 +127,10 @@ type Report struct {
 	ServerCPUCores     float64 `json:"serverCpuCores,omitempty"`
 	ServerCPUPerEvent  float64 `json:"serverCpuPerEventUs,omitempty"`
 	ServerRSSMegabytes float64 `json:"serverRssMB,omitempty"`
+	// ServerRSSPerConnKB is how much the server's resident memory grew
+	// from the start of the run to the end, per connection open then:
+	// what a connection costs the server, in KB.
+	ServerRSSPerConnKB float64 `json:"serverRssPerConnKB,omitempty"`
 	// ServerCPUPerEventSent is the server's CPU per event sent after the
 	// ramp (and a second more), from then until everything was counted:
 	// the connections' setup (handshakes, joins) left out, as the peers'
@@ -367,6 +371,9 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		rep.ServerCPUSeconds = after.cpuSeconds - before.cpuSeconds
 		rep.ServerCPUCores = rep.ServerCPUSeconds / elapsed
 		rep.ServerRSSMegabytes = float64(after.rssBytes) / (1 << 20)
+		if rep.OpenWhenMeasured > 0 {
+			rep.ServerRSSPerConnKB = float64(after.rssBytes-before.rssBytes) / 1024 / float64(rep.OpenWhenMeasured)
+		}
 		events := float64(rep.Counted)
 		if counted == nil {
 			events = float64(rep.Sent)
