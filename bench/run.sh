@@ -16,7 +16,8 @@
 #   live      event to screen at 50,000 events/s with 100 dashboards, with
 #             and without the live panels (Pulse only)
 #   cost      Pulse's CPU per event and RSS against connections, events a
-#             second, sites and dashboards, one at a time
+#             second, sites and dashboards, one at a time; then 10,000
+#             trackers x 20 events/s (cost_active alone)
 #   floor     1,000 classic connections x 20 events/s: the bare receive
 #             floor (bench/floor, nbio: callbacks on the poller, and on
 #             nbio's default pool), Pulse all-in-one and Node, same
@@ -180,6 +181,15 @@ cost() {
     pulse_own "cost-10k-2-sites10k-$i" $cap PULSE_SITES_FILE="$s10k" -- "${base[@]}" -trackers 10000 -rate 2 -ramp 10s -site load -sites 10000 -settle 30s
     pulse_own "cost-1k-20-dash100-$i" $cap -- "${base[@]}" -trackers 1000 -rate 20 -ramp 2s -consumers 100
     pulse_own "cost-1k-20-dash1000-$i" $cap -- "${base[@]}" -trackers 1000 -rate 20 -ramp 2s -consumers 1000
+  done
+  cost_active
+}
+
+# cost_active: 10,000 batched trackers × 20 events/s (200,000 events/s),
+# every event counted at the dashboard.
+cost_active() {
+  for i in $(seq "$runs"); do
+    pulse_own "cost-10k-20-$i" PULSE_INGEST_CAPACITY=1000000 -- -duration 20s -batched -sources 20 -trackers 10000 -rate 20 -ramp 10s
   done
 }
 
