@@ -55,8 +55,11 @@ type Config struct {
 	// Tick is how often panels are published. Default 1 s: the
 	// resolution of the events-per-second chart.
 	Tick time.Duration
-	// LiveEvery is how often a site whose totals moved gets a live panel
-	// between its overviews. Default 100 ms; negative: none.
+	// LiveEvery is the least time between two rounds of live panels,
+	// which carry the totals of every site that moved between its
+	// overviews. A round goes out as soon as totals move and LiveEvery
+	// has passed since the last (see livePacer). Default 100 ms;
+	// negative: none.
 	LiveEvery time.Duration
 	// SnapshotEvery is how often changed sites' snapshots are written.
 	// Default 10 s: a restart replays at most that much of the stream,
@@ -105,6 +108,9 @@ type Aggregator struct {
 	lastSnapshot time.Time
 	// lease is the slice lease; only Run touches it.
 	lease *store.SliceLease
+	// moved is signalled by handle when a site's totals moved, for the
+	// live panels (livePacer).
+	moved chan struct{}
 }
 
 // New returns an Aggregator.
@@ -151,6 +157,7 @@ func New(cfg Config) (*Aggregator, error) {
 		metrics: m,
 		sites:   make(map[string]*Site),
 		quotes:  newQuoteState(),
+		moved:   make(chan struct{}, 1),
 	}, nil
 }
 
@@ -254,16 +261,28 @@ func (a *Aggregator) Run(ctx context.Context) error {
 
 	t := time.NewTicker(a.cfg.Tick)
 	defer t.Stop()
-	var liveC <-chan time.Time
+	// The live panels: moved wakes the loop when totals move, the timer
+	// when a paced round is due.
+	var moved <-chan struct{}
 	if a.cfg.LiveEvery > 0 {
-		live := time.NewTicker(a.cfg.LiveEvery)
-		defer live.Stop()
-		liveC = live.C
+		moved = a.moved
 	}
+	pacer := livePacer{every: a.cfg.LiveEvery}
+	live := time.NewTimer(0)
+	live.Stop()
+	defer live.Stop()
 	var lastSweep time.Time
 	for {
 		select {
-		case now := <-liveC:
+		case <-moved:
+			now := time.Now()
+			if runNow, wait := pacer.moved(now); runNow {
+				a.tickLive(now)
+			} else if wait > 0 {
+				live.Reset(wait)
+			}
+		case now := <-live.C:
+			pacer.due(now)
 			a.tickLive(now)
 		case now := <-t.C:
 			a.tick(ctx, now, false)
@@ -370,6 +389,9 @@ func (a *Aggregator) handle(msg jetstream.Msg) {
 			}
 		})
 		a.metrics.events.WithLabelValues(site).Add(float64(events))
+		if events > 0 {
+			a.totalsMoved()
+		}
 		if err != nil {
 			a.metrics.invalid.Inc()
 			a.log.Warn("skipping the rest of a message", "seq", seq, "err", err)
@@ -382,8 +404,18 @@ func (a *Aggregator) handle(msg jetstream.Msg) {
 			return
 		}
 		s.applyPresence(&p)
+		a.totalsMoved()
 	default:
 		a.metrics.invalid.Inc()
+	}
+}
+
+// totalsMoved wakes Run for the live panels; it never blocks, and one
+// wake-up stands for any number of moves.
+func (a *Aggregator) totalsMoved() {
+	select {
+	case a.moved <- struct{}{}:
+	default:
 	}
 }
 
@@ -467,7 +499,8 @@ func (a *Aggregator) tick(ctx context.Context, now time.Time, final bool) {
 
 // tickLive publishes a live panel of every site whose totals moved since
 // its last panel. It is cheap (no series, no lists), so it can run many
-// times a second; the overview follows at the next tick.
+// times a second; the overview follows at the next tick. Run paces it
+// (livePacer).
 func (a *Aggregator) tickLive(now time.Time) {
 	type out struct {
 		site string

@@ -127,8 +127,8 @@ type Config struct {
 	// SnapshotEvery is how often the aggregator writes the snapshots of
 	// changed sites (0: the aggregator's default, 10 s).
 	SnapshotEvery time.Duration
-	// LiveEvery is how often the aggregator sends the live panel of a
-	// site whose totals moved (0: its default, 100 ms; negative: never).
+	// LiveEvery is the least time between two rounds of the
+	// aggregator's live panels (0: its default, 100 ms; negative: never).
 	LiveEvery time.Duration
 	// Quote source settings.
 	QuoteSource          string
@@ -280,7 +280,7 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 		num(&c.IngestCapacity, "ingest-capacity", "PULSE_INGEST_CAPACITY", "events per second an ingest node takes before telling trackers to slow down (0: 50000)"),
 		num(&c.IngestConnRate, "ingest-conn-rate", "PULSE_INGEST_CONN_RATE", "events per second one tracker connection may send, with bursts of 10 s (0: 200)"),
 		dur(&c.IngestAckInterval, "ingest-ack-interval", "PULSE_INGEST_ACK_INTERVAL", "least time between two acks to a tracker; acks are cumulative (0: 10s)"),
-		dur(&c.LiveEvery, "live-every", "PULSE_LIVE_EVERY", "how often the aggregator sends a site's live totals between its once-a-second panels (0: 100ms; negative: never)"),
+		dur(&c.LiveEvery, "live-every", "PULSE_LIVE_EVERY", "the least time between two rounds of live totals, sent as soon as totals move between the once-a-second panels (0: 100ms; negative: never)"),
 		dur(&c.SnapshotEvery, "snapshot-every", "PULSE_SNAPSHOT_EVERY", "how often the aggregator writes changed sites' snapshots; a restart replays the stream since (0: 10s)"),
 		num(&c.QuoteSeed, "quote-seed", "PULSE_QUOTE_SEED", "seed of the simulated source's prices"),
 		dur(&c.QuoteInterval, "quote-interval", "PULSE_QUOTE_INTERVAL", "upstream refresh interval (0: 5s simulated and replay, 1m alphavantage)"),
