@@ -7,7 +7,8 @@
 #             the peers' loadgen; Pulse classic and batched with pulse
 #             loadgen (latency to the dashboard's SSE)
 #   sweep     Pulse: highest classic rate with >= 99 % counted
-#   idle      19,000 idle connections: Node, Pulse all-in-one, Pulse ingest
+#   idle      19,000 idle connections: Node, Pulse all-in-one, Pulse ingest;
+#             then pulse loadgen's hellos, joins and leaves (idle_own alone)
 #   overload  100 connections as fast as they can for 20 s
 #   fanout    SSE subscribers: Node 100 admins, Pulse 1,000 consumers
 #   quotes    10,000 quote widgets obeying callIn
@@ -214,6 +215,16 @@ idle() {
     sleep 3
     RESULTS="$out" PEER_PORTS=8081 PEER_CMD="$root/bench/pulse-ingest-peer.sh" "$peers/bench.sh" "pulse-ingest-idle-19k-$i" -q "${flags[@]}" "${METRICS[@]}" >/dev/null 2>&1 || true
     kill "$backend" 2>/dev/null || true; wait "$backend" 2>/dev/null || true
+  done
+  idle_own
+}
+
+# idle_own: 19,000 batched trackers on Pulse all-in-one, one event each
+# every 10 s, with pulse loadgen: each hello timed from its dial, every
+# join and leave counted at the dashboard.
+idle_own() {
+  for i in $(seq "$runs"); do
+    pulse_own "own-idle-19k-$i" -- -trackers 19000 -rate 0.1 -batch-every 10s -duration 20s -ramp 10s -sources 24 -batched -settle 30s
   done
 }
 

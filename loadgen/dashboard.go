@@ -134,24 +134,35 @@ func login(ctx context.Context, base *url.URL, user, password, site string) (*da
 
 // total reads the site's total from the stats API.
 func (d *dashboard) total(ctx context.Context) (uint64, error) {
+	st, err := d.stats(ctx)
+	return st.Events, err
+}
+
+// siteStats are the figures of the stats API a run checks.
+type siteStats struct {
+	Events     uint64 `json:"events"`
+	Arrivals   uint64 `json:"arrivals"`
+	Departures uint64 `json:"departures"`
+}
+
+// stats reads the site's figures from the stats API.
+func (d *dashboard) stats(ctx context.Context) (siteStats, error) {
 	u := d.base.JoinPath("/api/v1/stats")
 	u.RawQuery = url.Values{"site": {d.site}}.Encode()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	resp, err := d.client.Do(req)
 	if err != nil {
-		return 0, fmt.Errorf("loadgen: stats: %w", err)
+		return siteStats{}, fmt.Errorf("loadgen: stats: %w", err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("loadgen: stats: %s", resp.Status)
+		return siteStats{}, fmt.Errorf("loadgen: stats: %s", resp.Status)
 	}
-	var st struct {
-		Events uint64 `json:"events"`
-	}
+	var st siteStats
 	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-		return 0, fmt.Errorf("loadgen: stats: %w", err)
+		return siteStats{}, fmt.Errorf("loadgen: stats: %w", err)
 	}
-	return st.Events, nil
+	return st, nil
 }
 
 // panelEvents finds the panel's "events" total in an overview update

@@ -119,6 +119,14 @@ type Report struct {
 	CountedRatio float64 `json:"countedRatio,omitempty"`
 	Latency      Latency `json:"latency,omitzero"`
 	Updates      int64   `json:"updates,omitempty"`
+	// With a dashboard and one site: Joined and Left are how much the
+	// site's arrivals and departures grew, read after every tracker
+	// closed (waiting up to Settle for the departures to be counted).
+	Joined uint64 `json:"joined,omitempty"`
+	Left   uint64 `json:"left,omitempty"`
+	// Hello is the time from each batched tracker's dial to the Pulse
+	// node's hello: TCP, the WebSocket handshake and the hello.
+	Hello Latency `json:"hello,omitzero"`
 	// With a server PID: its CPU time from the start of the run until
 	// everything was counted (or Settle ran out), in seconds and per
 	// event counted (or sent, without a dashboard), and its resident
@@ -171,6 +179,9 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	// base is the first site's total at the start, counted what every
 	// site of the run counted.
 	var base, countedBefore uint64
+	// presenceBefore is the first site's figures at the start.
+	var presenceBefore siteStats
+	var hellos histogram
 	var counted func(context.Context) (uint64, error)
 	switch cfg.Target {
 	case TargetFloor:
@@ -193,9 +204,10 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		if dash, err = login(ctx, du, cfg.User, cfg.Password, sites[0]); err != nil {
 			return Report{}, err
 		}
-		if base, err = dash.total(ctx); err != nil {
+		if presenceBefore, err = dash.stats(ctx); err != nil {
 			return Report{}, err
 		}
+		base = presenceBefore.Events
 		counted, countedBefore = dash.total, base
 		if len(sites) > 1 {
 			mu, _ := url.Parse(cfg.MetricsURL)
@@ -304,6 +316,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 			case cfg.Batched && cfg.Target == TargetPulse:
 				ws += "&v=1"
 			}
+			dialed := time.Now()
 			conn, _, err := d.DialContext(sendCtx, ws, nil)
 			if err != nil {
 				r.errors.Add(1)
@@ -315,7 +328,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 				closeTracker(conn)
 				openConns.Add(-1)
 			}()
-			t := tracker{conn: conn, id: i, site: site, cfg: &cfg, sent: &r.sent, acked: &r.acked}
+			t := tracker{conn: conn, id: i, site: site, cfg: &cfg, sent: &r.sent, acked: &r.acked, dialed: dialed, hellos: &hellos}
 			if site == sites[0] {
 				t.watched = &r.watched
 			}
@@ -396,6 +409,10 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	// Acks count until the connections close.
 	rep.Acked = r.acked.Load()
 	rep.AckedPerSecond = float64(rep.Acked) / secs
+	rep.Hello = hellos.summary()
+	if dash != nil && len(sites) == 1 {
+		rep.Joined, rep.Left = presenceCounted(ctx, dash, presenceBefore, uint64(rep.Connected), cfg.Settle)
+	}
 	stopWatching()
 	watchers.Wait()
 	rep.Latency = hist.summary()
@@ -404,6 +421,23 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		return rep, err
 	}
 	return rep, nil
+}
+
+// presenceCounted waits up to settle for the site's departures to grow by
+// want, and returns how much its arrivals and departures grew since
+// before.
+func presenceCounted(ctx context.Context, dash *dashboard, before siteStats, want uint64, settle time.Duration) (joined, left uint64) {
+	deadline := time.Now().Add(settle)
+	for {
+		st, err := dash.stats(ctx)
+		if err == nil {
+			joined, left = st.Arrivals-before.Arrivals, st.Departures-before.Departures
+		}
+		if left >= want || time.Now().After(deadline) || ctx.Err() != nil {
+			return joined, left
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 func (c *Config) defaults() error {
@@ -527,6 +561,10 @@ type tracker struct {
 	// watched, when set, counts what sent counts: the tracker sends for
 	// the site the consumers watch.
 	watched *atomic.Int64
+	// dialed is when the tracker's dial began; hellos gets the time to
+	// the node's hello.
+	dialed time.Time
+	hellos *histogram
 }
 
 // count counts n events sent.
@@ -590,6 +628,7 @@ func (t *tracker) runBatched(ctx context.Context) error {
 		if err := t.conn.ReadJSON(&hello); err != nil {
 			return fmt.Errorf("hello: %w", err)
 		}
+		t.hellos.add(time.Since(t.dialed), 1)
 		go t.readPulse(perBatch, &every, readErr)
 	case TargetCentrifugo:
 		if err := t.conn.WriteMessage(websocket.TextMessage, []byte(`{"id":1,"connect":{}}`)); err != nil {

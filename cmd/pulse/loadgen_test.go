@@ -14,7 +14,8 @@ import (
 // TestLoadgenMeasuresPulse runs pulse loadgen's trackers and SSE consumers
 // against Pulse in this process: every event sent is counted, and every
 // one reaches every consumer with a latency under the aggregation tick and
-// some slack, and the server's CPU time is accounted.
+// some slack, every tracker's arrival and departure are counted, batched
+// trackers' hellos are timed, and the server's CPU time is accounted.
 func TestLoadgenMeasuresPulse(t *testing.T) {
 	m := startPulse(t, t.TempDir(), nil)
 	waitReadyz(t, m.DashboardURL, http.StatusOK)
@@ -39,6 +40,14 @@ func TestLoadgenMeasuresPulse(t *testing.T) {
 		}
 		if r.OpenWhenMeasured != r.Connected {
 			t.Errorf("batched %v: %d of %d connections open when the server was measured", batched, r.OpenWhenMeasured, r.Connected)
+		}
+		// Every tracker is one visitor: its arrival and its departure
+		// are counted once each.
+		if r.Joined != uint64(r.Connected) || r.Left != uint64(r.Connected) {
+			t.Errorf("batched %v: %d trackers, %d arrivals and %d departures counted", batched, r.Connected, r.Joined, r.Left)
+		}
+		if batched && (r.Hello.Events != r.Connected || r.Hello.P50 <= 0 || r.Hello.Max > 10_000) {
+			t.Errorf("batched: hellos %+v of %d trackers", r.Hello, r.Connected)
 		}
 		if r.ServerCPUSeconds <= 0 || r.ServerRSSMegabytes <= 0 || r.ServerCPUPerEventSent <= 0 {
 			t.Errorf("batched %v: server figures %v s (%v us per event sent after the ramp), %v MB",
