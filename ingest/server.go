@@ -442,6 +442,14 @@ func (s *Server) serveTrack(w http.ResponseWriter, r *http.Request) {
 		s.untrack(ip)
 		return // the upgrader has answered
 	}
+	// The connection outlives the request: its strings must not keep
+	// the request line they were parsed from alive (about 100 bytes a
+	// connection). The site's is the registry's, shared by every
+	// connection of the site.
+	if st.Key == site {
+		site = st.Key
+	}
+	session, visitor = strings.Clone(session), strings.Clone(visitor)
 	if session == "" {
 		session = newID()
 	}
