@@ -348,3 +348,31 @@ func TestParseFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestGCPercentFor: an ingest node collects at 50 unless GOGC is set;
+// other modes keep Go's default.
+func TestGCPercentFor(t *testing.T) {
+	tests := []struct {
+		mode, gogc string
+		want       int
+		set        bool
+	}{
+		{ModeIngest, "", ingestGCPercent, true},
+		{ModeIngest, "200", 0, false},
+		{ModeIngest, "off", 0, false},
+		{ModeAll, "", 0, false},
+		{ModeAggregator, "", 0, false},
+		{ModeDashboard, "", 0, false},
+	}
+	for _, tt := range tests {
+		got, set := gcPercentFor(tt.mode, func(k string) string {
+			if k == "GOGC" {
+				return tt.gogc
+			}
+			return ""
+		})
+		if got != tt.want || set != tt.set {
+			t.Errorf("%s with GOGC=%q: %d, %v; want %d, %v", tt.mode, tt.gogc, got, set, tt.want, tt.set)
+		}
+	}
+}
