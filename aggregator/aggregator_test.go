@@ -21,6 +21,24 @@ import (
 
 // runAggregator runs an aggregator until the returned stop is called;
 // edit changes its configuration.
+// panelsOf receives every site's panels of the name panel (the last
+// token of dash.<site>.<panel>), decoded, until the test ends.
+func panelsOf[T any](t *testing.T, ns *natstest.Server, panel string) <-chan T {
+	t.Helper()
+	panels := make(chan T, 100)
+	sub, err := ns.NC.Subscribe(event.DashSubject("*", panel), func(m *nats.Msg) {
+		var v T
+		if json.Unmarshal(m.Data, &v) == nil {
+			panels <- v
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	return panels
+}
+
 func runAggregator(t *testing.T, ns *natstest.Server, edit ...func(*Config)) (stop func()) {
 	t.Helper()
 	cfg := Config{JetStream: ns.JS, Notifier: ns.NC, Snapshots: ns.Stores.Snapshots, Views: ns.Stores.Views, Nodes: ns.Stores.Nodes, Tick: 20 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)}
@@ -193,17 +211,7 @@ func TestSnapshotLostReplaysFromStart(t *testing.T) {
 
 func TestPanelUpdatesOnNATS(t *testing.T) {
 	ns := natstest.Run(t)
-	updates := make(chan event.Overview, 100)
-	sub, err := ns.NC.Subscribe(event.DashSubject("*", event.PanelOverview), func(m *nats.Msg) {
-		var ov event.Overview
-		if json.Unmarshal(m.Data, &ov) == nil {
-			updates <- ov
-		}
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Unsubscribe()
+	updates := panelsOf[event.Overview](t, ns, event.PanelOverview)
 	runAggregator(t, ns)
 	publishBatches(t, ns.JS, "demo", 2, 2)
 	timeout := time.After(10 * time.Second)
@@ -348,17 +356,7 @@ func TestVersionsClimbPastAnOldSnapshot(t *testing.T) {
 // that only grow, and none while nothing moves.
 func TestLivePanelsBetweenOverviews(t *testing.T) {
 	ns := natstest.Run(t)
-	panels := make(chan event.LivePanel, 100)
-	sub, err := ns.NC.Subscribe(event.DashSubject("*", event.PanelLive), func(m *nats.Msg) {
-		var lp event.LivePanel
-		if json.Unmarshal(m.Data, &lp) == nil {
-			panels <- lp
-		}
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Unsubscribe()
+	panels := panelsOf[event.LivePanel](t, ns, event.PanelLive)
 	runAggregator(t, ns, func(c *Config) { c.Tick, c.LiveEvery = time.Hour, 10*time.Millisecond })
 	var last event.LivePanel
 	wait := func(events uint64) {

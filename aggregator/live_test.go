@@ -1,11 +1,8 @@
 package aggregator
 
 import (
-	"encoding/json"
 	"testing"
 	"time"
-
-	"github.com/nats-io/nats.go"
 
 	"github.com/pulse-analytics/pulse/event"
 	"github.com/pulse-analytics/pulse/natsutil/natstest"
@@ -78,17 +75,7 @@ func TestLivePacer(t *testing.T) {
 // the hour), and the next move within the hour waits.
 func TestLivePanelGoesOutAtOnce(t *testing.T) {
 	ns := natstest.Run(t)
-	panels := make(chan event.LivePanel, 100)
-	sub, err := ns.NC.Subscribe(event.DashSubject("*", event.PanelLive), func(m *nats.Msg) {
-		var lp event.LivePanel
-		if json.Unmarshal(m.Data, &lp) == nil {
-			panels <- lp
-		}
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Unsubscribe()
+	panels := panelsOf[event.LivePanel](t, ns, event.PanelLive)
 	runAggregator(t, ns, func(c *Config) { c.Tick, c.LiveEvery = time.Hour, time.Hour })
 	publishBatches(t, ns.JS, "demo", 1, 3)
 	select {
