@@ -311,6 +311,62 @@ func TestSeparateProcessParts(t *testing.T) {
 	}
 }
 
+// TestIngestNodesShareAddress runs two ingest processes' parts on one
+// address with -ingest-reuse-port: the kernel spreads trackers over both,
+// every tracker is counted, and when one node stops the other goes on
+// taking new trackers. Without the option a second node cannot listen.
+func TestIngestNodesShareAddress(t *testing.T) {
+	ns := natstest.Run(t)
+	part := func(mode, addr string, reuse bool) func(*Config) {
+		return func(c *Config) {
+			c.Mode, c.NATSURL = mode, ns.URL()
+			c.IngestReusePort = reuse
+			if addr != "" {
+				c.IngestAddr = addr
+			}
+		}
+	}
+	startPulse(t, t.TempDir(), part(ModeAggregator, "", false))
+	dash := startPulse(t, t.TempDir(), part(ModeDashboard, "", false))
+	first := startPulse(t, t.TempDir(), part(ModeIngest, "", true))
+	addr := strings.TrimPrefix(first.IngestURL, "http://")
+	second := startPulse(t, t.TempDir(), part(ModeIngest, addr, true))
+	if second.IngestURL != first.IngestURL {
+		t.Fatalf("second node listens at %s, want %s", second.IngestURL, first.IngestURL)
+	}
+
+	lone := newTestMain(t, t.TempDir(), part(ModeIngest, addr, false))
+	err := lone.Run(context.Background())
+	_ = lone.Close()
+	if err == nil || !strings.Contains(err.Error(), "address already in use") {
+		t.Errorf("a node without -ingest-reuse-port on a shared address: %v, want address already in use", err)
+	}
+
+	// 40 trackers: the chance that the kernel's hash puts all of them on
+	// one node is 2^-39.
+	const trackers = 40
+	for range trackers {
+		dialTracker(t, first.IngestURL, "demo", "").sendBatch(t, 1, "move", 1)
+	}
+	for _, m := range []*Main{first, second} {
+		if n := m.ingest.Figures()["connections"]; n == 0 || n == trackers {
+			t.Errorf("a node holds %v of %d trackers, want some", n, trackers)
+		}
+	}
+	if err := second.Close(); err != nil {
+		t.Fatalf("close the second node: %v", err)
+	}
+	for range 10 {
+		dialTracker(t, first.IngestURL, "demo", "").sendBatch(t, 1, "move", 1)
+	}
+	waitStats(t, dash.DashboardURL, "demo", func(ov event.Overview) error {
+		if ov.Events != trackers+10 {
+			return fmt.Errorf("events %d, want %d", ov.Events, trackers+10)
+		}
+		return nil
+	})
+}
+
 // waitReadyz waits until base/readyz answers status.
 func waitReadyz(t *testing.T, base string, status int) {
 	t.Helper()

@@ -31,6 +31,20 @@ const (
 // it first).
 func startPulse(t testing.TB, dir string, edit func(*Config)) *Main {
 	t.Helper()
+	m := newTestMain(t, dir, edit)
+	if err := m.Run(context.Background()); err != nil {
+		_ = m.Close()
+		t.Fatalf("run pulse: %v", err)
+	}
+	var once sync.Once
+	t.Cleanup(func() { once.Do(func() { _ = m.Close() }) })
+	return m
+}
+
+// newTestMain is a Main configured as startPulse runs it: every listener
+// on a free loopback port, dir its data directory, the test's password
+// and token, then edit.
+func newTestMain(t testing.TB, dir string, edit func(*Config)) *Main {
 	m := NewMain()
 	m.Config.IngestAddr = "127.0.0.1:0"
 	m.Config.DashboardAddr = "127.0.0.1:0"
@@ -43,12 +57,6 @@ func startPulse(t testing.TB, dir string, edit func(*Config)) *Main {
 		edit(&m.Config)
 	}
 	m.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	if err := m.Run(context.Background()); err != nil {
-		_ = m.Close()
-		t.Fatalf("run pulse: %v", err)
-	}
-	var once sync.Once
-	t.Cleanup(func() { once.Do(func() { _ = m.Close() }) })
 	return m
 }
 

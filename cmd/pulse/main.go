@@ -122,6 +122,12 @@ type Config struct {
 	// IngestPoller is how an ingest node reads connections: io_uring,
 	// epoll or goroutines (default: the best the system allows).
 	IngestPoller string
+	// IngestReusePort lets several ingest processes on one machine listen
+	// on IngestAddr together (SO_REUSEPORT, Linux): the kernel spreads new
+	// connections over them. One process's open-file limit then no longer
+	// bounds the machine's trackers, and a node can be replaced without a
+	// moment when none listens.
+	IngestReusePort bool
 	// IngestConnRate is the events per second one tracker connection may
 	// send.
 	IngestConnRate int
@@ -244,6 +250,8 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 	str(&c.NATSToken, "nats-token", "PULSE_NATS_TOKEN", "token NATS clients give: the embedded server requires it when -nats-listen is beyond loopback (empty: generated and logged), parts give it to -nats")
 	str(&c.AdminPassword, "admin-password", "PULSE_ADMIN_PASSWORD", "dashboard admin password at the first start (later starts keep the account's own); empty generates one and prints it once")
 	c.ResetAdminPassword = getenv("PULSE_RESET_ADMIN_PASSWORD") == "1"
+	c.IngestReusePort = getenv("PULSE_INGEST_REUSE_PORT") == "1"
+	fs.BoolVar(&c.IngestReusePort, "ingest-reuse-port", c.IngestReusePort, "share -ingest-addr with other ingest processes on this machine, which the kernel spreads new connections over (Linux; $PULSE_INGEST_REUSE_PORT=1)")
 	fs.BoolVar(&c.ResetAdminPassword, "reset-admin-password", c.ResetAdminPassword, "give the admin the -admin-password at this start, even if the account exists ($PULSE_RESET_ADMIN_PASSWORD=1)")
 	str(&c.APIToken, "api-token", "PULSE_API_TOKEN", "bearer token accepted by the dashboard API")
 	str(&c.SitesFile, "sites-file", "PULSE_SITES_FILE", `JSON file of sites to register: [{"key":"shop","name":"Shop","origins":["https://shop.example"]}]`)
@@ -383,7 +391,7 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	if c.DebugAddr != "" {
-		url, err := m.serve(c.DebugAddr, debugHandler())
+		url, err := m.serve(c.DebugAddr, false, debugHandler())
 		if err != nil {
 			return err
 		}
@@ -463,7 +471,7 @@ func (m *Main) Run(ctx context.Context) error {
 		obs.MountHealth(mux, in.Ready)
 		mux.Handle("/", in.Handler())
 		readies = append(readies, in.Ready)
-		if m.IngestURL, err = m.serve(c.IngestAddr, mux); err != nil {
+		if m.IngestURL, err = m.serve(c.IngestAddr, c.IngestReusePort, mux); err != nil {
 			return err
 		}
 		log.Info("ingest node listening", "tracker", wsURL(m.IngestURL)+"/v1/track", "demo", m.IngestURL+"/demo")
@@ -490,7 +498,7 @@ func (m *Main) Run(ctx context.Context) error {
 		obs.MountHealth(mux, d.Ready)
 		mux.Handle("/", d.Handler())
 		readies = append(readies, d.Ready)
-		if m.DashboardURL, err = m.serve(c.DashboardAddr, mux); err != nil {
+		if m.DashboardURL, err = m.serve(c.DashboardAddr, false, mux); err != nil {
 			return err
 		}
 		log.Info("dashboard listening: point a browser here", "url", m.DashboardURL+"/")
@@ -507,7 +515,7 @@ func (m *Main) Run(ctx context.Context) error {
 		return errors.Join(errs...)
 	})
 	obs.MountMetrics(mux, reg)
-	if m.MetricsURL, err = m.serve(c.MetricsAddr, mux); err != nil {
+	if m.MetricsURL, err = m.serve(c.MetricsAddr, false, mux); err != nil {
 		return err
 	}
 	log.Info("metrics listening", "url", m.MetricsURL+"/metrics")
@@ -627,9 +635,14 @@ func debugHandler() http.Handler {
 }
 
 // serve listens on addr and serves h in the background; it returns the
-// listener's URL.
-func (m *Main) serve(addr string, h http.Handler) (string, error) {
-	l, err := net.Listen("tcp", addr)
+// listener's URL. With reusePort, other processes may listen on addr too
+// (setReusePort).
+func (m *Main) serve(addr string, reusePort bool, h http.Handler) (string, error) {
+	var lc net.ListenConfig
+	if reusePort {
+		lc.Control = setReusePort
+	}
+	l, err := lc.Listen(context.Background(), "tcp", addr)
 	if err != nil {
 		return "", fmt.Errorf("listen %s: %w", addr, err)
 	}
