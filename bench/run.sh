@@ -9,6 +9,10 @@
 #   sweep     Pulse: highest classic rate with >= 99 % counted
 #   idle      19,000 idle connections: Node, Pulse all-in-one, Pulse ingest;
 #             then pulse loadgen's hellos, joins and leaves (idle_own alone)
+#   held_100k 100,000 idle batched trackers on this machine: six ingest
+#             processes share one port (-ingest-reuse-port), as one
+#             process may open only 20,000 files here (not in the default
+#             set: it needs about 4 GB and 2 minutes a run)
 #   overload  100 connections as fast as they can for 20 s
 #   fanout    SSE subscribers: Node 100 admins, Pulse 1,000 consumers
 #   quotes    10,000 quote widgets obeying callIn
@@ -225,6 +229,61 @@ idle() {
 idle_own() {
   for i in $(seq "$runs"); do
     pulse_own "own-idle-19k-$i" -- -trackers 19000 -rate 0.1 -batch-every 10s -duration 20s -ramp 10s -sources 24 -batched -settle 30s
+  done
+}
+
+# rss_kb PID...: the resident memory of the processes, summed, in KB.
+rss_kb() { local p; for p in "$@"; do awk '/^VmRSS/ {print $2}' "/proc/$p/status"; done | awk '{s += $1} END {print s}'; }
+
+# ingest_conns PORT...: the tracker connections the ingest nodes whose
+# metrics are on those ports hold, summed.
+ingest_conns() {
+  local p; for p in "$@"; do curl -s "http://127.0.0.1:$p/metrics" | awk '/^pulse_ingest_connections / {print $2}'; done | awk '{s += $1} END {printf "%d", s}'
+}
+
+# held_100k: 100,000 batched trackers, one event each every 10 s, ramped
+# over 50 s (2,000 new connections a second) from 60 source addresses,
+# held 30 s. This machine's hard limit of 20,000 open files a process
+# rules out one process on either side, so six ingest processes share
+# 127.0.0.1:8081 (-ingest-reuse-port, the kernel spreads the connections)
+# against one backend, and six pulse loadgens send 16,667 trackers each,
+# each to its own site, so each counts its own hellos, joins and leaves
+# at the dashboard. The ingest processes' RSS and connections, summed,
+# are read before the ramp and 20 s after it, into
+# pulse-held-100k-N.json; each loadgen's report is beside it.
+held_100k() {
+  local procs=6 per=16667
+  local sites
+  sites=$(sites_file "$procs")
+  for i in $(seq "$runs"); do
+    local label="held-100k-$i" ingests=() gens=() ports=()
+    PULSE_SITES_FILE="$sites" bench/pulse-backend.sh > "$out/pulse-$label.backend.log" 2>&1 &
+    local backend=$!
+    for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/4333) 2>/dev/null && break; sleep 0.1; done
+    for j in $(seq 0 $((procs - 1))); do
+      ports+=($((2120 + j)))
+      PULSE_INGEST_REUSE_PORT=1 bench/pulse-ingest-peer.sh -metrics-addr "127.0.0.1:$((2120 + j))" > "$out/pulse-$label.ingest-$j.log" 2>&1 &
+      ingests+=($!)
+    done
+    for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/8081) 2>/dev/null && break; sleep 0.1; done
+    sleep 2
+    local before
+    before=$(rss_kb "${ingests[@]}")
+    for j in $(seq 0 $((procs - 1))); do
+      PULSE_ADMIN_PASSWORD=bench-password bench/pulse loadgen -url http://127.0.0.1:8081 -dashboard http://127.0.0.1:2112 \
+        -site "load-$j" -trackers "$per" -rate 0.1 -batch-every 10s -ramp 50s -duration 30s -sources 60 -batched -settle 60s \
+        > "$out/pulse-$label-$j.json" 2> "$out/pulse-$label-$j.log" &
+      gens+=($!)
+    done
+    sleep 70
+    local held conns
+    held=$(rss_kb "${ingests[@]}")
+    conns=$(ingest_conns "${ports[@]}")
+    wait "${gens[@]}" || true
+    printf '{"ingestProcesses": %d, "trackers": %d, "connectionsHeld": %d, "rssBeforeKB": %d, "rssHeldKB": %d, "rssPerConnKB": %.3f}\n' \
+      "$procs" $((procs * per)) "$conns" "$before" "$held" "$(awk -v h="$held" -v b="$before" -v c="$conns" 'BEGIN { print c ? (h - b) / c : 0 }')" > "$out/pulse-$label.json"
+    kill "${ingests[@]}" 2>/dev/null || true; wait "${ingests[@]}" 2>/dev/null || true
+    kill "$backend" 2>/dev/null || true; wait "$backend" 2>/dev/null || true
   done
 }
 
