@@ -131,10 +131,13 @@ type Report struct {
 	// everything was counted (or Settle ran out), in seconds and per
 	// event counted (or sent, without a dashboard), and its resident
 	// memory at the end.
-	ServerCPUSeconds   float64 `json:"serverCpuSeconds,omitempty"`
-	ServerCPUCores     float64 `json:"serverCpuCores,omitempty"`
-	ServerCPUPerEvent  float64 `json:"serverCpuPerEventUs,omitempty"`
-	ServerRSSMegabytes float64 `json:"serverRssMB,omitempty"`
+	ServerCPUSeconds float64 `json:"serverCpuSeconds,omitempty"`
+	// ServerCPUSystemSeconds is the part of ServerCPUSeconds spent in
+	// the kernel: on loopback its sends include the receiver's TCP work.
+	ServerCPUSystemSeconds float64 `json:"serverCpuSystemSeconds,omitempty"`
+	ServerCPUCores         float64 `json:"serverCpuCores,omitempty"`
+	ServerCPUPerEvent      float64 `json:"serverCpuPerEventUs,omitempty"`
+	ServerRSSMegabytes     float64 `json:"serverRssMB,omitempty"`
 	// ServerRSSPerConnKB is how much the server's resident memory grew
 	// from the start of the run to the end, per connection open then:
 	// what a connection costs the server, in KB.
@@ -382,6 +385,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		rep.OpenWhenMeasured = openConns.Load()
 		elapsed := time.Since(start).Seconds()
 		rep.ServerCPUSeconds = after.cpuSeconds - before.cpuSeconds
+		rep.ServerCPUSystemSeconds = after.systemSeconds - before.systemSeconds
 		rep.ServerCPUCores = rep.ServerCPUSeconds / elapsed
 		rep.ServerRSSMegabytes = float64(after.rssBytes) / (1 << 20)
 		if rep.OpenWhenMeasured > 0 {

@@ -7,10 +7,11 @@ import (
 	"strings"
 )
 
-// procStat is a process's CPU time and resident memory, from /proc.
+// procStat is a process's CPU time (user and system; systemSeconds of
+// it in the kernel) and resident memory, from /proc.
 type procStat struct {
-	cpuSeconds float64
-	rssBytes   int64
+	cpuSeconds, systemSeconds float64
+	rssBytes                  int64
 }
 
 // clockTicks is USER_HZ, 100 on every Linux this runs on.
@@ -31,5 +32,5 @@ func readProc(pid int) (procStat, error) {
 	utime, _ := strconv.ParseFloat(fields[11], 64)
 	stime, _ := strconv.ParseFloat(fields[12], 64)
 	rss, _ := strconv.ParseInt(fields[21], 10, 64)
-	return procStat{cpuSeconds: (utime + stime) / clockTicks, rssBytes: rss * int64(os.Getpagesize())}, nil
+	return procStat{cpuSeconds: (utime + stime) / clockTicks, systemSeconds: stime / clockTicks, rssBytes: rss * int64(os.Getpagesize())}, nil
 }

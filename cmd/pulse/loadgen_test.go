@@ -49,6 +49,9 @@ func TestLoadgenMeasuresPulse(t *testing.T) {
 		if batched && (r.Hello.Events != r.Connected || r.Hello.P50 <= 0 || r.Hello.Max > 10_000) {
 			t.Errorf("batched: hellos %+v of %d trackers", r.Hello, r.Connected)
 		}
+		if r.ServerCPUSystemSeconds <= 0 || r.ServerCPUSystemSeconds > r.ServerCPUSeconds {
+			t.Errorf("batched %v: %v s of the server's %v s in the kernel", batched, r.ServerCPUSystemSeconds, r.ServerCPUSeconds)
+		}
 		if r.ServerCPUSeconds <= 0 || r.ServerRSSMegabytes <= 0 || r.ServerCPUPerEventSent <= 0 {
 			t.Errorf("batched %v: server figures %v s (%v us per event sent after the ramp), %v MB",
 				batched, r.ServerCPUSeconds, r.ServerCPUPerEventSent, r.ServerRSSMegabytes)
