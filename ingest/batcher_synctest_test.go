@@ -59,7 +59,7 @@ func TestDeferredAcksMeetTheirGoals(t *testing.T) {
 		for i := range sims {
 			session := fmt.Sprintf("s%d", i)
 			sim := &simTracker{
-				session: session, p: newProtocol(limits, true, fmt.Sprintf("v%d", i)),
+				session: session, p: newProtocol(&limits, true, fmt.Sprintf("v%d", i)),
 				b: b, sent: map[uint64]time.Time{},
 				store: func() uint64 {
 					storeMu.Lock()

@@ -25,9 +25,10 @@ func TestBudget(t *testing.T) {
 		{"a clock stepping back refills nothing", 10, 100, []take{{time.Second, 100, true}, {0, 1, false}, {time.Second, 1, false}, {1100 * time.Millisecond, 1, true}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			b := newBudget(tc.perSecond, tc.burst)
+			r := newRate(tc.perSecond, tc.burst)
+			b := newBudget(r)
 			for i, tk := range tc.takes {
-				if got := b.allow(start+int64(tk.at), tk.n); got != tk.want {
+				if got := b.allow(r, start+int64(tk.at), tk.n); got != tk.want {
 					t.Fatalf("take %d (%d at %v): %v, want %v", i, tk.n, tk.at, got, tk.want)
 				}
 			}

@@ -60,30 +60,29 @@ type conn struct {
 
 	// mu guards the fields below: Data runs on a poller, the rest
 	// wherever a connection is closed from.
-	mu      sync.Mutex
-	reg     *netpoll.Registration
-	proto   protocol
-	queue   []func()
-	working bool
-
+	mu    sync.Mutex
+	reg   *netpoll.Registration
+	proto protocol
+	queue []func()
 	// pending is what the reader holds of unfinished frames, counted in
-	// the node's Server.pending; frameDone says a message or control
-	// frame was completed in the current Data call.
-	pending   int
-	frameDone bool
+	// the node's Server.pending.
+	pending int
 	// pong is the payload of the pong queued (pongQueued) to answer the
 	// latest ping.
-	pong       []byte
-	pongQueued bool
+	pong []byte
+
+	// The flags last, together, so that they take one word: a task of
+	// the queue runs (working); a message or control frame was completed
+	// in the current Data call (frameDone); a pong is queued.
+	working, frameDone, pongQueued bool
 }
 
 // newConn makes a connection; visitor is the tracker's visitor id, unused
 // for classic clients, which name theirs in every frame.
 func newConn(s *Server, nc net.Conn, ip, site, session, visitor string, batches bool) *conn {
-	limits := protocolLimits{EventsPerSecond: s.cfg.MaxConnEventsPerSecond, AckInterval: s.cfg.AckInterval, MaxQueued: maxQueued}
 	c := &conn{
 		s: s, nc: nc, ip: ip, id: newID(), site: site, session: session,
-		proto:  newProtocol(limits, batches, visitor),
+		proto:  newProtocol(&s.limits, batches, visitor),
 		frames: wsframe.NewReader(int(s.cfg.ReadLimit)),
 	}
 	c.lastRead.Store(time.Now().UnixNano())

@@ -18,15 +18,12 @@ import (
 // it each input with the time, under conn.mu, and carries out the actions
 // it answers with. So every rule of the protocol is tested as a table of
 // inputs and actions (protocol_test.go), with time as a value.
+//
+// A node holds one protocol for every connection it has, so the fields
+// are ordered to leave no padding, and the limits are the node's.
 type protocol struct {
-	limits protocolLimits
-	// batches: the tracker speaks the batch protocol (hello, batches,
-	// acks, rates); false, it sends classic single-event frames only.
-	batches bool
+	limits  *protocolLimits
 	visitor string
-	// open: the connection is read by the poller, so its reading can be
-	// paused. joined: its join is published (or on its way).
-	open, joined, ended, paused bool
 
 	// unacked counts batches being stored; lastAck is the highest seq
 	// stored.
@@ -35,10 +32,17 @@ type protocol struct {
 	// ackedAt is when the last ack was sent (Unix ns); ackDue says an ack
 	// is deferred until AckInterval after it.
 	ackedAt int64
-	ackDue  bool
 
 	// events is the budget of events, controls of pings and pongs.
 	events, controls budget
+
+	ackDue bool
+	// batches: the tracker speaks the batch protocol (hello, batches,
+	// acks, rates); false, it sends classic single-event frames only.
+	batches bool
+	// open: the connection is read by the poller, so its reading can be
+	// paused. joined: its join is published (or on its way).
+	open, joined, ended, paused bool
 }
 
 // protocolLimits are the limits a protocol keeps, from the node's Config.
@@ -54,9 +58,17 @@ type protocolLimits struct {
 }
 
 // controlsPerSecond is the rate of pings and pongs a tracker may send,
-// with a burst of ten times that: browsers send none, and other clients
-// a ping every few seconds at most.
+// with a burst of ten times that (controlRate): browsers send none, and
+// other clients a ping every few seconds at most.
 const controlsPerSecond = 10
+
+var controlRate = rate{perSecond: controlsPerSecond, burst: 10 * controlsPerSecond}
+
+// eventRate is the rate of a connection's events budget: EventsPerSecond,
+// with a burst of ten times that.
+func (l *protocolLimits) eventRate() rate {
+	return newRate(l.EventsPerSecond, 10*l.EventsPerSecond)
+}
 
 // actions is what the connection is to do after an input, in the order of
 // the fields.
@@ -75,12 +87,11 @@ type actions struct {
 
 // newProtocol starts the protocol of a tracker; visitor is a batch
 // tracker's visitor id (classic trackers name theirs in every frame).
-func newProtocol(limits protocolLimits, batches bool, visitor string) protocol {
-	perSecond := limits.EventsPerSecond
+func newProtocol(limits *protocolLimits, batches bool, visitor string) protocol {
 	return protocol{
 		limits: limits, batches: batches, visitor: visitor,
-		events:   newBudget(perSecond, 10*perSecond),
-		controls: newBudget(controlsPerSecond, 10*controlsPerSecond),
+		events:   newBudget(limits.eventRate()),
+		controls: newBudget(controlRate),
 	}
 }
 
@@ -104,7 +115,7 @@ func (p *protocol) classic(now int64, visitor string) (a actions, accept bool) {
 		p.visitor, p.joined = visitor, true
 		a.join = true
 	}
-	return a, p.events.allow(now, 1)
+	return a, p.events.allow(p.limits.eventRate(), now, 1)
 }
 
 // batch says batch seq of n events arrived at now. store reports that it
@@ -114,7 +125,7 @@ func (p *protocol) classic(now int64, visitor string) (a actions, accept bool) {
 // tracker keeps it and re-sends it after reconnecting, so closing loses
 // nothing.
 func (p *protocol) batch(now int64, seq uint64, n int) (a actions, store bool, err error) {
-	if !p.events.allow(now, n) {
+	if !p.events.allow(p.limits.eventRate(), now, n) {
 		return a, false, fmt.Errorf("%w: more than %d events a second", errRateLimit, p.limits.EventsPerSecond)
 	}
 	if seq <= p.lastAck {
@@ -177,7 +188,7 @@ func (p *protocol) ackNow(now int64) actions {
 // control says a ping or pong arrived at now. A flood of them ends the
 // connection like a flood of events.
 func (p *protocol) control(now int64) error {
-	if !p.controls.allow(now, 1) {
+	if !p.controls.allow(controlRate, now, 1) {
 		return fmt.Errorf("%w: more than %d control frames a second", errRateLimit, controlsPerSecond)
 	}
 	return nil

@@ -224,7 +224,7 @@ func TestProtocol(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p := newProtocol(testLimits, tt.batches, "v1")
+			p := newProtocol(&testLimits, tt.batches, "v1")
 			for i, s := range tt.steps {
 				for n := range max(s.times, 1) {
 					got := s.in.give(&p, t0+int64(s.at))
@@ -256,7 +256,7 @@ func TestAckGoals(t *testing.T) {
 		duration      = time.Hour
 	)
 	rng := rand.New(rand.NewPCG(1, 2))
-	p := newProtocol(protocolLimits{EventsPerSecond: 200, AckInterval: 10 * time.Second, MaxQueued: 8}, true, "v1")
+	p := newProtocol(&protocolLimits{EventsPerSecond: 200, AckInterval: 10 * time.Second, MaxQueued: 8}, true, "v1")
 	p.opened()
 
 	type pending struct {

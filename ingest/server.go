@@ -237,6 +237,11 @@ type Server struct {
 	metrics  *metrics
 	upgrader websocket.Upgrader
 	batcher  *batcher
+	// limits are every connection's protocol limits, and connectRate
+	// the rate of connects a client address may make: from cfg, shared
+	// so that no connection or address holds its own copy.
+	limits      protocolLimits
+	connectRate rate
 
 	// pending is the bytes of unfinished frames all connections' readers
 	// hold (see Config.MaxPendingBytes).
@@ -302,6 +307,10 @@ func New(cfg Config) (*Server, error) {
 		stopLoad:     make(chan struct{}),
 		loadDone:     make(chan struct{}),
 		sweepDone:    make(chan struct{}),
+		limits: protocolLimits{
+			EventsPerSecond: cfg.MaxConnEventsPerSecond, AckInterval: cfg.AckInterval, MaxQueued: maxQueued,
+		},
+		connectRate: newRate(cfg.MaxConnectsPerIPPerSecond, 10*cfg.MaxConnectsPerIPPerSecond),
 	}
 	s.publishing, s.stopPublishing = context.WithCancel(context.Background())
 	s.batchFrames.New = func() any { return new(batchFrame) }
@@ -516,11 +525,11 @@ func (s *Server) track(ip string) trackResult {
 	now := time.Now().UnixNano()
 	b := s.connects[ip]
 	if b == nil {
-		nb := newBudget(s.cfg.MaxConnectsPerIPPerSecond, 10*s.cfg.MaxConnectsPerIPPerSecond)
+		nb := newBudget(s.connectRate)
 		b = &nb
 		s.connects[ip] = b
 	}
-	if !b.allow(now, 1) {
+	if !b.allow(s.connectRate, now, 1) {
 		return trackTooFast
 	}
 	s.perIP.add(ip)
