@@ -50,7 +50,8 @@ func Parse(list string) (*Resolver, error) {
 	return r, nil
 }
 
-func (r *Resolver) trusts(a netip.Addr) bool {
+// Trusts reports whether a is one of the trusted proxies.
+func (r *Resolver) Trusts(a netip.Addr) bool {
 	for _, p := range r.trusted {
 		if p.Contains(a) {
 			return true
@@ -66,7 +67,7 @@ func (r *Resolver) trusts(a netip.Addr) bool {
 // that make requests by hand).
 func (r *Resolver) Addr(req *http.Request) netip.Addr {
 	addr := peer(req)
-	if !addr.IsValid() || len(r.trusted) == 0 || !r.trusts(addr) {
+	if !addr.IsValid() || len(r.trusted) == 0 || !r.Trusts(addr) {
 		return addr
 	}
 	hops := req.Header.Values("X-Forwarded-For")
@@ -78,7 +79,7 @@ func (r *Resolver) Addr(req *http.Request) netip.Addr {
 				return addr // garbage from beyond the last trusted proxy
 			}
 			addr = hop.Unmap()
-			if !r.trusts(addr) {
+			if !r.Trusts(addr) {
 				return addr
 			}
 		}

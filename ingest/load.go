@@ -118,17 +118,21 @@ func (s *Server) tellRates(level int) {
 	}
 }
 
+// Conns is the number of tracker connections the node holds.
+func (s *Server) Conns() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
 // Figures are the node's numbers for its status report: besides its
 // load, what it tells clients now (trackers' sampling and flush
 // intervals, sample_ms and flush_ms) and the callIns it gave quote
 // widgets in its last load interval, per second (see callIns.figures).
 func (s *Server) Figures() map[string]float64 {
-	s.mu.Lock()
-	conns := len(s.conns)
-	s.mu.Unlock()
 	r := s.rates()
 	f := map[string]float64{
-		"connections":       float64(conns),
+		"connections":       float64(s.Conns()),
 		"events_per_second": math.Float64frombits(s.perSecond.Load()),
 		"load_level":        float64(s.level.Load()),
 		"sample_ms":         float64(r.SampleMs),

@@ -30,7 +30,10 @@ import (
 //   - path flooders (127.0.0.4) are trackers of FloodSite that send every
 //     event on a new page path, growing the aggregator's maps;
 //   - SSE flooders (127.0.0.5) open dashboard streams with a session and
-//     never read them, and as many without a session.
+//     never read them, and as many without a session;
+//   - silent holders (127.0.0.6) open connections to the ingest node and
+//     send nothing, twice as many as one address may hold, reconnecting
+//     as soon as one is closed.
 //
 // Meanwhile a new tracker connects every 200 ms from 127.0.0.1, timing
 // its hello, and the node's /readyz is read as often.
@@ -49,8 +52,9 @@ type HostileConfig struct {
 	// Defaults 1,000 and 20.
 	Trackers int
 	Rate     float64
-	// How many of each attacker run at once. Defaults 300, 300, 50, 200.
-	PingFlooders, HalfFrames, PathFlooders, SSEFlooders int
+	// How many of each attacker run at once. Defaults 300, 300, 50,
+	// 200, 2,000.
+	PingFlooders, HalfFrames, PathFlooders, SSEFlooders, SilentHolders int
 	// Duration bounds the sending after the Ramp, over which the good
 	// trackers start. Defaults 30 s (at most 10 min) and 3 s.
 	Duration, Ramp time.Duration
@@ -81,13 +85,18 @@ type HostileReport struct {
 	Probes   int `json:"readyzProbes"`
 	NotReady int `json:"readyzNotReady"`
 	// Attacks counts connections each kind of attacker got (upgraded,
-	// or SSE streams answered 200), Refused the answers that refused
-	// them, by kind and status.
+	// SSE streams answered 200, silent connections held a second or
+	// more), Refused the answers that refused them, by kind and status
+	// ("closed" for a silent connection closed within a second).
 	Attacks map[string]int64            `json:"attacks"`
 	Refused map[string]map[string]int64 `json:"refused"`
 	// ServerRejected is the node's pulse_ingest_rejected_total by
 	// reason, grown during the run (with MetricsURL).
 	ServerRejected map[string]float64 `json:"serverRejected,omitempty"`
+	// ServerRefusedConns is its pulse_connections_refused_total by
+	// reason, grown during the run (with MetricsURL): connections closed
+	// as soon as they were accepted.
+	ServerRefusedConns map[string]float64 `json:"serverRefusedConns,omitempty"`
 	// ServerMaxRSSMegabytes is the node's largest RSS, sampled each
 	// second, and ServerCPUCores its CPU time over the run's (with
 	// ServerPID).
@@ -123,6 +132,7 @@ func (c *HostileConfig) defaults() error {
 	def(&c.HalfFrames, 300)
 	def(&c.PathFlooders, 50)
 	def(&c.SSEFlooders, 200)
+	def(&c.SilentHolders, 2000)
 	if c.User == "" {
 		c.User = "admin"
 	}
@@ -162,16 +172,26 @@ type hostileRun struct {
 }
 
 func (h *hostileRun) count(kind string, status int) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
 	if status == http.StatusOK || status == http.StatusSwitchingProtocols {
-		h.attacks[kind]++
+		h.got(kind)
 		return
 	}
+	h.refuse(kind, strconv.Itoa(status))
+}
+
+func (h *hostileRun) got(kind string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.attacks[kind]++
+}
+
+func (h *hostileRun) refuse(kind, answer string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	if h.refused[kind] == nil {
 		h.refused[kind] = make(map[string]int64)
 	}
-	h.refused[kind][strconv.Itoa(status)]++
+	h.refused[kind][answer]++
 }
 
 // RunHostile runs the hostile load and reports. It fails only when it
@@ -192,10 +212,13 @@ func RunHostile(ctx context.Context, cfg HostileConfig) (HostileReport, error) {
 		return HostileReport{}, err
 	}
 	var metrics *url.URL
-	var rejectedBefore map[string]float64
+	var rejectedBefore, refusedBefore map[string]float64
 	if cfg.MetricsURL != "" {
 		metrics, _ = url.Parse(cfg.MetricsURL)
 		if rejectedBefore, err = scrape(ctx, metrics, "pulse_ingest_rejected_total"); err != nil {
+			return HostileReport{}, err
+		}
+		if refusedBefore, err = scrape(ctx, metrics, "pulse_connections_refused_total"); err != nil {
 			return HostileReport{}, err
 		}
 	}
@@ -234,6 +257,7 @@ func RunHostile(ctx context.Context, cfg HostileConfig) (HostileReport, error) {
 	repeat(cfg.SSEFlooders/2, func() { h.sseAttack(attackCtx, du, withSession, "sse_session") })
 	anonymous := &http.Client{Transport: sourceTransport(net.IPv4(127, 0, 0, 5), cfg.SSEFlooders)}
 	repeat(cfg.SSEFlooders-cfg.SSEFlooders/2, func() { h.sseAttack(attackCtx, du, anonymous, "sse_anonymous") })
+	repeat(cfg.SilentHolders, func() { h.silentAttack(attackCtx, net.IPv4(127, 0, 0, 6)) })
 	for i := range cfg.PathFlooders {
 		wg.Go(func() {
 			t := &resendingTracker{h: h, site: cfg.FloodSite, from: net.IPv4(127, 0, 0, 4), id: i, newPaths: true}
@@ -324,18 +348,29 @@ func RunHostile(ctx context.Context, cfg HostileConfig) (HostileReport, error) {
 		r.Hellos, r.HelloP50Ms, r.HelloMaxMs = len(hellos), ms(hellos[len(hellos)/2]), ms(hellos[len(hellos)-1])
 	}
 	if metrics != nil {
-		after, err := scrape(context.Background(), metrics, "pulse_ingest_rejected_total")
-		if err != nil {
+		if r.ServerRejected, err = grown(metrics, "pulse_ingest_rejected_total", rejectedBefore); err != nil {
 			return r, err
 		}
-		r.ServerRejected = make(map[string]float64)
-		for k, v := range after {
-			if v -= rejectedBefore[k]; v > 0 {
-				r.ServerRejected[k] = v
-			}
+		if r.ServerRefusedConns, err = grown(metrics, "pulse_connections_refused_total", refusedBefore); err != nil {
+			return r, err
 		}
 	}
 	return r, nil
+}
+
+// grown is how much each series of counter at metrics grew since before.
+func grown(metrics *url.URL, counter string, before map[string]float64) (map[string]float64, error) {
+	after, err := scrape(context.Background(), metrics, counter)
+	if err != nil {
+		return nil, err
+	}
+	g := make(map[string]float64)
+	for k, v := range after {
+		if v -= before[k]; v > 0 {
+			g[k] = v
+		}
+	}
+	return g, nil
 }
 
 // sourceTransport dials from the loopback address ip and keeps up to
@@ -405,6 +440,36 @@ func (h *hostileRun) rawAttack(ctx context.Context, kind string, ip net.IP, payl
 			return
 		}
 	}
+}
+
+// silentAttack opens a connection to the ingest node from ip and sends
+// nothing, until the node closes it (its header timeout) or ctx ends.
+// One closed within a second was refused at accept: the holder leaves no
+// TIME_WAIT behind (a reset) and tries again soon, as an attacker would.
+func (h *hostileRun) silentAttack(ctx context.Context, ip net.IP) {
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: ip}, Timeout: 5 * time.Second}
+	c, err := d.DialContext(ctx, "tcp", h.host)
+	if err != nil {
+		sleep(ctx, 100*time.Millisecond)
+		return
+	}
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	defer stop()
+	opened := time.Now()
+	_, _ = c.Read(make([]byte, 1))
+	switch {
+	case time.Since(opened) >= time.Second:
+		h.got("silent")
+		return
+	case ctx.Err() != nil:
+		return
+	}
+	h.refuse("silent", "closed")
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	sleep(ctx, 100*time.Millisecond)
 }
 
 // sseAttack opens a dashboard stream with client and never reads it,

@@ -193,11 +193,22 @@ type trackerClient struct {
 
 func dialTracker(t testing.TB, ingestURL, site, sid string) *trackerClient {
 	t.Helper()
+	return dialTrackerFrom(t, "", ingestURL, site, sid)
+}
+
+// dialTrackerFrom is dialTracker from the loopback address src (empty:
+// any).
+func dialTrackerFrom(t testing.TB, src, ingestURL, site, sid string) *trackerClient {
+	t.Helper()
 	u := "ws" + strings.TrimPrefix(ingestURL, "http") + "/v1/track?v=1&site=" + site
 	if sid != "" {
 		u += "&sid=" + sid
 	}
-	ws, _, err := websocket.DefaultDialer.Dial(u, nil)
+	dialer := *websocket.DefaultDialer
+	if src != "" {
+		dialer.NetDial = (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}).Dial
+	}
+	ws, _, err := dialer.Dial(u, nil)
 	if err != nil {
 		t.Fatalf("dial tracker: %v", err)
 	}

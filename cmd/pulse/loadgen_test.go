@@ -102,11 +102,13 @@ func TestHostileLoadgenAgainstPulse(t *testing.T) {
 	if err := os.WriteFile(sites, []byte(`[{"key":"flood","name":"Flood","origins":[]}]`), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	m := startPulse(t, dir, func(c *Config) { c.SitesFile = sites })
+	// One address may hold 200 connections that are not trackers yet:
+	// more than the SSE flooders need, fewer than the silent holders.
+	m := startPulse(t, dir, func(c *Config) { c.SitesFile, c.MaxConnsPerAddr = sites, 200 })
 	waitReadyz(t, m.DashboardURL, http.StatusOK)
 	r, err := loadgen.RunHostile(context.Background(), loadgen.HostileConfig{
 		URL: m.IngestURL, Dashboard: m.DashboardURL, Password: testPassword, MetricsURL: m.MetricsURL,
-		Trackers: 30, PingFlooders: 20, HalfFrames: 10, PathFlooders: 5, SSEFlooders: 150,
+		Trackers: 30, PingFlooders: 20, HalfFrames: 10, PathFlooders: 5, SSEFlooders: 150, SilentHolders: 400,
 		Duration: 4 * time.Second, Ramp: 500 * time.Millisecond, ServerPID: os.Getpid(),
 	})
 	if err != nil {
@@ -119,7 +121,7 @@ func TestHostileLoadgenAgainstPulse(t *testing.T) {
 	if r.Hellos == 0 || r.HelloFailed != 0 {
 		t.Errorf("new trackers: %d hellos, %d failed", r.Hellos, r.HelloFailed)
 	}
-	for _, kind := range []string{"ping", "half_frame", "sse_session"} {
+	for _, kind := range []string{"ping", "half_frame", "sse_session", "silent"} {
 		if r.Attacks[kind] == 0 {
 			t.Errorf("no %s attack got through to the node: %v", kind, r.Attacks)
 		}
@@ -129,6 +131,12 @@ func TestHostileLoadgenAgainstPulse(t *testing.T) {
 	}
 	if r.Refused["sse_anonymous"]["401"] == 0 || r.Refused["sse_session"]["429"] == 0 {
 		t.Errorf("SSE floods were not refused: %v", r.Refused)
+	}
+	if r.Refused["silent"]["closed"] == 0 || r.ServerRefusedConns[`{reason="per_addr"}`] == 0 {
+		t.Errorf("silent holders beyond their address's limit were not closed at accept: %v, %v", r.Refused["silent"], r.ServerRefusedConns)
+	}
+	if r.Attacks["silent"] > 200 {
+		t.Errorf("one address held %d silent connections, limit 200", r.Attacks["silent"])
 	}
 	if r.ServerMaxRSSMegabytes <= 0 {
 		t.Error("no RSS sampled")

@@ -35,6 +35,7 @@ import (
 
 	"github.com/pulse-analytics/pulse/aggregator"
 	"github.com/pulse-analytics/pulse/clientaddr"
+	"github.com/pulse-analytics/pulse/connlimit"
 	"github.com/pulse-analytics/pulse/dashboard"
 	"github.com/pulse-analytics/pulse/event"
 	"github.com/pulse-analytics/pulse/ingest"
@@ -128,6 +129,11 @@ type Config struct {
 	// bounds the machine's trackers, and a node can be replaced without a
 	// moment when none listens.
 	IngestReusePort bool
+	// MaxConns bounds the connections this process's public listeners
+	// (ingest, dashboard) hold open, trackers included (0: the open-file
+	// limit less a reserve); MaxConnsPerAddr those of one client address
+	// before they become trackers (0: 1,000). See connLimiter.
+	MaxConns, MaxConnsPerAddr int
 	// IngestConnRate is the events per second one tracker connection may
 	// send.
 	IngestConnRate int
@@ -290,6 +296,8 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 	if err := errors.Join(
 		num(&c.Replicas, "replicas", "PULSE_REPLICAS", "replicas of new streams and buckets (0: as many JetStream servers as the cluster has, at most 3)"),
 		num(&c.IngestCapacity, "ingest-capacity", "PULSE_INGEST_CAPACITY", "events per second an ingest node takes before telling trackers to slow down (0: 50000)"),
+		num(&c.MaxConns, "max-conns", "PULSE_MAX_CONNS", "connections the public listeners hold open at once, trackers included; beyond, new ones are closed at accept and /readyz says 503 (0: the open-file limit less 512)"),
+		num(&c.MaxConnsPerAddr, "max-conns-per-addr", "PULSE_MAX_CONNS_PER_ADDR", "connections one client address (an IPv6 /64) may hold open that are not yet trackers: handshakes, quote polls, dashboard requests; trusted proxies are exempt (0: 1000)"),
 		num(&c.IngestConnRate, "ingest-conn-rate", "PULSE_INGEST_CONN_RATE", "events per second one tracker connection may send, with bursts of 10 s (0: 200)"),
 		dur(&c.IngestAckInterval, "ingest-ack-interval", "PULSE_INGEST_ACK_INTERVAL", "least time between two acks to a tracker; acks are cumulative (0: 10s)"),
 		dur(&c.LiveEvery, "live-every", "PULSE_LIVE_EVERY", "the least time between two rounds of live totals, sent as soon as totals move between the once-a-second panels (0: 100ms; negative: never)"),
@@ -391,7 +399,7 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	if c.DebugAddr != "" {
-		url, err := m.serve(c.DebugAddr, false, debugHandler())
+		url, err := m.serve(c.DebugAddr, listenOptions{}, debugHandler())
 		if err != nil {
 			return err
 		}
@@ -400,6 +408,11 @@ func (m *Main) Run(ctx context.Context) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	natsReady := func() error { return natsutil.Ready(nc) }
+	lim, err := m.connLimiter(clients, reg)
+	if err != nil {
+		return err
+	}
+	public := listenOptions{limit: lim}
 
 	statusCtx, statusStop := context.WithCancel(context.Background())
 	m.statusStop = statusStop
@@ -456,7 +469,8 @@ func (m *Main) Run(ctx context.Context) error {
 			Publisher: js, Sites: m.sites, NodeID: nodeID, Capacity: c.IngestCapacity, MaxConnEventsPerSecond: c.IngestConnRate,
 			AckInterval: c.IngestAckInterval,
 			Poller:      netpoll.Mode(c.IngestPoller), ClientAddrs: clients,
-			Ready: natsReady, Logger: log, Registerer: reg,
+			Ready:  func() error { return errors.Join(natsReady(), lim.Ready()) },
+			Logger: log, Registerer: reg,
 		}
 		if poller != nil {
 			cfg.Quotes = poller
@@ -471,7 +485,7 @@ func (m *Main) Run(ctx context.Context) error {
 		obs.MountHealth(mux, in.Ready)
 		mux.Handle("/", in.Handler())
 		readies = append(readies, in.Ready)
-		if m.IngestURL, err = m.serve(c.IngestAddr, c.IngestReusePort, mux); err != nil {
+		if m.IngestURL, err = m.serve(c.IngestAddr, listenOptions{limit: lim, reusePort: c.IngestReusePort}, mux); err != nil {
 			return err
 		}
 		log.Info("ingest node listening", "tracker", wsURL(m.IngestURL)+"/v1/track", "demo", m.IngestURL+"/demo")
@@ -498,7 +512,7 @@ func (m *Main) Run(ctx context.Context) error {
 		obs.MountHealth(mux, d.Ready)
 		mux.Handle("/", d.Handler())
 		readies = append(readies, d.Ready)
-		if m.DashboardURL, err = m.serve(c.DashboardAddr, false, mux); err != nil {
+		if m.DashboardURL, err = m.serve(c.DashboardAddr, public, mux); err != nil {
 			return err
 		}
 		log.Info("dashboard listening: point a browser here", "url", m.DashboardURL+"/")
@@ -515,7 +529,7 @@ func (m *Main) Run(ctx context.Context) error {
 		return errors.Join(errs...)
 	})
 	obs.MountMetrics(mux, reg)
-	if m.MetricsURL, err = m.serve(c.MetricsAddr, false, mux); err != nil {
+	if m.MetricsURL, err = m.serve(c.MetricsAddr, listenOptions{}, mux); err != nil {
 		return err
 	}
 	log.Info("metrics listening", "url", m.MetricsURL+"/metrics")
@@ -634,17 +648,28 @@ func debugHandler() http.Handler {
 	return mux
 }
 
+// listenOptions are how serve listens.
+type listenOptions struct {
+	// limit, if set, bounds the listener's connections: a public one's.
+	limit *connlimit.Limiter
+	// reusePort lets other processes listen on the address too
+	// (setReusePort).
+	reusePort bool
+}
+
 // serve listens on addr and serves h in the background; it returns the
-// listener's URL. With reusePort, other processes may listen on addr too
-// (setReusePort).
-func (m *Main) serve(addr string, reusePort bool, h http.Handler) (string, error) {
+// listener's URL.
+func (m *Main) serve(addr string, opts listenOptions, h http.Handler) (string, error) {
 	var lc net.ListenConfig
-	if reusePort {
+	if opts.reusePort {
 		lc.Control = setReusePort
 	}
 	l, err := lc.Listen(context.Background(), "tcp", addr)
 	if err != nil {
 		return "", fmt.Errorf("listen %s: %w", addr, err)
+	}
+	if opts.limit != nil {
+		l = opts.limit.Listener(l)
 	}
 	srv := &http.Server{
 		Handler: h,
