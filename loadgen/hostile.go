@@ -401,15 +401,11 @@ func maskedFrame(op byte, payload []byte) []byte {
 // payload, and then, if trickle is set, one more byte of it every trickle,
 // never reading, until the node closes it or ctx ends.
 func (h *hostileRun) rawAttack(ctx context.Context, kind string, ip net.IP, payload []byte, trickle time.Duration) {
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: ip}, Timeout: 5 * time.Second}
-	c, err := d.DialContext(ctx, "tcp", h.host)
-	if err != nil {
-		sleep(ctx, 100*time.Millisecond)
+	c, done := h.attackConn(ctx, ip)
+	if c == nil {
 		return
 	}
-	defer c.Close()
-	stop := context.AfterFunc(ctx, func() { c.Close() })
-	defer stop()
+	defer done()
 	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 	fmt.Fprintf(c, "GET /v1/track?v=1&site=%s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
 		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", url.QueryEscape(h.cfg.Site), h.host)
@@ -419,13 +415,7 @@ func (h *hostileRun) rawAttack(ctx context.Context, kind string, ip net.IP, payl
 	}
 	h.count(kind, resp.StatusCode)
 	if resp.StatusCode != http.StatusSwitchingProtocols {
-		// Refused: try again soon, as an attacker would, and leave no
-		// TIME_WAIT behind (a reset), which would use up this
-		// address's ports in seconds.
-		if tc, ok := c.(*net.TCPConn); ok {
-			_ = tc.SetLinger(0)
-		}
-		sleep(ctx, 100*time.Millisecond)
+		retrySoon(ctx, c)
 		return
 	}
 	_ = c.SetDeadline(time.Time{})
@@ -444,18 +434,13 @@ func (h *hostileRun) rawAttack(ctx context.Context, kind string, ip net.IP, payl
 
 // silentAttack opens a connection to the ingest node from ip and sends
 // nothing, until the node closes it (its header timeout) or ctx ends.
-// One closed within a second was refused at accept: the holder leaves no
-// TIME_WAIT behind (a reset) and tries again soon, as an attacker would.
+// One closed within a second was refused at accept.
 func (h *hostileRun) silentAttack(ctx context.Context, ip net.IP) {
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: ip}, Timeout: 5 * time.Second}
-	c, err := d.DialContext(ctx, "tcp", h.host)
-	if err != nil {
-		sleep(ctx, 100*time.Millisecond)
+	c, done := h.attackConn(ctx, ip)
+	if c == nil {
 		return
 	}
-	defer c.Close()
-	stop := context.AfterFunc(ctx, func() { c.Close() })
-	defer stop()
+	defer done()
 	opened := time.Now()
 	_, _ = c.Read(make([]byte, 1))
 	switch {
@@ -466,6 +451,30 @@ func (h *hostileRun) silentAttack(ctx context.Context, ip net.IP) {
 		return
 	}
 	h.refuse("silent", "closed")
+	retrySoon(ctx, c)
+}
+
+// attackConn dials the ingest node from ip for an attacker; the
+// connection closes when ctx ends, or with done. It is nil, after a
+// pause, when the dial fails.
+func (h *hostileRun) attackConn(ctx context.Context, ip net.IP) (c net.Conn, done func()) {
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: ip}, Timeout: 5 * time.Second}
+	c, err := d.DialContext(ctx, "tcp", h.host)
+	if err != nil {
+		sleep(ctx, 100*time.Millisecond)
+		return nil, nil
+	}
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	return c, func() {
+		stop()
+		c.Close()
+	}
+}
+
+// retrySoon is what an attacker refused does: it ends the connection with
+// a reset, leaving no TIME_WAIT behind (which would use up its address's
+// ports in seconds), and tries again soon.
+func retrySoon(ctx context.Context, c net.Conn) {
 	if tc, ok := c.(*net.TCPConn); ok {
 		_ = tc.SetLinger(0)
 	}
