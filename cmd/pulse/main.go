@@ -412,7 +412,6 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	public := listenOptions{limit: lim}
 
 	statusCtx, statusStop := context.WithCancel(context.Background())
 	m.statusStop = statusStop
@@ -512,7 +511,7 @@ func (m *Main) Run(ctx context.Context) error {
 		obs.MountHealth(mux, d.Ready)
 		mux.Handle("/", d.Handler())
 		readies = append(readies, d.Ready)
-		if m.DashboardURL, err = m.serve(c.DashboardAddr, public, mux); err != nil {
+		if m.DashboardURL, err = m.serve(c.DashboardAddr, listenOptions{limit: lim}, mux); err != nil {
 			return err
 		}
 		log.Info("dashboard listening: point a browser here", "url", m.DashboardURL+"/")
