@@ -21,8 +21,9 @@
 #   live      event to screen at 50,000 events/s with 100 dashboards, with
 #             and without the live panels (Pulse only)
 #   cost      Pulse's CPU per event and RSS against connections, events a
-#             second, sites and dashboards, one at a time; then 10,000
-#             trackers x 20 events/s (cost_active alone)
+#             second, sites and dashboards, one at a time; then 100, 1,000
+#             and 10,000 sites (cost_sites alone) and 10,000 trackers x 20
+#             events/s (cost_active alone)
 #   floor     1,000 classic connections x 20 events/s: the bare receive
 #             floor (bench/floor, nbio: callbacks on the poller, and on
 #             nbio's default pool), Pulse all-in-one and Node, same
@@ -174,20 +175,30 @@ sites_file() {
 cost() {
   local cap=PULSE_INGEST_CAPACITY=1000000
   local base=(-duration 20s -batched -sources 20)
-  local s100 s10k
-  s100=$(sites_file 100)
-  s10k=$(sites_file 10000)
   for i in $(seq "$runs"); do
     pulse_own "cost-1k-20-$i" $cap -- "${base[@]}" -trackers 1000 -rate 20 -ramp 2s
     pulse_own "cost-1k-5-$i" $cap -- "${base[@]}" -trackers 1000 -rate 5 -ramp 2s
     pulse_own "cost-1k-50-$i" $cap -- "${base[@]}" -trackers 1000 -rate 50 -ramp 2s
     pulse_own "cost-10k-2-$i" $cap -- "${base[@]}" -trackers 10000 -rate 2 -ramp 10s
-    pulse_own "cost-10k-2-sites100-$i" $cap PULSE_SITES_FILE="$s100" -- "${base[@]}" -trackers 10000 -rate 2 -ramp 10s -site load -sites 100
-    pulse_own "cost-10k-2-sites10k-$i" $cap PULSE_SITES_FILE="$s10k" -- "${base[@]}" -trackers 10000 -rate 2 -ramp 10s -site load -sites 10000 -settle 30s
     pulse_own "cost-1k-20-dash100-$i" $cap -- "${base[@]}" -trackers 1000 -rate 20 -ramp 2s -consumers 100
     pulse_own "cost-1k-20-dash1000-$i" $cap -- "${base[@]}" -trackers 1000 -rate 20 -ramp 2s -consumers 1000
   done
+  cost_sites
   cost_active
+}
+
+# cost_sites: 10,000 trackers × 2 events/s spread over 100, 1,000 and
+# 10,000 sites, alternating.
+cost_sites() {
+  local cap=PULSE_INGEST_CAPACITY=1000000
+  local base=(-duration 20s -batched -sources 20 -trackers 10000 -rate 2 -ramp 10s -site load)
+  local n
+  for n in 100 1000 10000; do sites_file "$n" > /dev/null; done
+  for i in $(seq "$runs"); do
+    pulse_own "cost-10k-2-sites100-$i" $cap PULSE_SITES_FILE="$(sites_file 100)" -- "${base[@]}" -sites 100
+    pulse_own "cost-10k-2-sites1k-$i" $cap PULSE_SITES_FILE="$(sites_file 1000)" -- "${base[@]}" -sites 1000 -settle 20s
+    pulse_own "cost-10k-2-sites10k-$i" $cap PULSE_SITES_FILE="$(sites_file 10000)" -- "${base[@]}" -sites 10000 -settle 30s
+  done
 }
 
 # cost_active: 10,000 batched trackers × 20 events/s (200,000 events/s),
