@@ -17,7 +17,7 @@
 #   fanout    SSE subscribers: Node 100 admins, Pulse 1,000 consumers
 #   quotes    10,000 quote widgets obeying callIn
 #   hostile   1,000 good trackers counted exactly while ping floods, half-sent
-#             frames, path floods and SSE floods run (Pulse only)
+#             frames, path floods, SSE floods and silent connections run (Pulse only)
 #   live      event to screen at 50,000 events/s with 100 dashboards, with
 #             and without the live panels (Pulse only)
 #   cost      Pulse's CPU per event and RSS against connections, events a

@@ -36,7 +36,7 @@ func runLoadgen(ctx context.Context, args []string, getenv func(string) string, 
 	widgets := fs.Int("widgets", 0, "run N quote widgets polling /v1/quote and obeying callIn instead of trackers")
 	symbols := fs.String("symbols", "IBM,AAPL,MSFT", "symbols the widgets poll, comma-separated")
 	metrics := fs.String("metrics", "http://127.0.0.1:2113", "the node's metrics listener, where widgets read its upstream fetches and -sites runs their count (loopback only)")
-	hostile := fs.Bool("hostile", false, "hostile load: -trackers good trackers (default 1000, -rate default 20) counted exactly at -dashboard while ping floods, half-sent frames, path floods and SSE floods run")
+	hostile := fs.Bool("hostile", false, "hostile load: -trackers good trackers (default 1000, -rate default 20) counted exactly at -dashboard while ping floods, half-sent frames, path floods, SSE floods and silent connections from one address run")
 	floodSite := fs.String("flood-site", "flood", "with -hostile: the registered site the path flooders send to")
 	if err := fs.Parse(args); err != nil {
 		return err
