@@ -651,7 +651,8 @@ const drainWait = 2 * time.Second
 
 // load reads the snapshot: the index, then every site it names.
 // A site's own sequence may be newer than the common one when a tick died
-// half-way; handle skips what each site already has.
+// half-way; handle skips what each site already has. What it loads is
+// installed under mu at the end: Figures reads it from another goroutine.
 func (a *Aggregator) load(ctx context.Context) error {
 	idx, err := a.cfg.Snapshots.Index(ctx, a.cfg.Slice, a.cfg.Slices)
 	switch {
@@ -662,6 +663,7 @@ func (a *Aggregator) load(ctx context.Context) error {
 	}
 	// Every site the index names must load: a missing one would silently
 	// drop its counts, so it is an error, and Run is tried again.
+	sites := make(map[string]*Site, len(idx.Sites))
 	for _, name := range idx.Sites {
 		data, err := a.cfg.Snapshots.Site(ctx, name)
 		if err != nil {
@@ -671,10 +673,11 @@ func (a *Aggregator) load(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("aggregator: snapshot of %s: %w", name, err)
 		}
-		a.sites[name] = s
+		sites[name] = s
 	}
-	seq := idx.Seq
-	a.seq, a.savedSeq = seq, seq
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.sites, a.seq, a.savedSeq = sites, idx.Seq, idx.Seq
 	return nil
 }
 

@@ -303,6 +303,8 @@ func (a *Aggregator) loadQuotes(ctx context.Context) error {
 			s.StartVolume = make(map[int64]int64)
 		}
 	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	a.quotes = q
 	return nil
 }
