@@ -2,6 +2,7 @@ package connlimit
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -81,6 +82,26 @@ func (s *server) dial(t *testing.T, src string) (kept net.Conn, ok bool) {
 	}
 }
 
+// mustKeep dials from src and fails the test with why unless the server
+// kept the connection, which it returns.
+func (s *server) mustKeep(t *testing.T, src, why string) net.Conn {
+	t.Helper()
+	c, ok := s.dial(t, src)
+	if !ok {
+		t.Fatal(why)
+	}
+	return c
+}
+
+// mustRefuse dials from src and fails the test with why unless the
+// server refused the connection.
+func (s *server) mustRefuse(t *testing.T, src, why string) {
+	t.Helper()
+	if _, ok := s.dial(t, src); ok {
+		t.Fatal(why)
+	}
+}
+
 func (s *server) refusals() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -91,29 +112,18 @@ func TestPerAddress(t *testing.T) {
 	s := startServer(t, Config{Max: 100, MaxPerAddr: 3})
 	var first net.Conn
 	for i := range 3 {
-		c, ok := s.dial(t, "127.0.0.1")
-		if !ok {
-			t.Fatalf("connection %d from 127.0.0.1 refused under the limit", i+1)
-		}
+		c := s.mustKeep(t, "127.0.0.1", fmt.Sprintf("connection %d from 127.0.0.1 refused under the limit", i+1))
 		if i == 0 {
 			first = c
 		}
 	}
-	if _, ok := s.dial(t, "127.0.0.1"); ok {
-		t.Fatal("a fourth connection from 127.0.0.1 was kept, limit 3")
-	}
-	if _, ok := s.dial(t, "127.0.0.2"); !ok {
-		t.Fatal("127.0.0.2 was refused for 127.0.0.1's connections")
-	}
+	s.mustRefuse(t, "127.0.0.1", "a fourth connection from 127.0.0.1 was kept, limit 3")
+	s.mustKeep(t, "127.0.0.2", "127.0.0.2 was refused for 127.0.0.1's connections")
 	// Closing one gives its address the place back, once.
 	first.Close()
 	first.Close()
-	if _, ok := s.dial(t, "127.0.0.1"); !ok {
-		t.Fatal("127.0.0.1 refused after one of its connections closed")
-	}
-	if _, ok := s.dial(t, "127.0.0.1"); ok {
-		t.Fatal("a double close gave 127.0.0.1 two places back")
-	}
+	s.mustKeep(t, "127.0.0.1", "127.0.0.1 refused after one of its connections closed")
+	s.mustRefuse(t, "127.0.0.1", "a double close gave 127.0.0.1 two places back")
 	if got := s.lim.Open(); got != 4 {
 		t.Errorf("Open = %d, want 4", got)
 	}
@@ -126,25 +136,17 @@ func TestInAll(t *testing.T) {
 	s := startServer(t, Config{Max: 3, MaxPerAddr: 10})
 	var kept []net.Conn
 	for _, src := range []string{"127.0.0.1", "127.0.0.2", "127.0.0.3"} {
-		c, ok := s.dial(t, src)
-		if !ok {
-			t.Fatalf("%s refused under the limit", src)
-		}
-		kept = append(kept, c)
+		kept = append(kept, s.mustKeep(t, src, src+" refused under the limit"))
 	}
 	if err := s.lim.Ready(); !errors.Is(err, ErrFull) {
 		t.Errorf("Ready at the limit: %v, want ErrFull", err)
 	}
-	if _, ok := s.dial(t, "127.0.0.4"); ok {
-		t.Fatal("a fourth connection was kept, limit 3 in all")
-	}
+	s.mustRefuse(t, "127.0.0.4", "a fourth connection was kept, limit 3 in all")
 	kept[0].Close()
 	if err := s.lim.Ready(); err != nil {
 		t.Errorf("Ready below the limit: %v", err)
 	}
-	if _, ok := s.dial(t, "127.0.0.4"); !ok {
-		t.Fatal("refused after a connection closed")
-	}
+	s.mustKeep(t, "127.0.0.4", "refused after a connection closed")
 	if got := s.refusals(); len(got) != 1 || got[0] != "full" {
 		t.Errorf("refusals %q, want one full", got)
 	}
@@ -152,12 +154,8 @@ func TestInAll(t *testing.T) {
 
 func TestHeldCountsInAll(t *testing.T) {
 	s := startServer(t, Config{Max: 3, MaxPerAddr: 10, Held: func() int { return 2 }})
-	if _, ok := s.dial(t, "127.0.0.1"); !ok {
-		t.Fatal("refused with 2 held of 3")
-	}
-	if _, ok := s.dial(t, "127.0.0.2"); ok {
-		t.Fatal("kept with 2 held and 1 open, limit 3")
-	}
+	s.mustKeep(t, "127.0.0.1", "refused with 2 held of 3")
+	s.mustRefuse(t, "127.0.0.2", "kept with 2 held and 1 open, limit 3")
 	if got := s.lim.Open(); got != 3 {
 		t.Errorf("Open = %d, want 3", got)
 	}
@@ -167,26 +165,17 @@ func TestExemptPeers(t *testing.T) {
 	proxy := netip.MustParseAddr("127.0.0.1")
 	s := startServer(t, Config{Max: 100, MaxPerAddr: 1, Exempt: func(a netip.Addr) bool { return a == proxy }})
 	for i := range 3 {
-		if _, ok := s.dial(t, "127.0.0.1"); !ok {
-			t.Fatalf("the exempt proxy's connection %d refused", i+1)
-		}
+		s.mustKeep(t, "127.0.0.1", fmt.Sprintf("the exempt proxy's connection %d refused", i+1))
 	}
-	if _, ok := s.dial(t, "127.0.0.2"); !ok {
-		t.Fatal("127.0.0.2's first connection refused")
-	}
-	if _, ok := s.dial(t, "127.0.0.2"); ok {
-		t.Fatal("127.0.0.2's second connection kept, limit 1")
-	}
+	s.mustKeep(t, "127.0.0.2", "127.0.0.2's first connection refused")
+	s.mustRefuse(t, "127.0.0.2", "127.0.0.2's second connection kept, limit 1")
 }
 
 // A kept TCP connection keeps what servers look for in a *net.TCPConn:
 // a poller's SyscallConn, the HTTP server's CloseWrite and ReadFrom.
 func TestKeptConnKeepsTCPMethods(t *testing.T) {
 	s := startServer(t, Config{Max: 10, MaxPerAddr: 10})
-	c, ok := s.dial(t, "127.0.0.1")
-	if !ok {
-		t.Fatal("refused")
-	}
+	c := s.mustKeep(t, "127.0.0.1", "refused")
 	if _, ok := c.(syscall.Conn); !ok {
 		t.Error("not a syscall.Conn")
 	}

@@ -371,16 +371,24 @@ func TestIngestNodesShareAddress(t *testing.T) {
 func waitReadyz(t *testing.T, base string, status int) {
 	t.Helper()
 	checkFor(t, 60*time.Second, 20*time.Millisecond, func() error {
-		resp, err := http.Get(base + "/readyz")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != status {
-			return fmt.Errorf("%s/readyz: %s, want %d", base, resp.Status, status)
-		}
-		return nil
+		_, err := readyzIs(base, status)
+		return err
 	})
+}
+
+// readyzIs reads base/readyz: its body, or an error unless its status is
+// status.
+func readyzIs(base string, status int) (string, error) {
+	resp, err := http.Get(base + "/readyz")
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != status {
+		return "", fmt.Errorf("%s/readyz: %s (%s), want %d", base, resp.Status, b, status)
+	}
+	return string(b), nil
 }
 
 func TestParseFlags(t *testing.T) {

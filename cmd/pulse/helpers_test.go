@@ -185,6 +185,11 @@ func readSSE(body io.Reader) <-chan sseEvent {
 	return ch
 }
 
+// dialerFrom dials from the loopback address src.
+func dialerFrom(src string) *net.Dialer {
+	return &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+}
+
 // trackerClient speaks the tracker protocol (v=1) like pulse.js does.
 type trackerClient struct {
 	ws      *websocket.Conn
@@ -206,7 +211,7 @@ func dialTrackerFrom(t testing.TB, src, ingestURL, site, sid string) *trackerCli
 	}
 	dialer := *websocket.DefaultDialer
 	if src != "" {
-		dialer.NetDial = (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}).Dial
+		dialer.NetDial = dialerFrom(src).Dial
 	}
 	ws, _, err := dialer.Dial(u, nil)
 	if err != nil {

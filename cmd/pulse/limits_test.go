@@ -96,8 +96,7 @@ func TestMaxConnsFor(t *testing.T) {
 // sends nothing.
 func rawDial(t *testing.T, src, addr string) net.Conn {
 	t.Helper()
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
-	c, err := d.Dial("tcp", addr)
+	c, err := dialerFrom(src).Dial("tcp", addr)
 	if err != nil {
 		t.Fatalf("dial from %s: %v", src, err)
 	}
@@ -154,14 +153,9 @@ func refusedCount(t *testing.T, m *Main, reason string) float64 {
 // readyz answers base/readyz's body, failing unless its status is status.
 func readyz(t *testing.T, base string, status int) string {
 	t.Helper()
-	resp, err := http.Get(base + "/readyz")
+	body, err := readyzIs(base, status)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != status {
-		t.Fatalf("/readyz: %s (%s), want %d", resp.Status, b, status)
-	}
-	return string(b)
+	return body
 }
